@@ -1,0 +1,61 @@
+"""plugnet's core: everything a plugin or a user script needs, importable from here.
+
+Plugins (the built-ins in ``plugins`` included) use only the names exported here and from
+`framework.testing`.
+"""
+
+from framework.base import (
+    Activation,
+    Callback,
+    Dataset,
+    Initializer,
+    Layer,
+    Loss,
+    Metric,
+    Optimizer,
+    fans,
+)
+from framework.data import read_idx, resolve_data_dir, split_train_test
+from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError
+from framework.hookspecs import hookimpl, hookspec
+from framework.model import Sequential
+from framework.registry import KINDS, create, load_plugins, registry, resolve
+from framework.run import run
+from framework.storage import atomic_write, load_arrays, save_arrays, save_json
+from framework.trainer import Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "Callback",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "Initializer",
+    "KINDS",
+    "Layer",
+    "Loss",
+    "Metric",
+    "Optimizer",
+    "PluginError",
+    "PlugnetError",
+    "Sequential",
+    "ShapeError",
+    "Trainer",
+    "atomic_write",
+    "create",
+    "fans",
+    "hookimpl",
+    "hookspec",
+    "load_arrays",
+    "load_plugins",
+    "read_idx",
+    "registry",
+    "resolve",
+    "resolve_data_dir",
+    "run",
+    "save_arrays",
+    "save_json",
+    "split_train_test",
+]

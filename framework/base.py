@@ -1,0 +1,191 @@
+"""Base classes for components.
+
+The protocols, not these classes, are what the framework relies on (duck typing): a
+third-party component may be any object with the right methods.  The bases give defaults
+and a few helpers, and they are what the built-ins derive from.
+"""
+
+import math
+
+import numpy as np
+
+
+def fans(shape):
+    """``(fan_in, fan_out)`` of a weight shape.
+
+    The last axis is the number of output units; every other axis feeds each of them, so a
+    dense ``(in, out)`` kernel has fan-in ``in`` and a conv ``(kh, kw, in, out)`` kernel has
+    fan-in ``kh*kw*in`` and fan-out ``kh*kw*out`` (the receptive field counts on both sides).
+    """
+    shape = tuple(shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class Layer:
+    """Base of layers.
+
+    A model sets ``name``, ``dtype`` and ``rng`` on each layer before calling
+    ``build(input_shape)`` (shapes exclude the batch axis).  ``add_param`` creates a parameter
+    with its zeroed gradient; ``forward`` keeps what ``backward`` needs; ``backward`` fills
+    ``grads`` (in place where it can, so nothing is reallocated each step) and returns the
+    gradient with respect to the input.
+    """
+
+    name = None
+    kind = None  # the registered name; set by `create` for registered layers
+    dtype = np.float32
+    rng = None
+    preactivations = None
+    activations = None
+
+    # Parameters and gradients live in the instance dictionary, created on first use, so
+    # subclasses (attrs classes among them) need not call ``Layer.__init__``.
+    @property
+    def params(self):
+        return self.__dict__.setdefault("_params", {})
+
+    @params.setter
+    def params(self, value):
+        self.__dict__["_params"] = value
+
+    @property
+    def grads(self):
+        return self.__dict__.setdefault("_grads", {})
+
+    @grads.setter
+    def grads(self, value):
+        self.__dict__["_grads"] = value
+
+    def add_param(self, name, shape, initializer):
+        """Create parameter ``name`` of ``shape`` with ``initializer`` (a name, a
+        ``{"type": ...}`` mapping or an initializer object) and its zero gradient."""
+        from framework.registry import resolve
+
+        init = resolve("initializers", initializer)
+        rng = self.rng if self.rng is not None else np.random.default_rng()
+        value = np.asarray(init(tuple(shape), rng), dtype=self.dtype)
+        if value.shape != tuple(shape):
+            raise ValueError(
+                f"initializer {init!r} returned shape {value.shape}, expected {tuple(shape)}"
+            )
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
+    def build(self, input_shape):
+        """Create parameters for ``input_shape``; return the output shape."""
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        raise NotImplementedError
+
+    def backward(self, grad_y):
+        raise NotImplementedError
+
+
+class Activation:
+    """Base of activations.
+
+    ``link`` names the canonical link this activation is (``"softmax"``, ``"sigmoid"``), so a
+    loss can fuse its gradient with it: for softmax with cross-entropy the gradient with
+    respect to the net input is ``(y_pred - y_true) / batch``, exact even where the
+    probabilities underflow.
+    """
+
+    link = None
+
+    def forward(self, z):
+        raise NotImplementedError
+
+    def backward(self, z, a, grad_a):
+        raise NotImplementedError
+
+
+class Loss:
+    """Base of losses: ``forward`` gives the batch mean, ``backward`` its gradient."""
+
+    def forward(self, y_pred, y_true):
+        raise NotImplementedError
+
+    def backward(self, y_pred, y_true):
+        raise NotImplementedError
+
+    def fuses_with(self, link):
+        """Whether ``backward_fused`` applies to an output activation with this link."""
+        return False
+
+    def backward_fused(self, y_pred, y_true):
+        """Gradient with respect to the output layer's net input, for a fused link."""
+        raise NotImplementedError
+
+    def check_targets(self, y_true, output_shape):
+        """Raise `framework.DataError` when ``y_true`` cannot be targets for outputs of
+        ``output_shape`` (batch axis excluded).  The default accepts targets of the output's
+        shape, or one value per sample for a single output."""
+        from framework.errors import DataError
+
+        y_shape = tuple(np.shape(y_true)[1:])
+        if y_shape != tuple(output_shape) and not (
+            y_shape == () and tuple(output_shape) == (1,)
+        ):
+            raise DataError(
+                f"targets of shape {y_shape} do not match the model's output shape "
+                f"{tuple(output_shape)}"
+            )
+
+
+class Optimizer:
+    """Base of optimizers.
+
+    Per-parameter state is kept in lists parallel to the ``params`` list given to ``step``,
+    created on the first step.  ``state_dict`` returns arrays and numbers only, so it stores in
+    a checkpoint without pickling.
+    """
+
+    full_batch = False
+    lr = 0.01
+
+    def step(self, params, grads):
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
+
+
+class Initializer:
+    """Base of initializers: ``__call__(shape, rng) -> ndarray``."""
+
+    def __call__(self, shape, rng):
+        raise NotImplementedError
+
+
+class Metric:
+    """Base of metrics: ``__call__(y_pred, y_true) -> float``.
+
+    ``higher_is_better`` tells early stopping and sweeps which way is good."""
+
+    higher_is_better = True
+
+    def __call__(self, y_pred, y_true):
+        raise NotImplementedError
+
+
+class Dataset:
+    """Base of datasets: ``load(rng) -> (x_train, y_train, x_test, y_test)``."""
+
+    def load(self, rng):
+        raise NotImplementedError
+
+
+class Callback:
+    """Base of callbacks: decorate the training-loop hooks you implement with
+    ``framework.hookimpl``.  Nothing else is required."""

@@ -1,0 +1,115 @@
+"""The ``plugnet`` command line."""
+
+import argparse
+import os
+import sys
+
+from framework.config import apply_overrides, default_config, load_config
+from framework.errors import PlugnetError
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="plugnet", description="Train numpy neural networks built from plugins."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub):
+        sub.add_argument("--logdir", help="where logs, summaries and checkpoints go")
+        sub.add_argument("--seed", type=int, help="seed for weights, data and shuffling")
+        sub.add_argument("--epochs", type=int, help="number of epochs (train.epochs)")
+        sub.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="override a config key, e.g. train.optimizer.lr=0.05 (repeatable)",
+        )
+        sub.add_argument(
+            "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+            help="import MODULE as a plugin (repeatable)",
+        )
+
+    train = commands.add_parser("train", help="train a model from a TOML config")
+    train.add_argument("config", nargs="?", help="TOML config (default: the built-in moons example)")
+    train.add_argument("--resume", metavar="LOGDIR", help="continue from the newest checkpoint in LOGDIR")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    common(train)
+
+    plugins = commands.add_parser("plugins", help="list plugins and what they register")
+    plugins.add_argument(
+        "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+        help="also load MODULE (repeatable)",
+    )
+    return parser
+
+
+def config_from_args(args):
+    config = load_config(args.config) if args.config else default_config()
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.logdir is not None:
+        overrides.append(f"logging.logdir={toml_string(args.logdir)}")
+    config = apply_overrides(config, overrides)
+    if args.plugins:
+        config["plugins"] = list(config.get("plugins", [])) + [
+            p for p in args.plugins if p not in config.get("plugins", [])
+        ]
+    return config
+
+
+def toml_string(text):
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_logs(logs):
+    return "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
+
+
+def command_train(args):
+    from framework.run import build
+    from framework.storage import save_json
+
+    config = config_from_args(args)
+    experiment = build(config, progress=not args.quiet)
+    summary = experiment.fit()
+    logdir = experiment.logdir
+    save_json(os.path.join(logdir, "summary.json"), summary)
+    print(f"trained {summary['epochs']} epochs, {summary['steps']} steps in {summary['seconds']:.1f} s")
+    print(f"train  {format_logs(summary['train'])}")
+    if "test" in summary:
+        print(f"test   {format_logs(summary['test'])}")
+    print(f"logs in {logdir}  (summary.json; view with: tensorboard --logdir {os.path.dirname(logdir) or logdir})")
+    return 0
+
+
+def command_plugins(args):
+    from framework.registry import load_plugins, plugin_manager, plugin_origin, registry
+
+    load_plugins(args.plugins)
+    pm = plugin_manager()
+    by_plugin = registry().by_plugin()
+    for name, plugin in pm.list_name_plugin():
+        print(f"{name}  ({plugin_origin(plugin)})")
+        for kind, names in by_plugin.get(name, {}).items():
+            print(f"  {kind + ':':<14}{', '.join(names)}")
+    return 0
+
+
+COMMANDS = {"train": command_train, "plugins": command_plugins}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PlugnetError as exc:
+        print(f"plugnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plugnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

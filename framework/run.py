@@ -1,0 +1,110 @@
+"""Training from a config: what ``plugnet train`` and `framework.run` do."""
+
+import os
+
+import attrs
+import numpy as np
+
+from framework.config import check_config
+from framework.errors import DataError
+from framework.model import Sequential
+from framework.registry import load_plugins, resolve
+from framework.storage import save_json
+from framework.trainer import Trainer
+
+DEFAULT_LOGDIR = "runs"
+
+
+@attrs.define
+class Experiment:
+    """A config made into a trainer and its data, ready to `fit`."""
+
+    config: dict
+    trainer: Trainer
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def logdir(self):
+        return self.trainer.logdir
+
+    def fit(self):
+        train = self.config["train"]
+        validation = (self.x_test, self.y_test) if len(self.x_test) else None
+        self.trainer.fit(
+            self.x_train,
+            self.y_train,
+            epochs=train.get("epochs", 1),
+            batch_size=train.get("batch_size"),
+            shuffle=train.get("shuffle", True),
+            validation_data=validation,
+            evaluate_every=train.get("evaluate_every"),
+        )
+        return self.summary()
+
+    def summary(self):
+        trainer = self.trainer
+        summary = {"train": dict(trainer.train_logs)}
+        if trainer.validation_data is not None:
+            summary["test"] = dict(trainer.test_logs)
+        summary.update(steps=trainer.step, epochs=trainer.epoch, seconds=round(trainer.seconds, 3))
+        return summary
+
+
+def build(config, *, progress=False):
+    """Check ``config``, load its plugins and data, build the model and the trainer.
+
+    Everything that can be wrong with the input is found here, before any file is written.
+    """
+    check_config(config)
+    load_plugins(config.get("plugins", []))
+    seed = config.get("seed", 0)
+    data = resolve("datasets", config["data"])
+    arrays = data.load(np.random.default_rng(seed))
+    try:
+        x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"dataset '{config['data']['type']}' must return (x_train, y_train, x_test, y_test): {exc}"
+        ) from exc
+    model_config = config["model"]
+    model = Sequential(
+        model_config["layers"],
+        input_shape=model_config.get("input_shape", x_train.shape[1:]),
+        dtype=model_config.get("dtype", "float32"),
+        seed=seed,
+    )
+    train = config.get("train", {})
+    logdir = config.get("logging", {}).get("logdir") or os.path.join(DEFAULT_LOGDIR, config["data"]["type"])
+    trainer = Trainer(
+        model,
+        loss=train["loss"],
+        optimizer=train.get("optimizer", "sgd"),
+        metrics=train.get("metrics", []),
+        logdir=logdir,
+        config=config,
+        l2=train.get("l2", 0.0),
+        seed=seed,
+    )
+    # Check the data against the model before any callback exists to write files.
+    trainer.check_data(x_train, y_train, "training")
+    if len(x_test):
+        trainer.check_data(x_test, y_test, "held-out")
+    callbacks = list(train.get("callbacks", []))
+    named = {c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))}
+    if progress and "progress" not in named:
+        callbacks.append("progress")
+    for spec in callbacks:
+        trainer.add_callback(spec)
+    return Experiment(config, trainer, x_train, y_train, x_test, y_test)
+
+
+def run(config, *, progress=False):
+    """Train from a config mapping as ``plugnet train`` does; write ``LOGDIR/summary.json``
+    and return it: final ``train`` (and ``test``) metrics, ``steps``, ``epochs``, ``seconds``."""
+    experiment = build(config, progress=progress)
+    summary = experiment.fit()
+    save_json(os.path.join(experiment.logdir, "summary.json"), summary)
+    return summary

@@ -1,0 +1,67 @@
+"""Reading and writing arrays and JSON safely.
+
+Writes go to a temporary file in the destination's directory, are flushed to disk and then
+renamed into place, so a crash leaves either the old file or the new one, never a torn one.
+Reads never unpickle: a file holding an object array is refused, so opening one runs no code.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from framework.errors import DataError
+
+
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary binary file, then move it to ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_arrays(path, arrays):
+    """Save a mapping of name -> array (or number) as an ``.npz`` file, atomically."""
+    arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    for key, value in arrays.items():
+        if value.dtype == object:
+            raise TypeError(f"'{key}' is an object array; only numeric arrays are stored")
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_arrays(path):
+    """Load every array of an ``.npz`` file into a dict, refusing pickled objects."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise DataError(
+                f"{path} holds an object (pickled) array; plugnet refuses to load it, "
+                "because unpickling could run code"
+            ) from exc
+        raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
+
+
+def save_json(path, value):
+    """Write ``value`` as indented JSON, atomically."""
+    text = json.dumps(value, indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))

@@ -1,0 +1,346 @@
+"""`Trainer`: the training loop, and the hooks it calls on its callbacks."""
+
+import math
+import time
+
+import numpy as np
+import pluggy
+
+from framework.errors import ConfigError, DataError
+from framework.hookspecs import TrainingHooks
+from framework.registry import PROJECT, resolve
+
+TRAINING_HOOKS = [name for name in vars(TrainingHooks) if name.startswith("on_")]
+
+
+def component_name(spec, component):
+    """The name a metric or callback is known by: its config name, or its class's."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict) and "type" in spec:
+        return spec["type"]
+    return getattr(component, "kind", None) or type(component).__name__.lower()
+
+
+def check_finite(array, what):
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise DataError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+
+
+class Trainer:
+    """Fits a model with a loss and an optimizer, calling the training-loop hooks.
+
+    ``loss``, ``optimizer``, each metric and each callback may be a registered name, a
+    ``{"type": name, ...}`` mapping or an object.  ``l2`` adds ``l2/2 · Σ‖W‖²`` over every
+    ``weights`` parameter to the loss (and ``l2 · W`` to its gradient).  ``seed`` seeds the
+    order in which samples are shuffled.
+    """
+
+    def __init__(
+        self,
+        model,
+        loss,
+        optimizer="sgd",
+        metrics=(),
+        callbacks=(),
+        logdir=None,
+        config=None,
+        l2=0.0,
+        seed=None,
+    ):
+        self.model = model
+        self.loss = resolve("losses", loss)
+        self.optimizer = resolve("optimizers", optimizer)
+        self.metrics = {}
+        for spec in metrics:
+            metric = resolve("metrics", spec)
+            self.metrics[component_name(spec, metric)] = metric
+        if not isinstance(l2, (int, float)) or l2 < 0:
+            raise ConfigError(f"l2 must be a number >= 0, got {l2!r}")
+        self.l2 = float(l2)
+        self.logdir = logdir
+        self.config = config if config is not None else {}
+        self.rng = np.random.default_rng(seed)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0  # batches of `epoch` already done (non-zero when resuming)
+        self.epoch_rng_state = None  # the data-order generator's state at the epoch's start
+        self.history = {}
+        self.stop_training = False
+        self.validation_data = None
+        self.train_logs = {}
+        self.test_logs = {}
+        self.seconds = 0.0
+        self.epochs = 0  # requested by the current `fit`
+        self.steps_per_epoch = 0
+        self._hooks = pluggy.PluginManager(PROJECT)
+        self._hooks.add_hookspecs(TrainingHooks)
+        self.callbacks = []
+        for spec in callbacks:
+            self.add_callback(spec)
+
+    # --- callbacks -----------------------------------------------------------------------------
+
+    def add_callback(self, spec):
+        callback = resolve("callbacks", spec)
+        self._hooks.register(callback)
+        self.callbacks.append(callback)
+        return callback
+
+    def find_callback(self, kind):
+        """The first callback whose registered name (or class) is ``kind``, or None."""
+        for callback in self.callbacks:
+            if kind in (getattr(callback, "kind", None), type(callback).__name__.lower()):
+                return callback
+        return None
+
+    def _active_hooks(self):
+        """Each training-loop hook that has implementations; others are skipped for free."""
+        hooks = {}
+        for name in TRAINING_HOOKS:
+            caller = getattr(self._hooks.hook, name)
+            hooks[name] = caller if caller.get_hookimpls() else None
+        return hooks
+
+    def _call(self, name, **kwargs):
+        caller = getattr(self._hooks.hook, name)
+        if caller.get_hookimpls():
+            caller(trainer=self, **kwargs)
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def check_data(self, x, y, what="training"):
+        """``(x, y)`` as arrays the model takes; raises `DataError` / `ShapeError` for data
+        that cannot train it (wrong shapes, NaN or inf, mismatched lengths, bad targets)."""
+        x = self.model.prepare(x, f"{what} x")
+        y = np.asarray(y)
+        if y.shape[:1] != x.shape[:1]:
+            raise DataError(f"{what} x has {len(x)} samples but y has {len(y) if y.ndim else 0}")
+        if np.issubdtype(y.dtype, np.floating):
+            y = y.astype(self.model.dtype, copy=False)
+        check_finite(x, f"{what} x")
+        check_finite(y, f"{what} y")
+        self.loss.check_targets(y, self.model.output_shape)
+        return x, y
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    def _penalty(self):
+        if not self.l2:
+            return 0.0
+        total = 0.0
+        for layer in self.model.layers:
+            weights = layer.params.get("weights")
+            if weights is not None:
+                total += float(np.vdot(weights, weights))
+        return 0.5 * self.l2 * total
+
+    def _logs(self, y_pred, y):
+        logs = {"loss": float(self.loss.forward(y_pred, y)) + self._penalty()}
+        for name, metric in self.metrics.items():
+            logs[name] = float(metric(y_pred, y))
+        return logs
+
+    def evaluate(self, x, y, batch_size=None):
+        """``{"loss": ..., metric: ...}`` on ``(x, y)`` in evaluation mode (no dropout);
+        ``loss`` includes the L2 penalty, as in training."""
+        x, y = self.check_data(x, y, "evaluation")
+        return self._evaluate(x, y, batch_size)
+
+    def _evaluate(self, x, y, batch_size=None):
+        batch = batch_size or getattr(self, "_batch_size", None) or 1024
+        y_pred = self.model.predict(x, batch_size=max(int(batch), 256))
+        return self._logs(y_pred, y)
+
+    def _run_evaluation(self, hooks):
+        if self.validation_data is None:
+            return None
+        logs = self._evaluate(*self.validation_data)
+        self.test_logs = logs
+        if hooks["on_evaluate_end"]:
+            hooks["on_evaluate_end"](trainer=self, step=self.step, logs=logs)
+        return logs
+
+    # --- training ------------------------------------------------------------------------------
+
+    def fit(self, x, y, epochs=1, batch_size=None, shuffle=True, validation_data=None, evaluate_every=None):
+        """Train until ``epochs`` epochs are done in all (a resumed trainer continues from
+        ``self.epoch``), or until a callback sets ``stop_training``.
+
+        ``batch_size`` of 1 trains per sample; ``None`` trains on the full batch.  Held-out
+        ``validation_data`` are evaluated after each epoch, every ``evaluate_every`` steps
+        if given, and at the end.  Returns ``history``: per-epoch lists of each log value.
+        """
+        x, y = self.check_data(x, y, "training")
+        if validation_data is not None:
+            xv, yv = validation_data
+            if len(xv):
+                self.validation_data = self.check_data(xv, yv, "held-out")
+        n = len(x)
+        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+            raise ConfigError(f"batch_size must be a positive integer or omitted, got {batch_size!r}")
+        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if evaluate_every is not None and (not isinstance(evaluate_every, int) or evaluate_every < 1):
+            raise ConfigError(f"evaluate_every must be a positive integer, got {evaluate_every!r}")
+        self._batch_size = batch_size = min(batch_size or n, n)
+        self.epochs = epochs
+        full_batch = getattr(self.optimizer, "full_batch", False)
+        self.steps_per_epoch = 1 if full_batch else math.ceil(n / batch_size)
+        self.stop_training = False
+        hooks = self._active_hooks()
+        started = time.perf_counter()
+        try:
+            if hooks["on_train_begin"]:
+                hooks["on_train_begin"](trainer=self)
+            if full_batch:
+                self._fit_full_batch(x, y, epochs, hooks, evaluate_every)
+            else:
+                self._fit_batches(x, y, epochs, batch_size, shuffle, hooks, evaluate_every)
+            if self.validation_data is not None:
+                self._run_evaluation(hooks)
+        except BaseException as exc:
+            self.seconds += time.perf_counter() - started
+            self._call("on_exception", exception=exc)
+            raise
+        self.seconds += time.perf_counter() - started
+        if hooks["on_train_end"]:
+            hooks["on_train_end"](trainer=self, logs=dict(self.train_logs))
+        return self.history
+
+    def _record_epoch(self, logs, hooks, epoch):
+        if self.validation_data is not None:
+            for key, value in (self._run_evaluation(hooks) or {}).items():
+                logs[f"val_{key}"] = value
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        if hooks["on_epoch_end"]:
+            hooks["on_epoch_end"](trainer=self, epoch=epoch, logs=logs)
+
+    def _fit_batches(self, x, y, epochs, batch_size, shuffle, hooks, evaluate_every):
+        model, loss, optimizer = self.model, self.loss, self.optimizer
+        n = len(x)
+        last = model.layers[-1]
+        link = getattr(getattr(last, "activation", None), "link", None)
+        fused = link is not None and hasattr(last, "backward_preactivation") and loss.fuses_with(link)
+        batch_begin = hooks["on_batch_begin"]
+        after_backward = hooks["on_after_backward"]
+        batch_end = hooks["on_batch_end"]
+        metrics = self.metrics
+        l2 = self.l2
+        l2_layers = [layer for layer in model.layers if "weights" in layer.params] if l2 else []
+        while self.epoch < epochs and not self.stop_training:
+            epoch = self.epoch
+            if self.batch_in_epoch == 0 or self.epoch_rng_state is None:
+                self.epoch_rng_state = self.rng.bit_generator.state
+            else:  # resuming mid-epoch: replay this epoch's order from its saved state
+                self.rng.bit_generator.state = self.epoch_rng_state
+            if shuffle:
+                order = self.rng.permutation(n)
+                xs, ys = x[order], y[order]
+            else:
+                xs, ys = x, y
+            if self.batch_in_epoch == 0 and hooks["on_epoch_begin"]:
+                hooks["on_epoch_begin"](trainer=self, epoch=epoch)
+            totals = dict.fromkeys(["loss", *metrics], 0.0)
+            seen = 0
+            for start in range(self.batch_in_epoch * batch_size, n, batch_size):
+                xb = xs[start : start + batch_size]
+                yb = ys[start : start + batch_size]
+                step = self.step
+                if batch_begin:
+                    batch_begin(trainer=self, step=step, batch=(xb, yb))
+                y_pred = model.forward(xb, True)
+                value = loss.forward(y_pred, yb)
+                if fused:
+                    model.backward_preactivation(loss.backward_fused(y_pred, yb))
+                else:
+                    model.backward(loss.backward(y_pred, yb))
+                if l2:
+                    for layer in l2_layers:
+                        weights = layer.params["weights"]
+                        layer.grads["weights"] += l2 * weights
+                        value += 0.5 * l2 * float(np.vdot(weights, weights))
+                if after_backward:
+                    after_backward(trainer=self, step=step)
+                optimizer.step(model.params_list(), model.grads_list())
+                logs = {"loss": float(value)}
+                for name, metric in metrics.items():
+                    logs[name] = float(metric(y_pred, yb))
+                count = len(xb)
+                for key, item in logs.items():
+                    totals[key] += item * count
+                seen += count
+                self.step = step + 1
+                self.batch_in_epoch += 1
+                if batch_end:
+                    batch_end(trainer=self, step=step, logs=logs)
+                if evaluate_every and self.step % evaluate_every == 0:
+                    self._run_evaluation(hooks)
+                if self.stop_training:
+                    break
+            epoch_done = start + batch_size >= n if seen else True
+            if not epoch_done:  # stopped mid-epoch: the epoch is not finished
+                self.train_logs = {key: total / seen for key, total in totals.items()}
+                break
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.train_logs = {key: total / max(seen, 1) for key, total in totals.items()}
+            self._record_epoch(dict(self.train_logs), hooks, epoch)
+
+    def _fit_full_batch(self, x, y, epochs, hooks, evaluate_every):
+        """Full-batch optimizers (BFGS) minimise the loss over the flat parameter vector; each
+        of their iterations is one step and one epoch, and the hooks of a step and an epoch
+        are called after it, in their usual order."""
+        model, loss = self.model, self.loss
+        evaluated = {"theta": None}
+
+        def objective(theta):
+            model.set_params(theta)
+            y_pred = model.forward(x, True)
+            value = float(loss.forward(y_pred, y))
+            model.backward(loss.backward(y_pred, y))
+            if self.l2:
+                for layer in model.layers:
+                    if "weights" in layer.params:
+                        layer.grads["weights"] += self.l2 * layer.params["weights"]
+                value += self._penalty()
+            evaluated.update(theta=np.array(theta, copy=True), y_pred=y_pred, value=value)
+            return value, model.get_grads().astype(np.float64)
+
+        def after_iteration(theta):
+            if evaluated["theta"] is None or not np.array_equal(theta, evaluated["theta"]):
+                objective(theta)
+            epoch = step = self.step
+            for name in ("on_epoch_begin",):
+                if hooks[name]:
+                    hooks[name](trainer=self, epoch=epoch)
+            if hooks["on_batch_begin"]:
+                hooks["on_batch_begin"](trainer=self, step=step, batch=(x, y))
+            if hooks["on_after_backward"]:
+                hooks["on_after_backward"](trainer=self, step=step)
+            logs = {"loss": evaluated["value"]}
+            for name, metric in self.metrics.items():
+                logs[name] = float(metric(evaluated["y_pred"], y))
+            self.step += 1
+            self.epoch += 1
+            self.train_logs = logs
+            if hooks["on_batch_end"]:
+                hooks["on_batch_end"](trainer=self, step=step, logs=logs)
+            if evaluate_every and self.step % evaluate_every == 0:
+                self._run_evaluation(hooks)
+            self._record_epoch(dict(logs), hooks, epoch)
+            return self.stop_training or self.epoch >= epochs
+
+        if self.epoch >= epochs:
+            return
+        theta = self.optimizer.minimize(
+            objective, model.get_params().astype(np.float64), epochs - self.epoch, after_iteration
+        )
+        model.set_params(theta)
+        if not self.train_logs:  # converged before a first iteration completed
+            objective(theta)
+            self.train_logs = {"loss": evaluated["value"]}
