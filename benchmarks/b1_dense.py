@@ -1,0 +1,144 @@
+"""B1: training throughput of a dense MNIST-sized classifier.
+
+784-256-128-10, relu, softmax cross-entropy, batch 128, SGD with momentum 0.9, float32.
+Prints samples/s for plugnet's Trainer, a hand-written numpy loop doing the same maths, and
+PyTorch on the CPU (same number of threads) when it is installed, with the ratios; each is
+timed over the same data, several times, interleaved, and the best time is kept.
+
+    python benchmarks/b1_dense.py [--samples 12800] [--epochs 2] [--repeats 5]
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from framework import Sequential, Trainer
+
+SIZES = (784, 256, 128, 10)
+LR, MOMENTUM, BATCH = 0.01, 0.9, 128
+
+
+def data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, SIZES[0]), dtype=np.float32)
+    y = rng.integers(0, SIZES[-1], n)
+    return x, y
+
+
+def glorot(rng, fan_in, fan_out):
+    limit = np.sqrt(6 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32)
+
+
+def plugnet_run(x, y, epochs):
+    model = Sequential(
+        [{"type": "dense", "units": n, "activation": "relu"} for n in SIZES[1:-1]]
+        + [{"type": "dense", "units": SIZES[-1], "activation": "softmax"}],
+        input_shape=(SIZES[0],), seed=0,
+    )
+    trainer = Trainer(model, "cross_entropy", {"type": "sgd", "lr": LR, "momentum": MOMENTUM}, seed=0)
+    start = time.perf_counter()
+    trainer.fit(x, y, epochs=epochs, batch_size=BATCH)
+    return time.perf_counter() - start
+
+
+def numpy_run(x, y, epochs):
+    """The same training written out by hand: the reference plugnet must keep up with."""
+    rng = np.random.default_rng(0)
+    weights = [glorot(rng, a, b) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    biases = [np.zeros(b, np.float32) for b in SIZES[1:]]
+    params = weights + biases
+    velocity = [np.zeros_like(p) for p in params]
+    order_rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = order_rng.permutation(len(x))
+        xs, ys = x[order], y[order]
+        for i in range(0, len(x), BATCH):
+            xb, yb = xs[i : i + BATCH], ys[i : i + BATCH]
+            acts, pre = [xb], []
+            for layer, (w, b) in enumerate(zip(weights, biases)):
+                z = acts[-1] @ w + b
+                pre.append(z)
+                if layer < len(weights) - 1:
+                    acts.append(np.maximum(z, 0))
+                else:
+                    e = np.exp(z - z.max(axis=1, keepdims=True))
+                    probs = e / e.sum(axis=1, keepdims=True)
+            n = len(xb)
+            loss = -np.mean(np.log(np.clip(probs[np.arange(n), yb], 1e-7, None)))  # noqa: F841
+            grad = probs
+            grad[np.arange(n), yb] -= 1
+            grad /= n
+            grads_w, grads_b = [None] * len(weights), [None] * len(weights)
+            for layer in reversed(range(len(weights))):
+                grads_w[layer] = acts[layer].T @ grad
+                grads_b[layer] = grad.sum(axis=0)
+                if layer:
+                    grad = (grad @ weights[layer].T) * (pre[layer - 1] > 0)
+            for p, g, v in zip(params, grads_w + grads_b, velocity):
+                v *= MOMENTUM
+                v -= LR * g
+                p += v
+    return time.perf_counter() - start
+
+
+def torch_run(x, y, epochs):
+    import torch
+
+    torch.manual_seed(0)
+    layers = []
+    for a, b in zip(SIZES[:-2], SIZES[1:-1]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(SIZES[-2], SIZES[-1]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(xt), generator=generator)
+        xs, ys = xt[order], yt[order]
+        for i in range(0, len(xt), BATCH):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xs[i : i + BATCH]), ys[i : i + BATCH])
+            loss.backward()
+            optimizer.step()
+            loss.item()  # plugnet reads every batch loss too
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=12_800)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    x, y = data(args.samples)
+    runners = {"plugnet": plugnet_run, "numpy": numpy_run}
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
+        runners["torch"] = torch_run
+    except ImportError:
+        print("PyTorch not installed: comparing with hand-written numpy only")
+    best = dict.fromkeys(runners, float("inf"))
+    for name, runner in runners.items():  # warm-up: imports, allocator, BLAS threads
+        runner(x[: BATCH * 4], y[: BATCH * 4], 1)
+    for _ in range(args.repeats):
+        for name, runner in runners.items():
+            best[name] = min(best[name], runner(x, y, args.epochs))
+    samples = args.samples * args.epochs
+    print(f"B1 dense 784-256-128-10, batch {BATCH}, {samples} samples per run, best of {args.repeats}")
+    for name, seconds in best.items():
+        print(f"  {name:<8} {samples / seconds:>10,.0f} samples/s")
+    print(f"  plugnet / numpy : {best['numpy'] / best['plugnet']:.3f}x  (target >= 0.95)")
+    if "torch" in best:
+        print(f"  plugnet / torch : {best['torch'] / best['plugnet']:.3f}x  (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""An example third-party plugnet plugin.
+
+It registers a ``swish`` activation and a ``gaussian_noise`` layer through the same hooks the
+built-ins use.  Install it (``pip install examples/plugin``) and both names work in any config:
+
+    layers = [{ type = "dense", units = 16, activation = "swish" }, ...]
+"""
+
+import attrs
+import numpy as np
+
+from framework import Activation, Layer, hookimpl
+
+
+@attrs.define
+class Swish(Activation):
+    """``a = z · σ(βz)``; ``da/dz = σ(βz) + βz · σ(βz)(1 − σ(βz))``."""
+
+    beta: float = attrs.field(default=1.0, converter=float)
+
+    def _sigmoid(self, z):
+        # exp of a non-positive number never overflows, whatever the sign of z
+        e = np.exp(-np.abs(self.beta * z))
+        return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+    def forward(self, z):
+        return z * self._sigmoid(z)
+
+    def backward(self, z, a, grad_a):
+        s = self._sigmoid(z)
+        return grad_a * (s + self.beta * z * s * (1 - s))
+
+
+@attrs.define
+class GaussianNoise(Layer):
+    """Adds ``N(0, stddev²)`` noise while training; the identity in evaluation."""
+
+    stddev: float = attrs.field(default=0.1, converter=float)
+
+    def build(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        if not training or self.stddev == 0:
+            return x
+        return x + self.rng.normal(0.0, self.stddev, size=x.shape).astype(x.dtype)
+
+    def backward(self, grad_y):
+        return grad_y
+
+
+@hookimpl
+def register_activations():
+    return {"swish": Swish}
+
+
+@hookimpl
+def register_layers():
+    return {"gaussian_noise": GaussianNoise}

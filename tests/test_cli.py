@@ -1,0 +1,115 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from framework.cli import main
+
+FAST = ["--epochs", "3", "--quiet"]
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_default_example_writes_summary(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "train", "--logdir", str(tmp_path / "run"), "--epochs", "40")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary) == {"train", "test", "steps", "epochs", "seconds"}
+    assert summary["epochs"] == 40 and summary["steps"] == 40 * 25  # 800 samples, batch 32
+    assert summary["test"]["accuracy"] >= 0.95
+    assert "logs in" in out and str(tmp_path / "run") in out and "tensorboard --logdir" in out
+
+
+def test_set_and_seed_override(tmp_path, capsys):
+    logdir = tmp_path / "r"
+    code, _, err = run_cli(capsys, "train", *FAST, "--logdir", str(logdir), "--set", "train.batch_size=800", "--seed", "3")
+    assert code == 0, err
+    assert json.loads((logdir / "summary.json").read_text())["steps"] == 3
+
+
+def test_plugin_module_used_by_name(tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys, "train", *FAST, "--logdir", str(tmp_path / "c"), "--plugin", "cube_plugin",
+        "--set", "model.layers.0.activation=cube", "--set", "train.optimizer.lr=0.001",
+    )
+    assert code == 0, err
+
+
+BAD_INPUTS = [
+    (["--set", "model.layers.0.type=dens"], "unknown layer 'dens'; did you mean 'dense'?"),
+    (["--set", "model.layers.0.unit=4"], "layer 'dense' has no parameter 'unit'; did you mean 'units'?"),
+    (["--set", "model.layers.0.units=four"], "layer 'dense'"),
+    (["--set", "train.optimizer.lrr=0.1"], "optimizer 'sgd' has no parameter 'lrr'; did you mean 'lr'?"),
+    (["--set", "train.epoch=3"], "unknown config key 'train.epoch'; did you mean 'train.epochs'?"),
+    (["--set", "model.input_shape=[3]"], "dense_0"),
+    (["--set", "model.layers.1.units=1"], "label"),
+    (["--plugin", "no_such_module_xyz"], "cannot import plugin module 'no_such_module_xyz'"),
+    (["--set", 'data.type="mnist"', "--set", "data.n_samples=1"], "mnist"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS)
+def test_bad_input_is_one_message_and_exit_2(tmp_path, capsys, args, message):
+    logdir = tmp_path / "bad"
+    code, out, err = run_cli(capsys, "train", *FAST, "--logdir", str(logdir), *args)
+    assert code == 2
+    assert message in err
+    assert err.startswith("plugnet: error: ") and err.count("\n") == 1
+    assert "Traceback" not in err
+    assert not (logdir / "summary.json").exists()
+
+
+def test_missing_config_file(capsys):
+    code, _, err = run_cli(capsys, "train", "missing.toml")
+    assert code == 2 and "config file not found: missing.toml" in err
+
+
+def test_malformed_toml(tmp_path, capsys):
+    config = write(tmp_path / "bad.toml", "seed = 0\n[data\n")
+    code, _, err = run_cli(capsys, "train", config)
+    assert code == 2 and "invalid TOML" in err and "line 2" in err
+
+
+def test_missing_data_directory(tmp_path, capsys):
+    config = write(tmp_path / "m.toml", f"""
+[data]
+type = "mnist"
+path = "{tmp_path / 'nowhere'}"
+[model]
+layers = [{{ type = "flatten" }}, {{ type = "dense", units = 10, activation = "softmax" }}]
+[train]
+loss = "cross_entropy"
+""")
+    code, _, err = run_cli(capsys, "train", config, "--logdir", str(tmp_path / "x"))
+    assert code == 2 and "nowhere" in err and "Traceback" not in err
+
+
+def test_plugins_command_lists_builtins_by_kind(capsys):
+    code, out, _ = run_cli(capsys, "plugins")
+    assert code == 0
+    assert "plugins.layers  (built-in)" in out
+    assert "layers:" in out and "dense" in out
+    assert "callbacks:" in out and "early_stopping" in out
+
+
+def test_real_process_exit_status_and_no_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "support"))
+    result = subprocess.run(
+        [sys.executable, "-m", "framework", "train", "--set", "train.loss=crossentropy", "--logdir", str(tmp_path / "p")],
+        capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("plugnet: error: unknown loss 'crossentropy'; did you mean 'cross_entropy'?")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "p").exists()

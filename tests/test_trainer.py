@@ -1,0 +1,210 @@
+import numpy as np
+import pytest
+
+from framework import Callback, ConfigError, DataError, Sequential, Trainer, hookimpl
+
+
+def blobs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(size=(n, 2)) + np.where(y[:, None] == 1, 2.0, -2.0)
+    return x, y
+
+
+def classifier(seed=0, dtype="float32"):
+    return Sequential(
+        [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 2, "activation": "softmax"}],
+        input_shape=(2,), dtype=dtype, seed=seed,
+    )
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        self.calls.append(("train_begin",))
+
+    @hookimpl
+    def on_epoch_begin(self, epoch):
+        self.calls.append(("epoch_begin", epoch))
+
+    @hookimpl
+    def on_batch_begin(self, step, batch):
+        self.calls.append(("batch_begin", step, len(batch[0])))
+
+    @hookimpl
+    def on_after_backward(self, trainer, step):
+        grads = [g.copy() for g in trainer.model.grads_list()]
+        self.calls.append(("after_backward", step, any(np.any(g) for g in grads)))
+
+    @hookimpl
+    def on_batch_end(self, step, logs):
+        self.calls.append(("batch_end", step, sorted(logs)))
+
+    @hookimpl
+    def on_evaluate_end(self, step, logs):
+        self.calls.append(("evaluate_end", step, sorted(logs)))
+
+    @hookimpl
+    def on_epoch_end(self, epoch, logs):
+        self.calls.append(("epoch_end", epoch, sorted(logs)))
+
+    @hookimpl
+    def on_train_end(self, logs):
+        self.calls.append(("train_end",))
+
+
+def test_hooks_are_called_in_order_with_their_arguments():
+    x, y = blobs(10)
+    recorder = Recorder()
+    trainer = Trainer(classifier(), "cross_entropy", "sgd", metrics=["accuracy"], callbacks=[recorder])
+    trainer.fit(x, y, epochs=2, batch_size=4, validation_data=blobs(6, seed=1))
+    calls = recorder.calls
+    assert calls[0] == ("train_begin",)
+    assert calls[1] == ("epoch_begin", 0)
+    assert calls[2] == ("batch_begin", 0, 4)
+    assert calls[3] == ("after_backward", 0, True)
+    assert calls[4] == ("batch_end", 0, ["accuracy", "loss"])
+    assert [c for c in calls if c[0] == "batch_begin"][-1] == ("batch_begin", 5, 2)  # 3 batches per epoch
+    epoch_ends = [c for c in calls if c[0] == "epoch_end"]
+    assert epoch_ends[0] == ("epoch_end", 0, ["accuracy", "loss", "val_accuracy", "val_loss"])
+    assert ("evaluate_end", 3, ["accuracy", "loss"]) in calls
+    assert calls[-2][0] == "evaluate_end" and calls[-1] == ("train_end",)
+    assert trainer.step == 6 and trainer.epoch == 2
+
+
+def test_stop_training_from_a_callback():
+    class StopAtThree(Callback):
+        @hookimpl
+        def on_batch_end(self, trainer, step):
+            if step == 2:
+                trainer.stop_training = True
+
+    x, y = blobs(20)
+    trainer = Trainer(classifier(), "cross_entropy", callbacks=[StopAtThree()])
+    trainer.fit(x, y, epochs=10, batch_size=2)
+    assert trainer.step == 3
+
+
+def test_exception_reaches_callbacks_then_propagates():
+    seen = []
+
+    class Boom(Callback):
+        @hookimpl
+        def on_batch_end(self, step):
+            raise RuntimeError("boom")
+
+        @hookimpl
+        def on_exception(self, exception):
+            seen.append(str(exception))
+
+    x, y = blobs(8)
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(classifier(), "cross_entropy", callbacks=[Boom()]).fit(x, y, epochs=1)
+    assert seen == ["boom"]
+
+
+@pytest.mark.parametrize("batch_size, steps", [(1, 30), (8, 8), (None, 2)])
+def test_per_sample_mini_and_full_batch(batch_size, steps):
+    x, y = blobs(15)
+    trainer = Trainer(classifier(), "cross_entropy", {"type": "sgd", "lr": 0.1})
+    history = trainer.fit(x, y, epochs=2, batch_size=batch_size)
+    assert trainer.step == steps
+    assert len(history["loss"]) == 2
+
+
+def test_learns_separable_blobs_and_evaluates():
+    x, y = blobs(200)
+    trainer = Trainer(classifier(), "cross_entropy", {"type": "sgd", "lr": 0.5, "momentum": 0.5}, metrics=["accuracy"])
+    trainer.fit(x, y, epochs=20, batch_size=16)
+    result = trainer.evaluate(*blobs(100, seed=3))
+    assert result["accuracy"] >= 0.95
+    assert set(result) == {"loss", "accuracy"}
+
+
+def test_seeded_shuffling_is_reproducible():
+    x, y = blobs(40)
+    params = []
+    for _ in range(2):
+        trainer = Trainer(classifier(seed=1), "cross_entropy", "sgd", seed=5)
+        trainer.fit(x, y, epochs=3, batch_size=4)
+        params.append(trainer.model.get_params())
+    assert np.array_equal(*params)
+
+
+def test_l2_adds_its_penalty_and_gradient():
+    x, y = blobs(10)
+    model = classifier(dtype="float64")
+    grads = {}
+
+    class Grab(Callback):
+        @hookimpl
+        def on_after_backward(self, trainer):
+            grads["w"] = trainer.model.layers[0].grads["weights"].copy()
+
+    plain = Trainer(model, "cross_entropy", {"type": "sgd", "lr": 0.0}, callbacks=[Grab()])
+    plain.fit(x, y, epochs=1)
+    without = grads["w"]
+    regularised = Trainer(model, "cross_entropy", {"type": "sgd", "lr": 0.0}, callbacks=[Grab()], l2=0.3)
+    regularised.fit(x, y, epochs=1)
+    np.testing.assert_allclose(grads["w"] - without, 0.3 * model.layers[0].params["weights"], atol=1e-12)
+    weights_sq = sum(float(np.sum(l.params["weights"] ** 2)) for l in model.layers)
+    assert regularised.history["loss"][0] == pytest.approx(plain.history["loss"][0] + 0.15 * weights_sq)
+
+
+def test_softmax_cross_entropy_stays_finite_at_extreme_logits():
+    model = classifier(dtype="float64")
+    model.layers[-1].params["weights"][...] = [[1e4, -1e4]] * 4
+    x = np.ones((4, 2))
+    y = np.array([1, 1, 1, 1])  # the class the network is sure is wrong
+    trainer = Trainer(model, "cross_entropy", {"type": "sgd", "lr": 1e-6})
+    trainer.fit(x, y, epochs=1)
+    assert np.isfinite(trainer.model.get_params()).all()
+
+
+def test_bfgs_drives_the_flat_parameter_vector():
+    x = np.array([[3, 5], [5, 1], [10, 2]], dtype=float)
+    x = x / x.max(axis=0)
+    y = np.array([[0.75], [0.82], [0.93]])
+    model = Sequential(
+        [{"type": "dense", "units": 3, "activation": "sigmoid", "use_bias": False, "weight_init": "uniform"},
+         {"type": "dense", "units": 1, "activation": "sigmoid", "use_bias": False, "weight_init": "uniform"}],
+        input_shape=(2,), dtype="float64", seed=0,
+    )
+    epochs = []
+
+    class Count(Callback):
+        @hookimpl
+        def on_epoch_end(self, epoch):
+            epochs.append(epoch)
+
+    trainer = Trainer(model, {"type": "mse", "reduction": "half_sum"}, "bfgs", callbacks=[Count()])
+    history = trainer.fit(x, y, epochs=200)
+    assert history["loss"][-1] < 1e-5
+    assert epochs == list(range(len(epochs))) and trainer.step == len(epochs) <= 200
+
+
+@pytest.mark.parametrize(
+    "x, y, error, message",
+    [
+        (np.ones((4, 2)), np.zeros(3, dtype=int), DataError, "training x has 4 samples but y has 3"),
+        (np.array([[0.0, np.nan]] * 3), np.zeros(3, dtype=int), DataError, r"training x contains NaN or inf \(first at index \(0, 1\)\)"),
+        (np.ones((3, 2)), np.array([0, 1, 2]), DataError, "label"),
+        (np.ones((3, 5)), np.zeros(3, dtype=int), Exception, r"dense_0.*\(None, 2\).*\(None, 5\)"),
+    ],
+)
+def test_bad_data_is_named(x, y, error, message):
+    trainer = Trainer(classifier(), "cross_entropy")
+    with pytest.raises(error, match=message):
+        trainer.fit(x, y)
+
+
+def test_bad_fit_arguments():
+    x, y = blobs(4)
+    trainer = Trainer(classifier(), "cross_entropy")
+    with pytest.raises(ConfigError, match="batch_size"):
+        trainer.fit(x, y, batch_size=0)
+    with pytest.raises(ConfigError, match="l2"):
+        Trainer(classifier(), "cross_entropy", l2=-1)
