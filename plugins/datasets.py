@@ -1,0 +1,332 @@
+"""Built-in datasets: toy sets from the founding examples, scikit-learn's generators and
+bundled digits, and MNIST / Fashion-MNIST read from their IDX files.
+
+Every dataset is an attrs class whose fields are its config parameters and whose
+``load(rng)`` returns ``(x_train, y_train, x_test, y_test)``.  Generated data draw their
+``random_state`` from ``rng`` (seeded by the config's ``seed``), so a seed reproduces the
+data as well as the weights.  Classification labels are integer class indices of shape
+``(N,)``; regression targets are ``(N, n_targets)`` floats.
+"""
+
+import os
+
+import attrs
+import numpy as np
+from sklearn import datasets as sklearn_datasets
+
+from framework import DataError, Dataset, hookimpl, read_idx, resolve_data_dir, split_train_test
+
+# --- parameter validators (the registry turns their ValueError into a ConfigError) ------------
+
+
+def is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def is_integer(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def positive_int(instance, attribute, value):
+    if not is_integer(value) or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+def optional_positive_int(instance, attribute, value):
+    if value is not None:
+        positive_int(instance, attribute, value)
+
+
+def non_negative(instance, attribute, value):
+    if not is_number(value) or value < 0:
+        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
+
+
+def fraction(instance, attribute, value):
+    if not is_number(value) or not 0 <= value < 1:
+        raise ValueError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
+
+
+def boolean(instance, attribute, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{attribute.name} must be true or false, got {value!r}")
+
+
+def one_of(*choices):
+    def check(instance, attribute, value):
+        if value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise ValueError(f"{attribute.name} must be one of {listed}, got {value!r}")
+
+    return check
+
+
+def optional_path(instance, attribute, value):
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"{attribute.name} must be a directory path, got {value!r}")
+
+
+def sklearn_seed(rng):
+    """A ``random_state`` for scikit-learn drawn from the run's generator."""
+    return int(rng.integers(2**31))
+
+
+# --- toy sets from the founding examples -----------------------------------------------------
+
+
+@attrs.define
+class XOR(Dataset):
+    """The four XOR points ``(a, b) -> a xor b``, in the order of the founding example.
+
+    With ``test_fraction`` 0 (the default) all four points train and nothing is held out.
+    """
+
+    test_fraction: float = attrs.field(default=0.0, validator=fraction)
+
+    def load(self, rng):
+        x = np.array([[0, 0], [1, 1], [1, 0], [0, 1]], dtype=np.float64)
+        y = np.array([0, 0, 1, 1], dtype=np.int64)
+        return split_train_test(x, y, self.test_fraction, rng)
+
+
+@attrs.define
+class HoursStudied(Dataset):
+    """Three students: (hours slept, hours studied) -> test score.
+
+    Normalised as in the founding example: each input column divided by its maximum, scores
+    divided by 100, so inputs and targets lie in [0, 1] where a sigmoid output can reach them.
+    Targets have shape ``(3, 1)``.
+    """
+
+    test_fraction: float = attrs.field(default=0.0, validator=fraction)
+
+    def load(self, rng):
+        x = np.array([[3, 5], [5, 1], [10, 2]], dtype=np.float64)
+        y = np.array([[75], [82], [93]], dtype=np.float64)
+        return split_train_test(x / x.max(axis=0), y / 100, self.test_fraction, rng)
+
+
+# --- scikit-learn generators -----------------------------------------------------------------
+
+TARGET_SCALES = ("minmax", "standard", "none")
+
+
+@attrs.define
+class Regression(Dataset):
+    """scikit-learn's ``make_regression``: Gaussian inputs, targets a noisy linear map of
+    ``n_informative`` of them.
+
+    Raw targets have a spread of hundreds, far outside what a sigmoid output can produce and
+    large enough to swamp a squared loss, so they are rescaled with statistics of the
+    training split (the held-out split is never looked at):
+
+    - ``"minmax"`` (default): each target mapped to [0, 1], which sigmoid outputs can fit;
+    - ``"standard"``: each target to zero mean and unit variance, for identity outputs;
+    - ``"none"``: as scikit-learn made them.
+
+    Inputs are left as generated (already zero-mean, unit-variance).
+    """
+
+    n_samples: int = attrs.field(default=100, validator=positive_int)
+    n_features: int = attrs.field(default=30, validator=positive_int)
+    n_informative: int = attrs.field(default=10, validator=positive_int)
+    n_targets: int = attrs.field(default=1, validator=positive_int)
+    noise: float = attrs.field(default=0.0, validator=non_negative)
+    target_scale: str = attrs.field(default="minmax", validator=one_of(*TARGET_SCALES))
+    test_fraction: float = attrs.field(default=0.2, validator=fraction)
+
+    def load(self, rng):
+        x, y = sklearn_datasets.make_regression(
+            n_samples=self.n_samples,
+            n_features=self.n_features,
+            n_informative=min(self.n_informative, self.n_features),
+            n_targets=self.n_targets,
+            noise=self.noise,
+            random_state=sklearn_seed(rng),
+        )
+        y = y.reshape(len(y), self.n_targets)
+        x_train, y_train, x_test, y_test = split_train_test(x, y, self.test_fraction, rng)
+        if self.target_scale == "minmax":
+            low = y_train.min(axis=0)
+            span = y_train.max(axis=0) - low
+            scale = np.where(span > 0, span, 1.0)  # a constant target maps to 0
+            y_train, y_test = (y_train - low) / scale, (y_test - low) / scale
+        elif self.target_scale == "standard":
+            mean = y_train.mean(axis=0)
+            std = y_train.std(axis=0)
+            scale = np.where(std > 0, std, 1.0)
+            y_train, y_test = (y_train - mean) / scale, (y_test - mean) / scale
+        return x_train, y_train, x_test, y_test
+
+
+@attrs.define
+class Moons(Dataset):
+    """scikit-learn's ``make_moons``: two interleaving half circles, labels 0 and 1."""
+
+    n_samples: int = attrs.field(default=1000, validator=positive_int)
+    noise: float = attrs.field(default=0.2, validator=non_negative)
+    test_fraction: float = attrs.field(default=0.2, validator=fraction)
+
+    def load(self, rng):
+        x, y = sklearn_datasets.make_moons(
+            n_samples=self.n_samples, noise=self.noise, random_state=sklearn_seed(rng)
+        )
+        return split_train_test(x, y.astype(np.int64), self.test_fraction, rng)
+
+
+@attrs.define
+class Circles(Dataset):
+    """scikit-learn's ``make_circles``: a small circle (label 1) inside a large one (label 0).
+
+    ``factor`` is the inner radius relative to the outer; the defaults (0.1, noise 0.1) are
+    the founding example's.
+    """
+
+    n_samples: int = attrs.field(default=1000, validator=positive_int)
+    noise: float = attrs.field(default=0.1, validator=non_negative)
+    factor: float = attrs.field(default=0.1)
+    test_fraction: float = attrs.field(default=0.2, validator=fraction)
+
+    @factor.validator
+    def _check_factor(self, attribute, value):
+        if not is_number(value) or not 0 <= value < 1:
+            raise ValueError(f"factor must be a number in [0, 1), got {value!r}")
+
+    def load(self, rng):
+        x, y = sklearn_datasets.make_circles(
+            n_samples=self.n_samples,
+            noise=self.noise,
+            factor=self.factor,
+            random_state=sklearn_seed(rng),
+        )
+        return split_train_test(x, y.astype(np.int64), self.test_fraction, rng)
+
+
+@attrs.define
+class Digits(Dataset):
+    """scikit-learn's bundled 8×8 handwritten digits (1,797 images, labels 0–9).
+
+    Pixels (0–16 in the data) are scaled to [0, 1].  ``flatten`` (default) gives ``(N, 64)``
+    rows for dense nets; ``flatten = false`` gives ``(N, 8, 8, 1)`` images for conv nets.
+    """
+
+    flatten: bool = attrs.field(default=True, validator=boolean)
+    test_fraction: float = attrs.field(default=0.2, validator=fraction)
+
+    def load(self, rng):
+        digits = sklearn_datasets.load_digits()
+        x = (digits.images / 16.0).astype(np.float32)
+        x = x.reshape(len(x), 64) if self.flatten else x[..., np.newaxis]
+        return split_train_test(x, digits.target.astype(np.int64), self.test_fraction, rng)
+
+
+# --- IDX image sets --------------------------------------------------------------------------
+
+# Each file by its official name; some mirrors write a dot before "idx", and either may be
+# gzipped, so every spelling is tried.
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def find_idx_file(directory, name):
+    dotted = name.replace("-idx", ".idx")
+    candidates = [name, name + ".gz", dotted, dotted + ".gz"]
+    for candidate in candidates:
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    raise DataError(f"missing file {name} (or {name}.gz) in {directory}")
+
+
+def read_images(path):
+    images = read_idx(path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(
+            f"{path} must hold uint8 images of shape (N, rows, cols), "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    # [0, 1] float32, with the channel axis the NHWC layers expect.
+    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+def read_labels(path, n_classes=10):
+    labels = read_idx(path)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path} must hold one integer label per image, got {labels.dtype} of shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{path} has labels outside 0..{n_classes - 1}")
+    return labels.astype(np.int64)
+
+
+def read_pair(images_path, labels_path):
+    images, labels = read_images(images_path), read_labels(labels_path)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
+        )
+    return images, labels
+
+
+def subset(x, y, count, rng):
+    """A random ``count`` of the samples (all of them when ``count`` is None or too large),
+    kept in file order."""
+    if count is None or count >= len(x):
+        return x, y
+    keep = np.sort(rng.choice(len(x), size=count, replace=False))
+    return x[keep], y[keep]
+
+
+@attrs.define
+class MNIST(Dataset):
+    """MNIST handwritten digits from the four official IDX files (gzipped or not).
+
+    Files are read from ``path``, or from ``$PLUGNET_DATA/mnist`` when no path is given.  The
+    official test files are the held-out split.  Images are ``(N, 28, 28, 1)`` float32 in
+    [0, 1] (``flatten = true`` gives ``(N, 784)``), labels integer classes 0–9.
+    ``train_samples`` / ``test_samples`` use a random subset (drawn with the run's seed).
+    """
+
+    directory_name = "mnist"
+
+    path: str | None = attrs.field(default=None, validator=optional_path)
+    train_samples: int | None = attrs.field(default=None, validator=optional_positive_int)
+    test_samples: int | None = attrs.field(default=None, validator=optional_positive_int)
+    flatten: bool = attrs.field(default=False, validator=boolean)
+
+    def load(self, rng):
+        directory = resolve_data_dir(self.path, self.directory_name)
+        files = {key: find_idx_file(directory, name) for key, name in IDX_FILES.items()}
+        x_train, y_train = read_pair(files["train_images"], files["train_labels"])
+        x_test, y_test = read_pair(files["test_images"], files["test_labels"])
+        x_train, y_train = subset(x_train, y_train, self.train_samples, rng)
+        x_test, y_test = subset(x_test, y_test, self.test_samples, rng)
+        if self.flatten:
+            x_train = x_train.reshape(len(x_train), -1)
+            x_test = x_test.reshape(len(x_test), -1)
+        return x_train, y_train, x_test, y_test
+
+
+@attrs.define
+class FashionMNIST(MNIST):
+    """Fashion-MNIST (Zalando's clothing images): MNIST's file names, shapes and labels,
+    read from ``path`` or ``$PLUGNET_DATA/fashion_mnist``."""
+
+    directory_name = "fashion_mnist"
+
+
+@hookimpl
+def register_datasets():
+    return {
+        "xor": XOR,
+        "hours_studied": HoursStudied,
+        "regression": Regression,
+        "moons": Moons,
+        "circles": Circles,
+        "digits": Digits,
+        "mnist": MNIST,
+        "fashion_mnist": FashionMNIST,
+    }
