@@ -42,6 +42,9 @@ class Layer:
     rng = None
     preactivations = None
     activations = None
+    # Whether backward must return dL/dx.  The model clears it on its first layer during
+    # training, where nothing consumes that gradient, so layers may skip computing it.
+    needs_input_grad = True
 
     # Parameters and gradients live in the instance dictionary, created on first use, so
     # subclasses (attrs classes among them) need not call ``Layer.__init__``.

@@ -85,20 +85,23 @@ class Sequential:
             x = layer.forward(x, training)
         return x
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         """Backpropagate the loss gradient with respect to the output; fills every
-        ``layer.grads`` and returns the gradient with respect to the input."""
+        ``layer.grads`` and returns the gradient with respect to the input (None when
+        ``input_grad`` is false: training needs only the parameters' gradients)."""
+        self.layers[0].needs_input_grad = input_grad
         for layer in reversed(self.layers):
             grad_output = layer.backward(grad_output)
-        return grad_output
+        return grad_output if input_grad else None
 
-    def backward_preactivation(self, grad_preactivation):
+    def backward_preactivation(self, grad_preactivation, input_grad=True):
         """As `backward`, starting from the gradient with respect to the output layer's net
         input (a loss fused with the output activation gives it directly)."""
+        self.layers[0].needs_input_grad = input_grad
         grad = self.layers[-1].backward_preactivation(grad_preactivation)
         for layer in reversed(self.layers[:-1]):
             grad = layer.backward(grad)
-        return grad
+        return grad if input_grad else None
 
     def prepare(self, x, what="x"):
         """``x`` as an array of the model's dtype, building the model on first sight."""

@@ -68,6 +68,11 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0  # batches of `epoch` already done (non-zero when resuming)
         self.epoch_rng_state = None  # the data-order generator's state at the epoch's start
+        # The current epoch's running sums of batch loss and metrics (times batch size) and
+        # its sample count, kept on the trainer so a checkpoint taken mid-epoch carries them.
+        self.epoch_totals = None
+        self.epoch_seen = 0
+        self.resumed_from_step = None  # set when a checkpoint was restored (framework.checkpoints)
         self.history = {}
         self.stop_training = False
         self.validation_data = None
@@ -245,8 +250,11 @@ class Trainer:
                 xs, ys = x, y
             if self.batch_in_epoch == 0 and hooks["on_epoch_begin"]:
                 hooks["on_epoch_begin"](trainer=self, epoch=epoch)
-            totals = dict.fromkeys(["loss", *metrics], 0.0)
-            seen = 0
+            if self.batch_in_epoch == 0 or self.epoch_totals is None:
+                self.epoch_totals = dict.fromkeys(["loss", *metrics], 0.0)
+                self.epoch_seen = 0
+            totals = self.epoch_totals
+            seen = 0  # samples of this epoch trained in this call
             for start in range(self.batch_in_epoch * batch_size, n, batch_size):
                 xb = xs[start : start + batch_size]
                 yb = ys[start : start + batch_size]
@@ -256,9 +264,9 @@ class Trainer:
                 y_pred = model.forward(xb, True)
                 value = loss.forward(y_pred, yb)
                 if fused:
-                    model.backward_preactivation(loss.backward_fused(y_pred, yb))
+                    model.backward_preactivation(loss.backward_fused(y_pred, yb), input_grad=False)
                 else:
-                    model.backward(loss.backward(y_pred, yb))
+                    model.backward(loss.backward(y_pred, yb), input_grad=False)
                 if l2:
                     for layer in l2_layers:
                         weights = layer.params["weights"]
@@ -274,6 +282,7 @@ class Trainer:
                 for key, item in logs.items():
                     totals[key] += item * count
                 seen += count
+                self.epoch_seen += count
                 self.step = step + 1
                 self.batch_in_epoch += 1
                 if batch_end:
@@ -284,11 +293,11 @@ class Trainer:
                     break
             epoch_done = start + batch_size >= n if seen else True
             if not epoch_done:  # stopped mid-epoch: the epoch is not finished
-                self.train_logs = {key: total / seen for key, total in totals.items()}
+                self.train_logs = {key: total / self.epoch_seen for key, total in totals.items()}
                 break
             self.epoch += 1
             self.batch_in_epoch = 0
-            self.train_logs = {key: total / max(seen, 1) for key, total in totals.items()}
+            self.train_logs = {key: total / max(self.epoch_seen, 1) for key, total in totals.items()}
             self._record_epoch(dict(self.train_logs), hooks, epoch)
 
     def _fit_full_batch(self, x, y, epochs, hooks, evaluate_every):
@@ -302,7 +311,7 @@ class Trainer:
             model.set_params(theta)
             y_pred = model.forward(x, True)
             value = float(loss.forward(y_pred, y))
-            model.backward(loss.backward(y_pred, y))
+            model.backward(loss.backward(y_pred, y), input_grad=False)
             if self.l2:
                 for layer in model.layers:
                     if "weights" in layer.params:

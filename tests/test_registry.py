@@ -2,7 +2,9 @@ import pytest
 
 import framework
 from framework import ConfigError, PluginError, create, registry
-from framework import registry as registry_module
+import importlib
+
+registry_module = importlib.import_module("framework.registry")
 
 
 @pytest.fixture

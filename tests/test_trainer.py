@@ -106,7 +106,7 @@ def test_exception_reaches_callbacks_then_propagates():
     assert seen == ["boom"]
 
 
-@pytest.mark.parametrize("batch_size, steps", [(1, 30), (8, 8), (None, 2)])
+@pytest.mark.parametrize("batch_size, steps", [(1, 30), (8, 4), (None, 2)])
 def test_per_sample_mini_and_full_batch(batch_size, steps):
     x, y = blobs(15)
     trainer = Trainer(classifier(), "cross_entropy", {"type": "sgd", "lr": 0.1})

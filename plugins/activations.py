@@ -1,0 +1,108 @@
+"""Built-in activations.
+
+Each keeps its derivative next to its definition.  ``backward(z, a, grad_a)`` receives the
+net input ``z``, the output ``a = f(z)`` and ``dL/da``, and returns ``dL/dz``; where the
+derivative is cheaper in terms of ``a`` (sigmoid, tanh, softmax) it uses ``a``.
+"""
+
+import attrs
+import numpy as np
+
+from framework import Activation, hookimpl
+
+
+@attrs.define
+class Identity(Activation):
+    """a = z;  da/dz = 1."""
+
+    def forward(self, z):
+        return z
+
+    def backward(self, z, a, grad_a):
+        return grad_a
+
+
+@attrs.define
+class Sigmoid(Activation):
+    """a = 1 / (1 + e⁻ᶻ);  da/dz = a (1 − a).
+
+    Computed from e^(−|z|), which never overflows: for z ≥ 0 it is 1 / (1 + e^(−z)), for
+    z < 0 the equal e^z / (1 + e^z).
+    """
+
+    link = "sigmoid"
+
+    def forward(self, z):
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1, e) / (1 + e)
+
+    def backward(self, z, a, grad_a):
+        return grad_a * a * (1 - a)
+
+
+@attrs.define
+class Tanh(Activation):
+    """a = tanh z;  da/dz = 1 − a²."""
+
+    def forward(self, z):
+        return np.tanh(z)
+
+    def backward(self, z, a, grad_a):
+        return grad_a * (1 - a * a)
+
+
+@attrs.define
+class ReLU(Activation):
+    """a = max(z, 0);  da/dz = 1 where z > 0, else 0 (0 at the kink, as is usual)."""
+
+    def forward(self, z):
+        return np.maximum(z, 0)
+
+    def backward(self, z, a, grad_a):
+        return grad_a * (z > 0)
+
+
+@attrs.define
+class LeakyReLU(Activation):
+    """a = z where z > 0, else α·z;  da/dz = 1 or α."""
+
+    alpha: float = attrs.field(default=0.01, converter=float, validator=attrs.validators.ge(0))
+
+    def forward(self, z):
+        return np.where(z > 0, z, self.alpha * z)
+
+    def backward(self, z, a, grad_a):
+        return np.where(z > 0, grad_a, self.alpha * grad_a)
+
+
+@attrs.define
+class Softmax(Activation):
+    """aᵢ = e^(zᵢ − max z) / Σⱼ e^(zⱼ − max z) over the last axis.
+
+    Subtracting the maximum changes nothing mathematically and keeps every exponent ≤ 0, so
+    nothing overflows (the log-sum-exp trick).  The Jacobian is diag(a) − a aᵀ, so
+    dL/dz = a ⊙ (dL/da − Σⱼ aⱼ dL/daⱼ).  With cross-entropy the trainer skips this and uses
+    the fused gradient a − y instead, exact even where aᵢ underflows to 0.
+    """
+
+    link = "softmax"
+
+    def forward(self, z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        e /= e.sum(axis=-1, keepdims=True)
+        return e
+
+    def backward(self, z, a, grad_a):
+        return a * (grad_a - np.sum(grad_a * a, axis=-1, keepdims=True))
+
+
+@hookimpl
+def register_activations():
+    return {
+        "identity": Identity,
+        "sigmoid": Sigmoid,
+        "tanh": Tanh,
+        "relu": ReLU,
+        "leaky_relu": LeakyReLU,
+        "softmax": Softmax,
+    }

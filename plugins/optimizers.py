@@ -1,0 +1,203 @@
+"""Built-in optimizers.
+
+Step optimizers update the parameter arrays in place from their gradients, keeping any
+per-parameter state (velocities, moment estimates) in lists parallel to the parameters.
+``state_dict`` flattens that state to ``{"velocity.0": array, ..., "t": steps}`` — arrays and
+numbers only, so a checkpoint stores it without pickle.
+
+Full-batch optimizers (``bfgs``, ``lbfgs``) hand the whole problem to scipy: the trainer gives
+them an objective over the model's flat parameter vector, and each of their iterations is one
+training step.
+"""
+
+import attrs
+import numpy as np
+from scipy import optimize
+
+from framework import Optimizer, hookimpl
+
+positive = attrs.validators.gt(0)
+non_negative = attrs.validators.ge(0)
+fraction = [attrs.validators.ge(0), attrs.validators.lt(1)]
+
+
+@attrs.define
+class StatefulOptimizer(Optimizer):
+    """Keeps named per-parameter state lists (``slots``) and a step count ``t``."""
+
+    slots = ()
+
+    def __attrs_post_init__(self):
+        self.t = 0
+        self.state = {slot: [] for slot in self.slots}
+
+    def ensure_state(self, params):
+        for slot, arrays in self.state.items():
+            if len(arrays) != len(params):
+                arrays[:] = [np.zeros_like(p) for p in params]
+
+    def state_dict(self):
+        state = {"t": self.t}
+        for slot, arrays in self.state.items():
+            state.update({f"{slot}.{i}": a for i, a in enumerate(arrays)})
+        return state
+
+    def load_state_dict(self, state):
+        state = dict(state)
+        self.t = int(state.pop("t", 0))
+        for slot in self.state:
+            keys = sorted((k for k in state if k.startswith(f"{slot}.")), key=lambda k: int(k.split(".")[1]))
+            self.state[slot] = [np.array(state.pop(k)) for k in keys]
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state named {sorted(state)}")
+
+
+@attrs.define
+class SGD(StatefulOptimizer):
+    """Gradient descent, with momentum as in seed 001: v ← μ·v − lr·g;  θ ← θ + v.
+
+    Nesterov's variant takes the step from the look-ahead point: θ ← θ + μ·v − lr·g.
+    """
+
+    lr: float = attrs.field(default=0.01, converter=float, validator=non_negative)
+    momentum: float = attrs.field(default=0.0, converter=float, validator=fraction)
+    nesterov: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+    @property
+    def slots(self):
+        return ("velocity",) if self.momentum else ()
+
+    def step(self, params, grads):
+        self.t += 1
+        lr, momentum = self.lr, self.momentum
+        if not momentum:
+            for param, grad in zip(params, grads):
+                param -= lr * grad
+            return
+        self.ensure_state(params)
+        for param, grad, velocity in zip(params, grads, self.state["velocity"]):
+            velocity *= momentum
+            velocity -= lr * grad
+            if self.nesterov:
+                param += momentum * velocity - lr * grad
+            else:
+                param += velocity
+
+
+@attrs.define
+class Adam(StatefulOptimizer):
+    """Adam: m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
+    θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε̂), the bias correction folded into the step
+    size as in the original paper's efficient form (and TensorFlow's, seed 002)."""
+
+    slots = ("m", "v")
+    lr: float = attrs.field(default=0.001, converter=float, validator=non_negative)
+    beta1: float = attrs.field(default=0.9, converter=float, validator=fraction)
+    beta2: float = attrs.field(default=0.999, converter=float, validator=fraction)
+    epsilon: float = attrs.field(default=1e-8, converter=float, validator=positive)
+
+    def step(self, params, grads):
+        self.ensure_state(params)
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        for param, grad, m, v in zip(params, grads, self.state["m"], self.state["v"]):
+            m *= b1
+            m += (1 - b1) * grad
+            v *= b2
+            v += (1 - b2) * grad * grad
+            param -= step_size * m / (np.sqrt(v) + self.epsilon)
+
+
+@attrs.define
+class RMSprop(StatefulOptimizer):
+    """s ← ρs + (1−ρ)g²;  θ ← θ − lr · g / (√s + ε)."""
+
+    slots = ("square_avg",)
+    lr: float = attrs.field(default=0.001, converter=float, validator=non_negative)
+    rho: float = attrs.field(default=0.9, converter=float, validator=fraction)
+    epsilon: float = attrs.field(default=1e-7, converter=float, validator=positive)
+
+    def step(self, params, grads):
+        self.ensure_state(params)
+        self.t += 1
+        for param, grad, square_avg in zip(params, grads, self.state["square_avg"]):
+            square_avg *= self.rho
+            square_avg += (1 - self.rho) * grad * grad
+            param -= self.lr * grad / (np.sqrt(square_avg) + self.epsilon)
+
+
+@attrs.define
+class Adagrad(StatefulOptimizer):
+    """s ← s + g²;  θ ← θ − lr · g / (√s + ε), s starting at ``initial_accumulator``."""
+
+    slots = ("sum_squares",)
+    lr: float = attrs.field(default=0.01, converter=float, validator=non_negative)
+    initial_accumulator: float = attrs.field(default=0.1, converter=float, validator=attrs.validators.ge(0))
+    epsilon: float = attrs.field(default=1e-7, converter=float, validator=positive)
+
+    def step(self, params, grads):
+        fresh = not self.state["sum_squares"]
+        self.ensure_state(params)
+        if fresh:
+            for sum_squares in self.state["sum_squares"]:
+                sum_squares += self.initial_accumulator
+        self.t += 1
+        for param, grad, sum_squares in zip(params, grads, self.state["sum_squares"]):
+            sum_squares += grad * grad
+            param -= self.lr * grad / (np.sqrt(sum_squares) + self.epsilon)
+
+
+@attrs.define
+class ScipyMinimizer(Optimizer):
+    """A quasi-Newton method from ``scipy.optimize.minimize`` over the flat parameter vector.
+
+    ``minimize(objective, x0, iterations, callback)``: ``objective(θ)`` returns the loss and
+    its gradient; ``callback(θ)`` runs after each iteration and returns True to stop early.
+    There is no learning rate: the line search chooses each step.
+    """
+
+    full_batch = True
+    lr = None
+    method = None
+    # scipy's default of 1e-5 on the gradient norm stops on the flat stretches that
+    # saturated sigmoids give small costs such as seed 000's (cost ~1e-3, gradient < 1e-5);
+    # the line search is cheap, so converge further by default.
+    gtol: float = attrs.field(default=1e-8, converter=float, validator=positive)
+
+    def minimize(self, objective, x0, iterations, callback):
+        def after_iteration(intermediate_result):
+            if callback(intermediate_result.x):
+                raise StopIteration
+
+        result = optimize.minimize(
+            objective, x0, jac=True, method=self.method, callback=after_iteration,
+            options={"maxiter": int(iterations), "gtol": self.gtol},
+        )
+        return result.x
+
+
+@attrs.define
+class BFGS(ScipyMinimizer):
+    """Broyden–Fletcher–Goldfarb–Shanno: builds a dense inverse-Hessian estimate (seed 000)."""
+
+    method = "BFGS"
+
+
+@attrs.define
+class LBFGS(ScipyMinimizer):
+    """Limited-memory BFGS: keeps only the last few updates, for many parameters."""
+
+    method = "L-BFGS-B"
+
+
+@hookimpl
+def register_optimizers():
+    return {
+        "sgd": SGD,
+        "adam": Adam,
+        "rmsprop": RMSprop,
+        "adagrad": Adagrad,
+        "bfgs": BFGS,
+        "lbfgs": LBFGS,
+    }
