@@ -46,23 +46,13 @@ class Layer:
     # training, where nothing consumes that gradient, so layers may skip computing it.
     needs_input_grad = True
 
-    # Parameters and gradients live in the instance dictionary, created on first use, so
-    # subclasses (attrs classes among them) need not call ``Layer.__init__``.
-    @property
-    def params(self):
-        return self.__dict__.setdefault("_params", {})
-
-    @params.setter
-    def params(self, value):
-        self.__dict__["_params"] = value
-
-    @property
-    def grads(self):
-        return self.__dict__.setdefault("_grads", {})
-
-    @grads.setter
-    def grads(self, value):
-        self.__dict__["_grads"] = value
+    def __getattr__(self, name):
+        # Parameters and gradients live in the instance dictionary, created on first use, so
+        # subclasses (attrs classes among them) need not call ``Layer.__init__``; after that
+        # first use they are plain attribute look-ups, which the training step makes often.
+        if name in ("params", "grads"):
+            return self.__dict__.setdefault(name, {})
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def add_param(self, name, shape, initializer):
         """Create parameter ``name`` of ``shape`` with ``initializer`` (a name, a

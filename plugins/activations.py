@@ -7,6 +7,7 @@ derivative is cheaper in terms of ``a`` (sigmoid, tanh, softmax) it uses ``a``.
 
 import attrs
 import numpy as np
+from scipy.special import expit
 
 from framework import Activation, hookimpl
 
@@ -26,15 +27,14 @@ class Identity(Activation):
 class Sigmoid(Activation):
     """a = 1 / (1 + e⁻ᶻ);  da/dz = a (1 − a).
 
-    Computed from e^(−|z|), which never overflows: for z ≥ 0 it is 1 / (1 + e^(−z)), for
-    z < 0 the equal e^z / (1 + e^z).
+    scipy's ``expit`` evaluates it in one pass without overflow for any z (it never forms
+    e^(−z) for large negative z) and keeps full relative precision in both tails.
     """
 
     link = "sigmoid"
 
     def forward(self, z):
-        e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1, e) / (1 + e)
+        return expit(z)
 
     def backward(self, z, a, grad_a):
         return grad_a * a * (1 - a)

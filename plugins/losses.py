@@ -10,6 +10,7 @@ probabilities that underflow to 0.
 
 import attrs
 import numpy as np
+from scipy.special import expit
 
 from framework import DataError, Loss, hookimpl
 
@@ -63,9 +64,7 @@ class BinaryCrossEntropy(Loss):
     def backward(self, y_pred, y_true):
         y = as_output_shape(y_true, y_pred)
         if self.from_logits:
-            e = np.exp(-np.abs(y_pred))
-            p = np.where(y_pred >= 0, 1, e) / (1 + e)
-            return (p - y) / y.size
+            return (expit(y_pred) - y) / y.size
         p = np.clip(y_pred, self.epsilon, 1 - self.epsilon)
         return (p - y) / (p * (1 - p)) / y.size
 

@@ -21,7 +21,7 @@ non_negative = attrs.validators.ge(0)
 fraction = [attrs.validators.ge(0), attrs.validators.lt(1)]
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class StatefulOptimizer(Optimizer):
     """Keeps named per-parameter state lists (``slots``) and a step count ``t``."""
 
@@ -52,7 +52,7 @@ class StatefulOptimizer(Optimizer):
             raise ValueError(f"{type(self).__name__} has no state named {sorted(state)}")
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class SGD(StatefulOptimizer):
     """Gradient descent, with momentum as in seed 001: v ← μ·v − lr·g;  θ ← θ + v.
 
@@ -84,7 +84,7 @@ class SGD(StatefulOptimizer):
                 param += velocity
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class Adam(StatefulOptimizer):
     """Adam: m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
     θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε̂), the bias correction folded into the step
@@ -109,7 +109,7 @@ class Adam(StatefulOptimizer):
             param -= step_size * m / (np.sqrt(v) + self.epsilon)
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class RMSprop(StatefulOptimizer):
     """s ← ρs + (1−ρ)g²;  θ ← θ − lr · g / (√s + ε)."""
 
@@ -127,7 +127,7 @@ class RMSprop(StatefulOptimizer):
             param -= self.lr * grad / (np.sqrt(square_avg) + self.epsilon)
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class Adagrad(StatefulOptimizer):
     """s ← s + g²;  θ ← θ − lr · g / (√s + ε), s starting at ``initial_accumulator``."""
 
@@ -148,7 +148,7 @@ class Adagrad(StatefulOptimizer):
             param -= self.lr * grad / (np.sqrt(sum_squares) + self.epsilon)
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class ScipyMinimizer(Optimizer):
     """A quasi-Newton method from ``scipy.optimize.minimize`` over the flat parameter vector.
 
@@ -177,14 +177,14 @@ class ScipyMinimizer(Optimizer):
         return result.x
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class BFGS(ScipyMinimizer):
     """Broyden–Fletcher–Goldfarb–Shanno: builds a dense inverse-Hessian estimate (seed 000)."""
 
     method = "BFGS"
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class LBFGS(ScipyMinimizer):
     """Limited-memory BFGS: keeps only the last few updates, for many parameters."""
 

@@ -20,7 +20,7 @@ def positive_int(instance, attribute, value):
         raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Dense(Layer):
     """z = x · W + b;  a = f(z).
 
@@ -72,7 +72,7 @@ class Dense(Layer):
         return grad_z @ self.params["weights"].T
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class ActivationLayer(Layer):
     """a = f(z) element-wise (softmax: over the last axis), with no parameters."""
 

@@ -6,7 +6,7 @@ import numpy as np
 from framework import Layer
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Dropout(Layer):
     """While training, zero each input with probability ``rate`` and scale the survivors by
     1 / (1 − rate) ("inverted" dropout), so evaluation needs no rescaling; backward passes the

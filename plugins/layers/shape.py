@@ -7,7 +7,7 @@ import attrs
 from framework import Layer
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Flatten(Layer):
     """(N, d₁, d₂, …) → (N, d₁·d₂·…); backward reshapes the gradient back."""
 
@@ -32,7 +32,7 @@ def shape_tuple(value):
     return shape
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Reshape(Layer):
     """(N, …) → (N, *target_shape), the batch axis untouched; one axis may be -1."""
 
