@@ -5,7 +5,7 @@ import os
 import sys
 
 from framework.config import apply_overrides, default_config, load_config
-from framework.errors import PlugnetError
+from framework.errors import ConfigError, PlugnetError
 
 
 def build_parser():
@@ -42,7 +42,17 @@ def build_parser():
 
 
 def config_from_args(args):
-    config = load_config(args.config) if args.config else default_config()
+    resume = getattr(args, "resume", None)
+    if args.config:
+        config = load_config(args.config)
+    elif resume:
+        from framework.run import load_run_config
+
+        config = load_run_config(resume)
+    else:
+        config = default_config()
+    if resume and args.logdir is not None and os.path.abspath(args.logdir) != os.path.abspath(resume):
+        raise ConfigError(f"--resume continues the run in {resume}; drop --logdir {args.logdir}")
     overrides = list(args.overrides)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
@@ -71,7 +81,10 @@ def command_train(args):
     from framework.storage import save_json
 
     config = config_from_args(args)
-    experiment = build(config, progress=not args.quiet)
+    experiment = build(config, progress=not args.quiet, resume=args.resume)
+    if experiment.trainer.resumed_from_step is not None:
+        trainer = experiment.trainer
+        print(f"resuming {args.resume} from step {trainer.step} (epoch {trainer.epoch})")
     summary = experiment.fit()
     logdir = experiment.logdir
     save_json(os.path.join(logdir, "summary.json"), summary)

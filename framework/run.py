@@ -1,18 +1,21 @@
 """Training from a config: what ``plugnet train`` and `framework.run` do."""
 
+import json
 import os
 
 import attrs
 import numpy as np
 
+from framework.checkpoints import latest_whole_checkpoint, restore_checkpoint
 from framework.config import check_config
-from framework.errors import DataError
+from framework.errors import ConfigError, DataError
 from framework.model import Sequential
 from framework.registry import load_plugins, resolve
 from framework.storage import save_json
 from framework.trainer import Trainer
 
 DEFAULT_LOGDIR = "runs"
+CONFIG_FILE = "config.json"  # the run's config, saved in its logdir so `--resume` finds it
 
 
 @attrs.define
@@ -53,12 +56,17 @@ class Experiment:
         return summary
 
 
-def build(config, *, progress=False):
+def build(config, *, progress=False, resume=None):
     """Check ``config``, load its plugins and data, build the model and the trainer.
 
-    Everything that can be wrong with the input is found here, before any file is written.
+    With ``resume`` (a logdir), the trainer continues from that logdir's newest whole
+    checkpoint, and the run's logdir is ``resume``.  Everything that can be wrong with the
+    input (a corrupt checkpoint included) is found here, before the run's config is saved as
+    ``LOGDIR/config.json`` and before any other file is written.
     """
     check_config(config)
+    if resume is not None:
+        config = {**config, "logging": {**config.get("logging", {}), "logdir": os.fspath(resume)}}
     load_plugins(config.get("plugins", []))
     seed = config.get("seed", 0)
     data = resolve("datasets", config["data"])
@@ -98,13 +106,48 @@ def build(config, *, progress=False):
         callbacks.append("progress")
     for spec in callbacks:
         trainer.add_callback(spec)
+    if resume is not None:
+        restore_checkpoint(trainer, latest_whole_checkpoint(resume))
+    save_run_config(logdir, config)
     return Experiment(config, trainer, x_train, y_train, x_test, y_test)
 
 
-def run(config, *, progress=False):
+def save_run_config(logdir, config):
+    try:
+        save_json(os.path.join(logdir, CONFIG_FILE), config)
+    except (TypeError, ValueError) as exc:  # a value JSON cannot hold (a TOML date)
+        raise ConfigError(f"the config cannot be saved with the run: {exc}") from exc
+
+
+def load_run_config(logdir):
+    """The config a run saved in ``logdir`` (`build` writes it), to resume that run."""
+    path = os.path.join(os.fspath(logdir), CONFIG_FILE)
+    if not os.path.isdir(logdir):
+        raise DataError(f"run directory not found: {logdir}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{logdir} holds no {CONFIG_FILE}: give the run's config file to resume it") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is not a readable config: {exc}") from exc
+    if not isinstance(config, dict):
+        raise DataError(f"{path} is not a config table")
+    return config
+
+
+def run(config=None, *, progress=False, resume=None):
     """Train from a config mapping as ``plugnet train`` does; write ``LOGDIR/summary.json``
-    and return it: final ``train`` (and ``test``) metrics, ``steps``, ``epochs``, ``seconds``."""
-    experiment = build(config, progress=progress)
+    and return it: final ``train`` (and ``test``) metrics, ``steps``, ``epochs``, ``seconds``.
+
+    ``resume=LOGDIR`` continues that run from its newest whole checkpoint, with the config
+    saved in it unless ``config`` is given (e.g. with more epochs).
+    """
+    if config is None:
+        if resume is None:
+            raise ConfigError("run() needs a config, or resume=LOGDIR")
+        config = load_run_config(resume)
+    experiment = build(config, progress=progress, resume=resume)
     summary = experiment.fit()
     save_json(os.path.join(experiment.logdir, "summary.json"), summary)
     return summary
