@@ -137,6 +137,8 @@ def check_config(config):
         raise ConfigError("[model] needs 'layers', a list of layer tables")
     if "loss" not in config.get("train", {}):
         raise ConfigError("[train] needs a 'loss'")
+    if config.get("seed", 0) < 0:  # numpy's generators take only non-negative seeds
+        raise ConfigError(f"'seed' must be >= 0, got {config['seed']}")
     for key, minimum in (("epochs", 0), ("batch_size", 1), ("evaluate_every", 1)):
         value = config.get("train", {}).get(key)
         if value is not None and value < minimum:

@@ -136,6 +136,8 @@ class Registry:
 
     def entry(self, kind, name):
         entries = self._check_kind(kind)
+        if not isinstance(name, str):  # e.g. `type = []` in a config
+            raise ConfigError(f"a {SINGULAR[kind]} is named by a string, got {name!r}")
         if name not in entries:
             raise ConfigError(unknown_name_message(SINGULAR[kind], name, entries, kind))
         return entries[name]
@@ -175,6 +177,10 @@ class Registry:
             return spec()
         if spec is None:
             raise ConfigError(f"no {SINGULAR[kind]} given")
+        if isinstance(spec, (bool, int, float, list, tuple)):  # config data that names nothing
+            raise ConfigError(
+                f"a {SINGULAR[kind]} must be a name or a table with a 'type', got {spec!r}"
+            )
         return spec
 
     def _check_kind(self, kind):

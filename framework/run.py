@@ -101,7 +101,7 @@ def build(config, *, progress=False, resume=None):
     if len(x_test):
         trainer.check_data(x_test, y_test, "held-out")
     callbacks = list(train.get("callbacks", []))
-    named = {c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))}
+    named = [c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))]
     if progress and "progress" not in named:
         callbacks.append("progress")
     for spec in callbacks:
