@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -460,3 +461,38 @@ def test_callback_state_is_saved_and_restored(tmp_path):
     assert counter.batches == 8
     fresh.fit()
     assert counter.batches == 12
+
+
+# --- TensorBoard after a resume ----------------------------------------------------------------
+
+
+def scalar_series(logdir, writer, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(os.path.join(logdir, writer), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
+def test_tensorboard_continues_at_the_restored_step(tmp_path):
+    def with_tensorboard(logdir):
+        config = make_config(logdir, ADAM, WITH_DROPOUT, epochs=3)
+        config["train"]["callbacks"].append({"type": "tensorboard", "scalar_every": 1, "histogram_every": 0})
+        config["train"]["evaluate_every"] = 5
+        return config
+
+    framework.run(with_tensorboard(tmp_path / "straight"))
+    config = with_tensorboard(tmp_path / "run")
+    run_until_crash(config, 11)  # steps 0-10 logged; the checkpoint is at 8 steps done
+    # tensorboardX names event files by the second: a resume within the same second as the
+    # crash would reuse (and truncate) the crashed run's file unless the writer is given a
+    # unique filename_suffix, so the resume here starts in the next second.
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+    framework.run(resume=tmp_path / "run")
+    for writer, tag in (("train", "loss"), ("test", "loss"), ("train", "dense_0/weights/mean")):
+        expected = scalar_series(tmp_path / "straight", writer, tag)
+        got = scalar_series(tmp_path / "run", writer, tag)
+        steps = [step for step, _ in got]
+        assert steps == sorted(set(steps)), f"{writer}/{tag}: repeated or rewound steps"
+        assert steps == [step for step, _ in expected], f"{writer}/{tag}"
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6, err_msg=f"{writer}/{tag}")
