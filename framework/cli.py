@@ -1,6 +1,7 @@
 """The ``plugnet`` command line."""
 
 import argparse
+import math
 import os
 import sys
 
@@ -72,8 +73,15 @@ def toml_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def format_value(value):
+    """Four decimals, or scientific notation where they would hide the value (3e-7, 1e12)."""
+    if value == 0 or not math.isfinite(value) or 1e-3 <= abs(value) < 1e6:
+        return f"{value:.4f}"
+    return f"{value:.4e}"
+
+
 def format_logs(logs):
-    return "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
+    return "  ".join(f"{key} {format_value(value)}" for key, value in logs.items())
 
 
 def command_train(args):
