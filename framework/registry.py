@@ -152,7 +152,9 @@ class Registry:
         try:
             component = factory(**params)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{SINGULAR[kind]} '{name}': {exc}") from exc
+            # attrs validators raise with (message, attribute, ...) as args: keep the message.
+            reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else exc
+            raise ConfigError(f"{SINGULAR[kind]} '{name}': {reason}") from exc
         if getattr(component, "kind", None) is None:
             try:
                 component.kind = name
