@@ -6,6 +6,7 @@ Reads never unpickle: a file holding an object array is refused, so opening one 
 """
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -61,7 +62,19 @@ def load_arrays(path):
         raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
 
 
+def json_safe(value):
+    """``value`` with NaN and infinities as None: strict JSON has no spelling for them, and a
+    diverged run's summary must still be readable by any JSON parser."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def save_json(path, value):
-    """Write ``value`` as indented JSON, atomically."""
-    text = json.dumps(value, indent=2, sort_keys=False) + "\n"
+    """Write ``value`` as indented JSON (NaN and infinities as null), atomically."""
+    text = json.dumps(json_safe(value), indent=2, sort_keys=False, allow_nan=False) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))

@@ -75,6 +75,7 @@ class Trainer:
         self.resumed_from_step = None  # set when a checkpoint was restored (framework.checkpoints)
         self.history = {}
         self.stop_training = False
+        self.stop_reason = None  # why a callback stopped training early, for the user
         self.validation_data = None
         self.train_logs = {}
         self.test_logs = {}
@@ -196,6 +197,7 @@ class Trainer:
         full_batch = getattr(self.optimizer, "full_batch", False)
         self.steps_per_epoch = 1 if full_batch else math.ceil(n / batch_size)
         self.stop_training = False
+        self.stop_reason = None
         hooks = self._active_hooks()
         started = time.perf_counter()
         try:
