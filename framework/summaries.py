@@ -1,0 +1,370 @@
+"""TensorBoard summaries built from numpy: tensor statistics, histograms, hyper-parameters,
+text and the model graph, as the protocol buffers tensorboardX writes.
+
+Nothing here needs TensorFlow or PyTorch: the protocol buffers ship with tensorboardX.  The
+``tensorboard`` callback (and any plugin) builds `Summary` values with these functions and
+writes them through a `tensorboardX.SummaryWriter`'s file writer, many values to one event,
+which keeps the writer's queue short and the step fast.
+"""
+
+import math
+import numbers
+import time
+
+import attrs
+import numpy as np
+from tensorboardX.proto import (
+    api_pb2,
+    attr_value_pb2,
+    graph_pb2,
+    node_def_pb2,
+    plugin_hparams_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+    versions_pb2,
+)
+from tensorboardX.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
+
+from framework.config import flatten_config
+
+STATS = ("mean", "stddev", "max", "min")
+HISTOGRAM_BINS = 64
+
+# --- statistics and histograms -------------------------------------------------------------
+
+
+def tensor_stats(array):
+    """``(mean, stddev, max, min)`` of ``array`` as Python floats (NaN for an empty array).
+
+    Two passes over the data and one temporary, like ``np.std``: the deviations from the
+    mean are squared and summed by one BLAS dot product instead of a second temporary.
+    Summing squares directly (E[x²] − mean²) would save the temporary but cancels
+    catastrophically in float32 when the mean is large against the spread (sigmoid outputs).
+    """
+    flat = np.ravel(array)  # a view for the contiguous arrays layers keep
+    if flat.size == 0:
+        return (math.nan,) * 4
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged run logs inf/NaN quietly
+        mean = flat.mean()
+        deviations = flat - mean
+        variance = float(np.dot(deviations, deviations)) / flat.size
+    return float(mean), math.sqrt(variance), float(flat.max()), float(flat.min())
+
+
+def bucket_counts(flat, low, high, bins):
+    """Counts of ``flat`` in ``bins`` equal buckets spanning ``[low, high]`` exactly (the
+    array's own min and max, ``low < high``), the last bucket closed as in ``np.histogram``.
+
+    Every value lies in range, so numpy's general path (masking out-of-range values, float64
+    copies, edge corrections) is not needed: one scaled temporary, its integer bucket
+    indices, one ``bincount`` — about five times faster for a layer's weights.
+    """
+    scale = bins / (high - low)
+    if flat.dtype != np.float64 and not 1e-30 < scale < 1e30:  # would overflow float32
+        flat = flat.astype(np.float64)
+    scaled = flat - flat.dtype.type(low)
+    scaled *= flat.dtype.type(scale)
+    index = scaled.astype(np.intp)
+    np.minimum(index, bins - 1, out=index)  # the maximum itself falls in the last bucket
+    return np.bincount(index, minlength=bins)
+
+
+def histogram(array, stats=None, bins=HISTOGRAM_BINS):
+    """A `HistogramProto` of ``array`` in ``bins`` equal buckets between its min and max,
+    or None when it is empty or holds NaN or inf (no range to bucket).
+
+    ``stats`` are `tensor_stats` already computed for ``array``, reused for the range, sum
+    and sum of squares.  TensorBoard re-buckets histograms for display, so tensorboardX's
+    ~1,500 exponential buckets (found by sorting) buy nothing over equal ones.
+    """
+    flat = np.ravel(array)
+    if flat.size == 0:
+        return None
+    if flat.dtype.kind != "f":
+        flat = flat.astype(np.float64)
+    mean, stddev, top, bottom = stats if stats is not None else tensor_stats(flat)
+    if not all(map(math.isfinite, (mean, stddev, top, bottom))):
+        return None
+    n = flat.size
+    if top > bottom:
+        counts = bucket_counts(flat, bottom, top, bins)
+        limits = np.linspace(bottom, top, bins + 1)[1:]
+    else:  # every value equal: one bucket
+        counts, limits = np.array([n]), np.array([top])
+    return HistogramProto(
+        min=bottom,
+        max=top,
+        num=n,
+        sum=mean * n,
+        sum_squares=n * (stddev * stddev + mean * mean),
+        bucket_limit=limits.tolist(),
+        bucket=counts.tolist(),
+    )
+
+
+def scalar_value(tag, value):
+    return Summary.Value(tag=tag, simple_value=float(value))
+
+
+def histogram_value(tag, histo):
+    return Summary.Value(tag=tag, histo=histo)
+
+
+def tensor_values(tag, array, scalars=True, histograms=False):
+    """The summary values of one tensor: ``tag/mean``, ``tag/stddev``, ``tag/max``,
+    ``tag/min`` when ``scalars``, and the histogram ``tag`` when ``histograms``."""
+    stats = tensor_stats(array)
+    values = []
+    if scalars:
+        values.extend(scalar_value(f"{tag}/{name}", value) for name, value in zip(STATS, stats))
+    if histograms:
+        histo = histogram(array, stats)
+        if histo is not None:
+            values.append(histogram_value(tag, histo))
+    return values
+
+
+def layer_tensors(layer):
+    """``{name: array}`` of what a layer shows in TensorBoard, in the contract's order:
+    ``weights``, ``bias`` (and any other parameter), ``preactivations``, ``activations``,
+    ``weights_grad``, ``bias_grad`` (and the other gradients).  Missing tensors (no bias,
+    ``preactivations`` of None, nothing computed yet) are left out."""
+    tensors = dict(getattr(layer, "params", {}) or {})
+    for name in ("preactivations", "activations"):
+        value = getattr(layer, name, None)
+        if value is not None:
+            tensors[name] = value
+    for name, grad in (getattr(layer, "grads", {}) or {}).items():
+        tensors[f"{name}_grad"] = grad
+    return tensors
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def text_value(tag, text):
+    """A value TensorBoard's Text tab shows (markdown)."""
+    from tensorboardX.proto.plugin_text_pb2 import TextPluginData
+    from tensorboardX.proto.tensor_pb2 import TensorProto
+
+    metadata = SummaryMetadata(
+        plugin_data=SummaryMetadata.PluginData(
+            plugin_name="text", content=TextPluginData(version=0).SerializeToString()
+        )
+    )
+    tensor = TensorProto(
+        dtype=types_pb2.DT_STRING,
+        string_val=[text.encode("utf-8")],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
+    )
+    return Summary.Value(tag=tag, metadata=metadata, tensor=tensor)
+
+
+def code_block(text):
+    """``text`` as a markdown code block (indented four spaces: no fence to escape)."""
+    return "\n".join("    " + line for line in str(text).splitlines())
+
+
+# --- hyper-parameters ----------------------------------------------------------------------
+
+HPARAMS_PLUGIN = "hparams"
+EXPERIMENT_TAG = "_hparams_/experiment"
+SESSION_START_TAG = "_hparams_/session_start_info"
+SESSION_END_TAG = "_hparams_/session_end_info"
+# Config keys that differ between runs without being hyper-parameters.
+NOT_HPARAMS = ("logging.", "train.callbacks.", "sweep.")
+
+
+def run_hparams(config):
+    """The hyper-parameters of a run: its flattened config (``train.optimizer.lr``,
+    ``model.layers.0.units``, ...) without where it logs, its callbacks or its sweep, and
+    with every value a number, string or bool (anything else as its text)."""
+    hparams = {}
+    for key, value in flatten_config(config or {}).items():
+        if key.startswith(NOT_HPARAMS) or value is None:
+            continue
+        if not isinstance(value, (bool, numbers.Real, str)):
+            value = str(value)
+        hparams[key] = value
+    return hparams
+
+
+def component_hparams(trainer):
+    """Hyper-parameters read off a trainer's components, for runs without a config (the
+    Python API): each component's type and its attrs fields that are numbers, strings or
+    bools (components among them by their type), under the keys a config would give."""
+    hparams = {}
+
+    def add(prefix, component):
+        hparams[f"{prefix}type"] = kind_of(component)
+        if not attrs.has(type(component)):
+            return
+        for field in attrs.fields(type(component)):
+            value = getattr(component, field.name, None)
+            if not field.init or value is None:
+                continue
+            if not isinstance(value, (bool, numbers.Real, str)):
+                value = getattr(value, "kind", None) or str(value)
+            hparams[f"{prefix}{field.alias or field.name}"] = value
+
+    add("train.loss.", trainer.loss)
+    add("train.optimizer.", trainer.optimizer)
+    for index, layer in enumerate(trainer.model.layers):
+        add(f"model.layers.{index}.", layer)
+    if getattr(trainer, "l2", 0):
+        hparams["train.l2"] = trainer.l2
+    return hparams
+
+
+def _hparams_metadata(**content):
+    data = plugin_hparams_pb2.HParamsPluginData(version=0, **content)
+    return SummaryMetadata(
+        plugin_data=SummaryMetadata.PluginData(plugin_name=HPARAMS_PLUGIN, content=data.SerializeToString())
+    )
+
+
+def _hparam_info(name, value):
+    if isinstance(value, bool):
+        kind = api_pb2.DATA_TYPE_BOOL
+    elif isinstance(value, numbers.Real):
+        kind = api_pb2.DATA_TYPE_FLOAT64
+    else:
+        kind = api_pb2.DATA_TYPE_STRING
+    return api_pb2.HParamInfo(name=name, type=kind)
+
+
+def hparams_summaries(hparams, metric_tags, status="success", start_time=None):
+    """``(experiment, session start, session end)`` summaries for TensorBoard's HParams tab.
+
+    Written into a run's own directory, these make that run one session (one row) whose
+    metric columns are the scalar tags ``metric_tags`` of the same directory: write those
+    final values beside them.  ``status`` is ``success``, ``failure`` or ``aborted``.
+    """
+    start = plugin_hparams_pb2.SessionStartInfo(start_time_secs=start_time or time.time())
+    for name, value in hparams.items():
+        if isinstance(value, bool):
+            start.hparams[name].bool_value = value
+        elif isinstance(value, numbers.Real):
+            start.hparams[name].number_value = float(value)
+        else:
+            start.hparams[name].string_value = str(value)
+    experiment = api_pb2.Experiment(
+        hparam_infos=[_hparam_info(name, value) for name, value in hparams.items()],
+        metric_infos=[
+            api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag), display_name=tag.split("/", 1)[-1])
+            for tag in metric_tags
+        ],
+    )
+    end = plugin_hparams_pb2.SessionEndInfo(
+        status=getattr(api_pb2, f"STATUS_{status.upper()}"), end_time_secs=time.time()
+    )
+    return (
+        Summary(value=[Summary.Value(tag=EXPERIMENT_TAG, metadata=_hparams_metadata(experiment=experiment))]),
+        Summary(value=[Summary.Value(tag=SESSION_START_TAG, metadata=_hparams_metadata(session_start_info=start))]),
+        Summary(value=[Summary.Value(tag=SESSION_END_TAG, metadata=_hparams_metadata(session_end_info=end))]),
+    )
+
+
+# --- the model graph -----------------------------------------------------------------------
+
+# TensorFlow op types for the ops built-in layers describe; TensorBoard shows them per node.
+OP_TYPES = {
+    "matmul": "MatMul",
+    "bias_add": "BiasAdd",
+    "conv2d": "Conv2D",
+    "maxpool2d": "MaxPool",
+    "avgpool2d": "AvgPool",
+    "flatten": "Reshape",
+    "reshape": "Reshape",
+    "dropout": "Dropout",
+    "identity": "Identity",
+    "relu": "Relu",
+    "leaky_relu": "LeakyRelu",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "softmax": "Softmax",
+}
+MAIN_OPS = {"dense": "matmul", "conv2d": "conv2d"}
+
+
+def kind_of(component):
+    return getattr(component, "kind", None) or type(component).__name__.lower()
+
+
+def layer_ops(layer):
+    """``[(op name, parameter names it reads)]`` of a layer, in the order they run.
+
+    A layer describes itself with an optional ``graph_ops()`` returning op names or
+    ``(op name, parameter names)`` pairs.  Otherwise its ops are derived from what it has:
+    a main op (``matmul`` for dense, ``conv2d`` for conv2d, else the layer's kind) reading
+    every parameter but ``bias``; ``bias_add`` when it has a bias; its activation when it
+    holds one other than identity.  A layer without parameters is one op named by its kind
+    (an ``activation`` layer by its activation).
+    """
+    describe = getattr(layer, "graph_ops", None)
+    if callable(describe):
+        ops = []
+        for op in describe():
+            ops.append((op, ()) if isinstance(op, str) else (op[0], tuple(op[1])))
+        return ops
+    kind = kind_of(layer)
+    params = list(getattr(layer, "params", {}) or {})
+    activation = getattr(layer, "activation", None)
+    activation_name = kind_of(activation) if activation is not None and not isinstance(activation, str) else None
+    if not params:
+        return [(activation_name if kind == "activation" and activation_name else kind, ())]
+    ops = [(MAIN_OPS.get(kind, kind), tuple(p for p in params if p != "bias"))]
+    if "bias" in params:
+        ops.append(("bias_add", ("bias",)))
+    if activation_name and activation_name != "identity":
+        ops.append((activation_name, ()))
+    return ops
+
+
+def _shape_attr(*shapes):
+    Dim = tensor_shape_pb2.TensorShapeProto.Dim
+    return attr_value_pb2.AttrValue(
+        list=attr_value_pb2.AttrValue.ListValue(
+            shape=[tensor_shape_pb2.TensorShapeProto(dim=[Dim(size=int(n)) for n in shape]) for shape in shapes]
+        )
+    )
+
+
+def _node(name, op, inputs, shape, dtype, **text_attrs):
+    attrs = {
+        "_output_shapes": _shape_attr(shape),
+        "T": attr_value_pb2.AttrValue(type=dtype),
+    }
+    for key, value in text_attrs.items():
+        attrs[key] = attr_value_pb2.AttrValue(s=str(value).encode("utf-8"))
+    return node_def_pb2.NodeDef(name=name, op=op, input=list(inputs), attr=attrs)
+
+
+def op_type(name):
+    return OP_TYPES.get(name) or "".join(part.capitalize() for part in str(name).split("_"))
+
+
+def model_graph(model, loss=None):
+    """A `GraphDef` of a built `Sequential`: an ``input`` placeholder, then for each layer a
+    node per op (``dense_0/matmul``, ``dense_0/bias_add``, ``dense_0/tanh``) wired in order,
+    each parameter a variable node feeding its op (``dense_0/weights``), and with ``loss``
+    a ``loss`` node fed by the output and a ``labels`` placeholder.  Every node carries its
+    ``_output_shapes`` (batch axis -1), so TensorBoard labels the edges with shapes."""
+    dtype = types_pb2.DT_DOUBLE if np.dtype(model.dtype) == np.float64 else types_pb2.DT_FLOAT
+    nodes = [_node("input", "Placeholder", [], (-1, *model.input_shape), dtype)]
+    previous = "input"
+    for layer in model.layers:
+        shape = (-1, *getattr(layer, "output_shape", ()))
+        params = getattr(layer, "params", {}) or {}
+        for name, value in params.items():
+            nodes.append(_node(f"{layer.name}/{name}", "VariableV2", [], value.shape, dtype))
+        for index, (op, reads) in enumerate(layer_ops(layer)):
+            name = f"{layer.name}/{op}"
+            inputs = [previous, *(f"{layer.name}/{p}" for p in reads if p in params)]
+            extra = {"layer": repr(layer)} if index == 0 else {}
+            nodes.append(_node(name, op_type(op), inputs, shape, dtype, **extra))
+            previous = name
+    if loss is not None:
+        nodes.append(_node("labels", "Placeholder", [], (-1,), dtype))
+        nodes.append(_node("loss", op_type(kind_of(loss)), [previous, "labels"], (), dtype, loss=repr(loss)))
+    return graph_pb2.GraphDef(node=nodes, versions=versions_pb2.VersionDef(producer=22))

@@ -1,0 +1,249 @@
+"""The ``tensorboard`` callback: scalars, histograms, graph, hyper-parameters, images and
+text for TensorBoard, through tensorboardX.
+
+Layout of a run's directory (``trainer.logdir``)::
+
+    LOGDIR/train/   loss, metrics, lr; per layer L and tensor T: L/T/{mean,stddev,max,min}
+                    and the histogram L/T; the graph; input samples; decision boundary; text
+    LOGDIR/test/    loss and metrics of each evaluation on held-out data
+    LOGDIR/         the run's hyper-parameters and final metrics (HParams tab, one row)
+"""
+
+import glob
+import json
+import logging
+import numbers
+import os
+import time
+
+import attrs
+import numpy as np
+from tensorboardX import SummaryWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
+
+from framework import Callback, ConfigError, hookimpl
+from framework.images import class_labels, decision_boundary, image_grid, image_value
+from framework.summaries import (
+    code_block,
+    component_hparams,
+    hparams_summaries,
+    layer_tensors,
+    model_graph,
+    run_hparams,
+    scalar_value,
+    tensor_values,
+    text_value,
+)
+
+logger = logging.getLogger("plugnet.tensorboard")
+
+HPARAMS_SUFFIX = ".hparams"
+BOUNDARY_POINTS = 1000  # points drawn on the decision boundary
+
+
+def whole_number(minimum):
+    def check(instance, attribute, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"'{attribute.name}' must be an integer >= {minimum}, got {value!r}")
+
+    return check
+
+
+def is_image_shape(shape):
+    """NHWC images (1, 3 or 4 channels) or HW grey images, as opposed to feature vectors."""
+    return (len(shape) == 3 and shape[2] in (1, 3, 4)) or (len(shape) == 2 and min(shape) >= 4)
+
+
+@attrs.define(eq=False)
+class TensorBoard(Callback):
+    """Write what `TensorBoard <https://www.tensorflow.org/tensorboard>`_ shows of a run.
+
+    ``scalar_every`` steps: the batch ``loss``, each metric and ``lr``, and per layer the
+    mean / stddev / max / min of each of its tensors (weights, bias, preactivations,
+    activations and the gradients, as seen between the step's backward pass and its update).
+    ``histogram_every`` steps (0: never): a histogram of each tensor.  Each evaluation on
+    held-out data goes to ``LOGDIR/test``.  For two-dimensional inputs, the decision boundary
+    every ``image_every`` epochs (0: only at the end) and at the end; for image inputs,
+    ``images`` samples of the first batch.  The graph, the config and the model summary are
+    written when training starts; the hyper-parameters against the final metrics at the end.
+
+    The defaults keep the cost of a default run within a few percent: statistics are
+    computed without copying the arrays more than once, all values of a step go to the
+    writer as one event, and tensorboardX's writer thread does the file I/O.
+    """
+
+    scalar_every: int = attrs.field(default=10, validator=whole_number(1))
+    histogram_every: int = attrs.field(default=100, validator=whole_number(0))
+    image_every: int = attrs.field(default=10, validator=whole_number(0))
+    images: int = attrs.field(default=8, validator=whole_number(0))
+    graph: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    hparams: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    flush_secs: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0))
+    logdir: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str)))
+
+    train_writer: object = attrs.field(default=None, init=False, repr=False)
+    test_writer: object = attrs.field(default=None, init=False, repr=False)
+    _root: str | None = attrs.field(default=None, init=False, repr=False)
+    _pending: list = attrs.field(factory=list, init=False, repr=False)
+    _last_test_step: int | None = attrs.field(default=None, init=False, repr=False)
+    _last_image_step: int | None = attrs.field(default=None, init=False, repr=False)
+    _points: list | None = attrs.field(default=None, init=False, repr=False)
+    _points_epoch: int = attrs.field(default=0, init=False, repr=False)
+    _want_samples: bool = attrs.field(default=False, init=False, repr=False)
+    _started: float = attrs.field(default=0.0, init=False, repr=False)
+
+    # --- writers -------------------------------------------------------------------------------
+
+    def _writer(self, trainer, name):
+        purge = trainer.step or None  # a resumed run hides what a crashed one logged later
+        return SummaryWriter(
+            os.path.join(self._root, name), purge_step=purge, max_queue=1000, flush_secs=self.flush_secs
+        )
+
+    def write(self, writer, values, step):
+        """Write summary ``values`` as one event at ``step``."""
+        if values:
+            writer.file_writer.add_summary(Summary(value=values), global_step=step)
+
+    def close(self):
+        for name in ("train_writer", "test_writer"):
+            writer = getattr(self, name)
+            if writer is not None:
+                writer.close()
+                setattr(self, name, None)
+
+    # --- hooks ---------------------------------------------------------------------------------
+
+    @hookimpl
+    def on_train_begin(self, trainer):
+        self._root = self.logdir or trainer.logdir
+        if self._root is None:
+            raise ConfigError("the tensorboard callback needs a logdir: give the Trainer one (logdir=...)")
+        self._started = time.time()
+        self._pending = []
+        self._last_test_step = self._last_image_step = None
+        self.train_writer = self._writer(trainer, "train")
+        model, step = trainer.model, trainer.step
+        if self.graph:
+            event = Event(graph_def=model_graph(model, trainer.loss).SerializeToString())
+            self.train_writer.file_writer.add_event(event, step=step)
+        texts = [text_value("model", code_block(model.summary()))]
+        if trainer.config:
+            texts.append(text_value("config", code_block(json.dumps(trainer.config, indent=2, default=str))))
+        self.write(self.train_writer, texts, step)
+        two_d = tuple(model.input_shape) == (2,)
+        self._points = [] if two_d and trainer.validation_data is None else None
+        self._points_epoch = trainer.epoch
+        self._want_samples = self.images > 0 and is_image_shape(tuple(model.input_shape))
+
+    @hookimpl
+    def on_batch_begin(self, trainer, step, batch):
+        if self._want_samples:
+            self._want_samples = False
+            self.write(self.train_writer, [image_value("inputs", image_grid(batch[0][: self.images]))], step)
+        if self._points is not None and trainer.epoch == self._points_epoch:
+            if sum(len(x) for x, _ in self._points) < BOUNDARY_POINTS:
+                self._points.append(batch)
+
+    @hookimpl
+    def on_after_backward(self, trainer, step):
+        scalars = step % self.scalar_every == 0
+        histograms = bool(self.histogram_every) and step % self.histogram_every == 0
+        if not (scalars or histograms):
+            return
+        for layer in trainer.model.layers:
+            for name, array in layer_tensors(layer).items():
+                self._pending.extend(tensor_values(f"{layer.name}/{name}", array, scalars, histograms))
+
+    @hookimpl
+    def on_batch_end(self, trainer, step, logs):
+        if step % self.scalar_every == 0:
+            self._pending.extend(scalar_value(key, value) for key, value in logs.items())
+            lr = getattr(trainer.optimizer, "lr", None)
+            if isinstance(lr, numbers.Real):
+                self._pending.append(scalar_value("lr", lr))
+        if self._pending:
+            self.write(self.train_writer, self._pending, step)
+            self._pending = []
+
+    @hookimpl
+    def on_evaluate_end(self, trainer, step, logs):
+        if step == self._last_test_step:  # the end-of-training evaluation repeats the last epoch's
+            return
+        if self.test_writer is None:
+            self.test_writer = self._writer(trainer, "test")
+        self.write(self.test_writer, [scalar_value(key, value) for key, value in logs.items()], step)
+        self._last_test_step = step
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch):
+        if self.image_every and (epoch + 1) % self.image_every == 0:
+            self.write_boundary(trainer)
+
+    @hookimpl
+    def on_train_end(self, trainer):
+        try:
+            self.write_boundary(trainer)
+            if self.hparams:
+                self.write_hparams(trainer, "success")
+        finally:
+            self.close()
+
+    @hookimpl
+    def on_exception(self, trainer, exception):
+        # Never raise from here: the training's own exception is the one to see.
+        try:
+            if self.hparams and self._root is not None:
+                self.write_hparams(trainer, "aborted" if isinstance(exception, KeyboardInterrupt) else "failure")
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not write the hyper-parameters: %s", exc)
+        finally:
+            try:
+                self.close()
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("could not close the TensorBoard writers: %s", exc)
+
+    # --- pictures and hyper-parameters --------------------------------------------------------
+
+    def boundary_data(self, trainer):
+        """Points to draw over the boundary: the held-out data, else training samples seen in
+        the first epoch."""
+        if trainer.validation_data is not None:
+            x, y = trainer.validation_data
+            return x[:BOUNDARY_POINTS], y[:BOUNDARY_POINTS]
+        if self._points:
+            x = np.concatenate([x for x, _ in self._points])[:BOUNDARY_POINTS]
+            y = np.concatenate([y for _, y in self._points])[:BOUNDARY_POINTS]
+            return x, y
+        return None
+
+    def write_boundary(self, trainer):
+        model = trainer.model
+        if tuple(model.input_shape) != (2,) or trainer.step == self._last_image_step:
+            return
+        data = self.boundary_data(trainer)
+        if data is None:
+            return
+        labels = class_labels(data[1])
+        if labels is None:  # regression targets: no classes to draw
+            return
+        image = decision_boundary(lambda grid: model.predict(grid.astype(model.dtype), batch_size=8192), data[0], labels)
+        self.write(self.train_writer, [image_value("decision_boundary", image)], trainer.step)
+        self._last_image_step = trainer.step
+
+    def write_hparams(self, trainer, status):
+        """The run's hyper-parameters and final metrics as one HParams session, in an event
+        file of the run directory itself (replacing the one an earlier fit wrote)."""
+        hparams = run_hparams(trainer.config) or component_hparams(trainer)
+        metrics = {f"hparams/train/{key}": value for key, value in trainer.train_logs.items()}
+        if trainer.validation_data is not None:
+            metrics.update({f"hparams/test/{key}": value for key, value in trainer.test_logs.items()})
+        for old in glob.glob(os.path.join(glob.escape(self._root), f"events.out.tfevents.*{HPARAMS_SUFFIX}")):
+            os.unlink(old)
+        experiment, start, end = hparams_summaries(hparams, list(metrics), status, start_time=self._started)
+        with SummaryWriter(self._root, filename_suffix=HPARAMS_SUFFIX) as writer:
+            writer.file_writer.add_summary(experiment, global_step=trainer.step)
+            writer.file_writer.add_summary(start, global_step=trainer.step)
+            self.write(writer, [scalar_value(tag, value) for tag, value in metrics.items()], trainer.step)
+            writer.file_writer.add_summary(end, global_step=trainer.step)
