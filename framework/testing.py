@@ -28,7 +28,7 @@ import pluggy
 
 from framework import hookspecs
 from framework.model import Sequential
-from framework.registry import PROJECT, SINGULAR, resolve
+from framework.registry import PROJECT, resolve
 
 EPS = 1e-5
 TOL = 1e-6

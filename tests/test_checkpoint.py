@@ -496,3 +496,26 @@ def test_tensorboard_continues_at_the_restored_step(tmp_path):
         assert steps == sorted(set(steps)), f"{writer}/{tag}: repeated or rewound steps"
         assert steps == [step for step, _ in expected], f"{writer}/{tag}"
         np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6, err_msg=f"{writer}/{tag}")
+
+
+def test_resume_keeps_early_stopping_state_and_csv_rows(tmp_path):
+    """early_stopping's patience count and best weights, and csv_logger's rows, continue
+    across a crash as if there had been none."""
+
+    def config(logdir):
+        c = make_config(logdir, epochs=30, every=6)
+        c["train"]["optimizer"] = {"type": "sgd", "lr": 2.0, "momentum": 0.9}  # noisy: stops early
+        c["train"]["callbacks"] += [
+            {"type": "early_stopping", "monitor": "val_loss", "patience": 3, "verbose": False},
+            "csv_logger",
+        ]
+        return c
+
+    expected = framework.run(config(tmp_path / "straight"))
+    assert expected["epochs"] < 30  # it did stop early
+    run_until_crash(config(tmp_path / "crashed"), 6 * (expected["epochs"] - 1) + 3)
+    summary = framework.run(resume=tmp_path / "crashed")
+    assert (summary["steps"], summary["epochs"]) == (expected["steps"], expected["epochs"])
+    assert summary["test"] == pytest.approx(expected["test"], abs=1e-9)
+    straight_csv = (tmp_path / "straight" / "history.csv").read_text()
+    assert (tmp_path / "crashed" / "history.csv").read_text() == straight_csv

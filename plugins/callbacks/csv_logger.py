@@ -1,13 +1,14 @@
 """`csv_logger`: the history, one row per epoch, in a CSV file."""
 
 import csv
+import io
 import os
 from typing import ClassVar
 
 import attrs
 from attrs.validators import instance_of
 
-from framework import Callback, ConfigError, hookimpl
+from framework import Callback, ConfigError, atomic_write, hookimpl
 
 
 def existing_header(path, separator):
@@ -19,6 +20,16 @@ def existing_header(path, separator):
         return None
 
 
+def keep_before_epoch(path, separator, epoch):
+    """Rewrite ``path`` with its header and the rows of epochs before ``epoch`` only."""
+    with open(path, newline="", encoding="utf-8") as file:
+        rows = list(csv.reader(file, delimiter=separator))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
+    text = io.StringIO()
+    csv.writer(text, delimiter=separator).writerows(kept)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode("utf-8")))
+
+
 @attrs.define(eq=False)
 class CSVLogger(Callback):
     """Writes ``epoch`` (counted from 0) and every epoch log value -- ``loss``, the metrics,
@@ -27,8 +38,9 @@ class CSVLogger(Callback):
     A relative ``filename`` lands in the trainer's ``logdir`` (the current directory when it
     has none).  Each row is flushed as its epoch ends, so the file can be watched while
     training runs, and the file is closed when training ends or fails.  ``append = true``
-    adds rows to an existing file (for a resumed run) instead of replacing it; its header
-    must then match this run's values.  After training, ``path`` is where the file went.
+    adds rows to an existing file instead of replacing it; its header must then match this
+    run's values.  A run resumed from a checkpoint always appends, after dropping the rows of
+    epochs it is about to train again.  After training, ``path`` is where the file went.
     """
 
     kind: ClassVar[str] = "csv_logger"
@@ -55,8 +67,13 @@ class CSVLogger(Callback):
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        self._columns = existing_header(self.path, self.separator) if self.append else None
-        self._file = open(self.path, "a" if self.append else "w", newline="", encoding="utf-8")
+        resumed = getattr(trainer, "resumed_from_step", None) is not None
+        if resumed and os.path.exists(self.path):
+            # Rows of epochs finished after the checkpoint will be logged again: drop them.
+            keep_before_epoch(self.path, self.separator, trainer.epoch)
+        append = self.append or resumed
+        self._columns = existing_header(self.path, self.separator) if append else None
+        self._file = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file, delimiter=self.separator)
 
     @hookimpl

@@ -67,6 +67,20 @@ class EarlyStopping(Callback):
     wait: int = attrs.field(init=False, default=0, repr=False)
     _best_params: object = attrs.field(init=False, default=None, repr=False)
     _reason: str | None = attrs.field(init=False, default=None, repr=False)
+    _restored: bool = attrs.field(init=False, default=False, repr=False)
+
+    def state_dict(self):
+        """The best value so far, its epoch and weights, and the epochs waited: what a
+        checkpoint keeps so a resumed run stops where an uninterrupted one would."""
+        state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        if self._best_params is not None:
+            state["best_params"] = self._best_params
+        return state
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+        self._best_params = state.get("best_params")
+        self._restored = True
 
     @hookimpl
     def on_train_begin(self, trainer):
@@ -74,6 +88,10 @@ class EarlyStopping(Callback):
         self._check_monitor(logged_keys(trainer), trainer)
         metrics = getattr(trainer, "metrics", {})
         self.direction = self.mode if self.mode != "auto" else direction_of(self.monitor, metrics)
+        self.stopped_epoch = self._reason = None
+        if self._restored:  # resumed from a checkpoint: carry on counting from its state
+            self._restored = False
+            return
         self.best = math.inf if self.direction == "min" else -math.inf
         self.best_epoch = self.stopped_epoch = self._best_params = self._reason = None
         self.wait = 0
