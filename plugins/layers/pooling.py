@@ -1,0 +1,140 @@
+"""``maxpool2d`` and ``avgpool2d`` over NHWC images.
+
+Both reduce a window in two passes, first across its columns and then across its rows (a
+maximum or a sum over a rectangle is one over rows of per-row results).  Each pass loops
+over the window's offsets along one axis (``pw`` then ``ph``: 2 and 2 for a 2×2 pool), each
+offset taking every window at once through a strided slice — never a loop over pixels or
+samples.  Two short passes beat ``ph·pw`` slices of the whole input because a row slice
+keeps whole image rows contiguous.  The layers have no parameters.
+"""
+
+import attrs
+import numpy as np
+
+from framework import Layer
+from plugins.layers.conv import crop_images, pad_images, padding_name, pair, window_geometry
+
+
+def default_strides(layer):
+    return layer.pool_size
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class Pool2D(Layer):
+    """What the pooling layers share: windows of ``pool_size`` every ``strides`` pixels
+    (by default ``pool_size``: windows side by side), ``padding`` 'valid' or 'same'."""
+
+    pool_size: tuple = attrs.field(default=2, converter=pair)
+    strides: tuple = attrs.field(
+        default=attrs.Factory(default_strides, takes_self=True), converter=pair
+    )
+    padding: str = attrs.field(default="valid", validator=lambda _s, _a, v: padding_name(v))
+
+    def build(self, input_shape):
+        self.out_size, self.pads = window_geometry(
+            self, input_shape, self.pool_size, self.strides, self.padding, "pool_size"
+        )
+        self.input_shape = tuple(input_shape)
+        return (*self.out_size, input_shape[2])
+
+    def slab(self, axis, offset):
+        """Index of what window offset ``offset`` along ``axis`` (1: rows, 2: columns) reads
+        of every window: one strided slice."""
+        stride, count = self.strides[axis - 1], self.out_size[axis - 1]
+        return (slice(None),) * axis + (slice(offset, offset + stride * (count - 1) + 1, stride),)
+
+    def slabs(self, array, axis):
+        return [array[self.slab(axis, k)] for k in range(self.pool_size[axis - 1])]
+
+    def spread(self, grad, axis, input_shape, weights=None):
+        """The reverse of a pass along ``axis``: a gradient shaped like the pass's output,
+        sent back to the positions each offset read (times that offset's ``weights``, e.g.
+        where it won the maximum) and summed where windows overlap."""
+        grad_in = np.zeros(input_shape, dtype=grad.dtype)
+        for k in range(self.pool_size[axis - 1]):
+            grad_in[self.slab(axis, k)] += grad if weights is None else grad * weights(k)
+        return grad_in
+
+    def finish_backward(self, grad_padded):
+        height, width, _ = self.input_shape
+        return crop_images(grad_padded, self.pads, height, width)
+
+
+def running_max(slabs):
+    """Element-wise maximum of ``slabs`` and which slab held it (the first one where they
+    tie: only a strictly larger value takes over)."""
+    best = slabs[0].copy()
+    winner = np.zeros(best.shape, dtype=np.uint8 if len(slabs) < 256 else np.int32)
+    for k, slab in enumerate(slabs[1:], start=1):
+        larger = slab > best
+        np.maximum(best, slab, out=best)
+        # winner = where(larger, k, winner), as arithmetic: masked writes are far slower.
+        winner += larger.astype(winner.dtype) * (winner.dtype.type(k) - winner)
+    return best, winner
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class MaxPool2D(Pool2D):
+    """y = the largest input in each window.
+
+    Backward: the whole of ``dL/dy`` for a window goes to the input that was its maximum,
+    nothing to the others; where several inputs tie, the first in row-major order gets it.
+    'same' padding pads with -inf, so padding is never a maximum.
+    """
+
+    def forward(self, x, training=False):
+        padded = pad_images(x, self.pads, value=-np.inf)
+        self.padded_shape = padded.shape
+        # Per row, the maximum of each window's columns; then the maximum of those rows.
+        row_max, self.column_winner = running_max(self.slabs(padded, 2))
+        out, self.row_winner = running_max(self.slabs(row_max, 1))
+        self.row_max_shape = row_max.shape
+        self.activations = out
+        return out
+
+    def backward(self, grad_y):
+        if not self.needs_input_grad:  # the model's first layer while training
+            return None
+        grad_row_max = self.spread(
+            grad_y, 1, self.row_max_shape, lambda k: self.row_winner == k
+        )
+        column_winner = self.column_winner
+        grad = self.spread(grad_row_max, 2, self.padded_shape, lambda k: column_winner == k)
+        return self.finish_backward(grad)
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class AvgPool2D(Pool2D):
+    """y = the mean of each window's inputs.
+
+    With 'same' padding the mean is over the window's real pixels only, as TensorFlow does
+    (a corner window of a 2×2 pool may average fewer than 4).  Backward: each input gets
+    ``dL/dy / count`` from every window it belongs to.
+    """
+
+    def window_sums(self, padded):
+        row_sums = sum(self.slabs(padded, 2))
+        return sum(self.slabs(row_sums, 1)), row_sums.shape
+
+    def build(self, input_shape):
+        output_shape = super().build(input_shape)
+        # How many real (unpadded) pixels each window holds, counted the way the forward
+        # pass sums, on one all-ones single-channel image.
+        height, width, _ = self.input_shape
+        self.counts, _ = self.window_sums(pad_images(np.ones((1, height, width, 1)), self.pads))
+        return output_shape
+
+    def forward(self, x, training=False):
+        padded = pad_images(x, self.pads, value=0.0)
+        self.padded_shape = padded.shape
+        total, self.row_sums_shape = self.window_sums(padded)
+        total /= self.counts.astype(x.dtype)
+        self.activations = total
+        return total
+
+    def backward(self, grad_y):
+        if not self.needs_input_grad:  # the model's first layer while training
+            return None
+        share = grad_y / self.counts.astype(grad_y.dtype)
+        grad_row_sums = self.spread(share, 1, self.row_sums_shape)
+        return self.finish_backward(self.spread(grad_row_sums, 2, self.padded_shape))
