@@ -1,0 +1,158 @@
+"""Speed of seed 002's MNIST convnet: plugnet against PyTorch, and conv2d against matmul.
+
+1. Training throughput (samples/s) of examples/mnist_dcn.toml's network, batch 50, float32,
+   Adam: plugnet's Trainer against the same network in PyTorch on the CPU with the same
+   number of threads, when torch is installed (target: plugnet >= 0.6x PyTorch).
+2. conv2d forward + backward GFLOP/s for each of the network's two convolutions, against the
+   machine's float32 matrix-product rate measured in the same run (a square sgemm).
+
+Runs are interleaved and the best of ``--repeats`` is kept: on a shared machine the best time
+is the one least disturbed by other processes.  Synthetic images: speed does not depend on
+the pixels.
+
+    python benchmarks/conv_speed.py [--threads 1] [--steps 20] [--repeats 5]
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from framework import Sequential, Trainer, create
+from framework.config import load_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG = os.path.join(HERE, os.pardir, "examples", "mnist_dcn.toml")
+BATCH = 50
+
+
+def images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n)
+
+
+def plugnet_trainer():
+    config = load_config(CONFIG)
+    model = Sequential(config["model"]["layers"], input_shape=(28, 28, 1), seed=0)
+    return Trainer(model, "cross_entropy", config["train"]["optimizer"], seed=0)
+
+
+def plugnet_run(trainer, x, y):
+    start = time.perf_counter()
+    trainer.fit(x, y, epochs=trainer.epoch + 1, batch_size=BATCH)
+    return time.perf_counter() - start
+
+
+def torch_setup():
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(7 * 7 * 64, 1024), torch.nn.ReLU(),
+        torch.nn.Dropout(0.5), torch.nn.Linear(1024, 10),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    return model, optimizer
+
+
+def torch_run(setup, x, y):
+    import torch
+
+    model, optimizer = setup
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # torch's NCHW
+    yt = torch.from_numpy(y)
+    start = time.perf_counter()
+    order = torch.randperm(len(xt))
+    xs, ys = xt[order], yt[order]
+    model.train()
+    for i in range(0, len(xt), BATCH):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xs[i : i + BATCH]), ys[i : i + BATCH])
+        loss.backward()
+        optimizer.step()
+        loss.item()  # plugnet reads every batch loss too
+    return time.perf_counter() - start
+
+
+def matmul_gflops(repeats, size=2048):
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def timed(f):
+    start = time.perf_counter()
+    f()
+    return time.perf_counter() - start
+
+
+def conv_gflops(input_shape, filters, repeats):
+    """GFLOP/s of one forward + backward (weights, bias and input gradients) of a 5x5 'same'
+    conv2d on a batch of 50: 3 products of 2·N·Ho·Wo·kh·kw·C·F flops each."""
+    layer = create("layers", "conv2d", filters=filters, kernel_size=5, activation="relu")
+    Sequential([layer], input_shape=input_shape, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, *input_shape), dtype=np.float32)
+    grad_y = rng.standard_normal((BATCH, *layer.output_shape), dtype=np.float32)
+
+    def step():
+        layer.forward(x, training=True)
+        layer.backward(grad_y)
+
+    step()
+    best = min(timed(step) for _ in range(repeats))
+    height, width, channels = input_shape
+    flops = 3 * 2 * BATCH * height * width * 25 * channels * filters
+    return flops / best / 1e9, best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (default 1)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed run")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    with threadpool_limits(args.threads):
+        x, y = images(BATCH * args.steps)
+        runners = {"plugnet": (plugnet_run, plugnet_trainer())}
+        try:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            runners["torch"] = (torch_run, torch_setup())
+        except ImportError:
+            print("PyTorch is not installed: plugnet's throughput only")
+        for run, state in runners.values():  # warm-up: allocations, thread pools, caches
+            run(state, x[: BATCH * 2], y[: BATCH * 2])
+        best = dict.fromkeys(runners, float("inf"))
+        for _ in range(args.repeats):
+            for name, (run, state) in runners.items():
+                best[name] = min(best[name], run(state, x, y))
+
+        samples = len(x)
+        print(f"seed 002 convnet, batch {BATCH}, float32, {args.threads} thread(s), "
+              f"{args.steps} steps per run, best of {args.repeats} interleaved runs")
+        for name, seconds in best.items():
+            print(f"  {name:<8} {samples / seconds:8.1f} samples/s  ({1000 * seconds / args.steps:.1f} ms/step)")
+        if "torch" in best:
+            print(f"  plugnet / torch: {best['torch'] / best['plugnet']:.2f}x  (target >= 0.6)")
+
+        matmul = matmul_gflops(args.repeats)
+        print(f"float32 matmul (2048x2048, numpy's BLAS): {matmul:.1f} GFLOP/s")
+        for name, shape, filters in (("conv2d_0", (28, 28, 1), 32), ("conv2d_2", (14, 14, 32), 64)):
+            rate, seconds = conv_gflops(shape, filters, args.repeats)
+            print(f"  {name} {shape} -> {filters}: forward+backward {1000 * seconds:.1f} ms, "
+                  f"{rate:.1f} GFLOP/s = {rate / matmul:.2f} of matmul")
+
+
+if __name__ == "__main__":
+    main()
