@@ -34,6 +34,20 @@ def build_parser():
     train.add_argument("--quiet", action="store_true", help="no progress output")
     common(train)
 
+    sweep = commands.add_parser("sweep", help="train one config many times over a parameter space")
+    sweep.add_argument("config", nargs="?", help="TOML config with a [sweep] table (default: the built-in example)")
+    sweep.add_argument(
+        "--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+        help="values to try for KEY, typed as --set types them (repeatable; adds to [sweep.params])",
+    )
+    sweep.add_argument("--trials", type=int, help="number of trials for the random and tpe samplers")
+    sweep.add_argument("--jobs", type=int, help="worker processes on this machine (default 1)")
+    sweep.add_argument("--storage", metavar="URL", help="Optuna database URL or journal file (default LOGDIR/study.journal)")
+    sweep.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: LOGDIR's name)")
+    sweep.add_argument("--ray", metavar="ADDRESS", help="run the workers on a Ray cluster (auto, HOST:PORT or local)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    common(sweep)
+
     plugins = commands.add_parser("plugins", help="list plugins and what they register")
     plugins.add_argument(
         "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
@@ -117,7 +131,26 @@ def command_plugins(args):
     return 0
 
 
-COMMANDS = {"train": command_train, "plugins": command_plugins}
+def command_sweep(args):
+    from framework.sweep import summary_lines, sweep
+
+    result = sweep(
+        config_from_args(args),
+        grid=args.grid,
+        trials=args.trials,
+        jobs=args.jobs,
+        storage=args.storage,
+        study=args.study,
+        ray=args.ray,
+        progress=not args.quiet,
+    )
+    print("\n".join(summary_lines(result)))
+    if result.interrupted_workers or (result.best is None and any(t.state == "fail" for t in result.trials)):
+        return 1
+    return 0
+
+
+COMMANDS = {"train": command_train, "plugins": command_plugins, "sweep": command_sweep}
 
 
 def main(argv=None):

@@ -1,0 +1,185 @@
+"""One trial of a sweep: its config, its training, what it reports to Optuna while it
+trains, and what it records in the study when it ends."""
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+
+from optuna.trial import TrialState
+from tensorboardX.proto.summary_pb2 import Summary
+
+from framework.config import flatten_config, set_key
+from framework.errors import ConfigError, PlugnetError
+from framework.hookspecs import hookimpl
+from framework.storage import save_json
+from framework.sweep_space import Choice, point_key
+
+logger = logging.getLogger("plugnet.sweep")
+
+# What the study keeps of each trial, as Optuna user attributes.
+VOID = "plugnet_void"  # why a trial does not count: duplicate, surplus, interrupted
+POINT = "plugnet_point"  # the trial's parameters as canonical JSON
+OWNER = "plugnet_owner"  # host, pid, process start and heartbeat of the worker running it
+SUMMARY = "plugnet_summary"  # the run's flattened summary.json
+SECONDS = "plugnet_seconds"  # wall time of the whole trial
+ERROR = "plugnet_error"
+SESSION_SUFFIX = ".hparams"
+
+
+def suggest(trial, spec):
+    """The trial's parameters, through Optuna's suggest API (fixed for enqueued trials)."""
+    params = {}
+    for param in spec.params:
+        if isinstance(param, Choice):
+            if param.composite:
+                choices = [json.dumps(v, sort_keys=True) for v in param.values]
+                params[param.key] = json.loads(trial.suggest_categorical(param.key, choices))
+            else:
+                params[param.key] = trial.suggest_categorical(param.key, list(param.values))
+        elif param.integer:
+            params[param.key] = trial.suggest_int(param.key, param.low, param.high, log=param.log)
+        else:
+            params[param.key] = trial.suggest_float(param.key, param.low, param.high, log=param.log)
+    return params
+
+
+class Reporter:
+    """The sweep's callback on each trial.
+
+    After every epoch (an epoch ends with the evaluation on held-out data) it reports the
+    sweep metric to Optuna and stops a trial the pruner gives up on.  Epochs, not global
+    steps, are the pruner's time axis, so trials with different batch sizes still compare.
+
+    At the end it writes the trial's HParams session (its flattened config against its final
+    metrics, tagged ``hparams/train/loss``... as the tensorboard callback tags them) but no
+    experiment summary: TensorBoard reads one experiment for a whole log directory, and the
+    sweep's, with every swept key's domain, is the one to show.
+    """
+
+    kind = "sweep_reporter"
+
+    def __init__(self, trial, metric):
+        self.trial = trial
+        section, _, name = metric.partition(".")
+        self.log_key = {"train": name, "test": f"val_{name}"}.get(section)
+        self.pruned = False
+        self.started = time.time()
+
+    @hookimpl
+    def on_train_begin(self):
+        self.started = time.time()
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch, logs):
+        value = logs.get(self.log_key) if self.log_key else None
+        if value is None:
+            return
+        self.trial.report(float(value), epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            trainer.stop_training = True
+
+    @hookimpl
+    def on_train_end(self, trainer):
+        # TensorBoard's statuses are success, failure, running and unknown: a pruned trial
+        # is neither a success nor a failure, and filters apart from both.
+        self.write_session(trainer, "unknown" if self.pruned else "success")
+
+    @hookimpl
+    def on_exception(self, trainer, exception):
+        with contextlib.suppress(Exception):  # the training's own exception is the one to see
+            self.write_session(trainer, "failure")
+
+    def write_session(self, trainer, status):
+        from tensorboardX import SummaryWriter
+
+        from framework.summaries import hparams_summaries, run_hparams, scalar_value
+        from framework.sweep_output import metric_tag
+
+        metrics = {metric_tag(f"train.{k}"): v for k, v in trainer.train_logs.items()}
+        if trainer.validation_data is not None:
+            metrics.update({metric_tag(f"test.{k}"): v for k, v in trainer.test_logs.items()})
+        _, start, end = hparams_summaries(run_hparams(trainer.config), list(metrics), status, self.started)
+        with SummaryWriter(trainer.logdir, filename_suffix=SESSION_SUFFIX) as writer:
+            writer.file_writer.add_summary(start, global_step=trainer.step)
+            values = [scalar_value(tag, value) for tag, value in metrics.items()]
+            writer.file_writer.add_summary(Summary(value=values), global_step=trainer.step)
+            writer.file_writer.add_summary(end, global_step=trainer.step)
+
+
+def trial_config(plan, params, number):
+    """The config of one trial: the sweep's config with its parameters set, logging to
+    ``LOGDIR/trial-NNNN`` and with the tensorboard callback, whose HParams session makes the
+    trial a row of the sweep's HParams table."""
+    config = copy.deepcopy(plan.config)
+    for key, value in params.items():
+        set_key(config, key, value)
+    config.setdefault("logging", {})["logdir"] = plan.trial_dir(number)
+    train = config.setdefault("train", {})
+    callbacks = list(train.get("callbacks", []))
+    names = [c if isinstance(c, str) else c.get("type") if isinstance(c, Mapping) else None for c in callbacks]
+    if "tensorboard" not in names:
+        callbacks.append("tensorboard")
+        names.append("tensorboard")
+    # The reporter writes the trial's HParams session, without a per-run experiment.
+    callbacks = [
+        {**({"type": c} if isinstance(c, str) else c), "hparams": False} if name == "tensorboard" else c
+        for c, name in zip(callbacks, names)
+    ]
+    train["callbacks"] = callbacks
+    return config
+
+
+class MetricMissing(ConfigError):
+    """The runs' summary.json lacks the sweep's metric."""
+
+
+def run_trial(plan, study, storage, claimed):
+    """Train one trial and tell the study how it went; return its state's name."""
+    from framework.run import build
+
+    spec = plan.spec
+    started = time.perf_counter()
+    tid = claimed.tid
+    params = suggest(claimed.trial, spec)
+    storage.set_trial_user_attr(tid, POINT, point_key(params))
+    reporter = Reporter(claimed.trial, spec.metric)
+    try:
+        config = trial_config(plan, params, claimed.number)
+        experiment = build(config)
+        experiment.trainer.add_callback(reporter)
+        summary = experiment.fit()
+        save_json(os.path.join(experiment.logdir, "summary.json"), summary)
+    except Exception as exc:
+        storage.set_trial_user_attr(tid, ERROR, f"{type(exc).__name__}: {exc}")
+        storage.set_trial_user_attr(tid, SECONDS, round(time.perf_counter() - started, 3))
+        study.tell(claimed.number, state=TrialState.FAIL)
+        if not isinstance(exc, PlugnetError):
+            logger.warning("trial %d failed: %s: %s", claimed.number, type(exc).__name__, exc)
+        return "fail"
+    flat = flatten_config(summary)
+    storage.set_trial_user_attr(tid, SUMMARY, flat)
+    storage.set_trial_user_attr(tid, SECONDS, round(time.perf_counter() - started, 3))
+    value = flat.get(spec.metric)
+    if value is None:
+        message = (
+            f"sweep metric '{spec.metric}' is not in the runs' summary.json; it has: "
+            + ", ".join(k for k in flat if isinstance(flat[k], (int, float)))
+        )
+        storage.set_trial_user_attr(tid, ERROR, message)
+        study.tell(claimed.number, state=TrialState.FAIL)
+        raise MetricMissing(message)
+    if reporter.pruned:
+        study.tell(claimed.number, state=TrialState.PRUNED)
+        return "pruned"
+    if not math.isfinite(value):
+        storage.set_trial_user_attr(tid, ERROR, f"{spec.metric} is {value}")
+        study.tell(claimed.number, state=TrialState.FAIL)
+        return "fail"
+    study.tell(claimed.number, float(value))
+    return "complete"
