@@ -441,6 +441,16 @@ def test_the_mnist_convnet_trains_end_to_end_on_tiny_idx_files(tmp_path):
     assert (tmp_path / "run" / "summary.json").is_file()
     assert os.listdir(tmp_path / "run" / "test")  # the held-out writer's event file
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["step-2.npz"]
+    # Seed 002's summaries: every layer's tensors, the pooled activations among them.
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = event_accumulator.EventAccumulator(str(tmp_path / "run" / "train"))
+    events.Reload()
+    histograms, scalars = set(events.Tags()["histograms"]), set(events.Tags()["scalars"])
+    for layer in ("conv2d_0", "conv2d_2"):
+        assert {f"{layer}/{t}" for t in ("weights", "bias", "preactivations", "activations")} <= histograms
+        assert f"{layer}/preactivations/stddev" in scalars
+    assert {"maxpool2d_1/activations", "maxpool2d_3/activations"} <= histograms
+    assert {"maxpool2d_1/activations/max", "maxpool2d_3/activations/min"} <= scalars
 
 
 SHORT_RUN = {"train.epochs": 1, "train.evaluate_every": 200}
