@@ -25,6 +25,7 @@ from framework.sweep_storage import open_storage
 from framework.sweep_study import enqueue_grid, recover_stale
 from framework.sweep_trial import OWNER, POINT, VOID
 
+SUPPORT = os.path.join(os.path.dirname(__file__), "support")
 TENSORBOARD = {"type": "tensorboard", "histogram_every": 0, "image_every": 0, "graph": False}
 
 
@@ -115,7 +116,7 @@ def cli(*args, **kwargs):
 @pytest.fixture(scope="module")
 def grid_sweep(tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("grid") / "sweep")
-    config = tiny_config(logdir, params={"model.layers.0.units": [2, 4], "train.optimizer.lr": [0.05, 0.5]})
+    config = tiny_config(logdir, epochs=8, batch_size=10, params={"model.layers.0.units": [2, 4], "train.optimizer.lr": [0.05, 0.5]})
     return config, sweep(config, jobs=2)
 
 
@@ -200,7 +201,7 @@ def test_hparams_read_back_with_tensorboard(grid_sweep):
 
 def test_sigkill_midway_then_rerun_completes_each_point_once(tmp_path):
     logdir = tmp_path / "killed"
-    config = write_toml(tmp_path / "sweep.toml", logdir, "[2, 3, 4, 5, 6]", epochs=30, batch_size=10)
+    config = write_toml(tmp_path / "sweep.toml", logdir, "[2, 3, 4, 5, 6]", epochs=60, batch_size=10)
     process = cli(config)
     deadline = time.time() + 120
     try:
@@ -239,7 +240,17 @@ def test_two_processes_sharing_storage_split_the_grid(tmp_path):
     storage = tmp_path / "shared.journal"
     units = [2, 3, 4, 5, 6, 7, 8, 9]
     configs = [write_toml(tmp_path / f"{name}.toml", tmp_path / name, str(units), epochs=10, batch_size=10) for name in "ab"]
-    processes = [cli(c, "--storage", str(storage), "--study", "shared") for c in configs]
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([SUPPORT, os.environ.get("PYTHONPATH", "")]),
+        PLUGNET_BARRIER_DIR=str(barrier),
+        PLUGNET_BARRIER_COUNT="2",
+    )
+    processes = [
+        cli(c, "--storage", str(storage), "--study", "shared", "--plugin", "sweep_barrier", env=env) for c in configs
+    ]
     for process in processes:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
@@ -348,6 +359,17 @@ def test_grid_option_values_are_typed_like_set(tmp_path, capsys):
     assert sorted(r["train.optimizer.lr"] for r in rows) == ["0.5", "1.0"]  # 1 is a float for a float key
     assert "best: trial-" in out and f"tensorboard --logdir {tmp_path / 'g'}" in out
     assert out.index("test.accuracy") < out.index("best:")  # the table comes first
+
+
+def test_tables_as_values_are_tried_whole(tmp_path):
+    optimizers = [{"type": "adam", "lr": 0.01}, {"type": "sgd", "lr": 0.5}]
+    config = tiny_config(str(tmp_path / "opt"), epochs=2, params={"train.optimizer": optimizers})
+    result = sweep(config)
+    assert [t.params["train.optimizer"] for t in result.trials] == optimizers
+    for trial in result.trials:  # the table replaced the config's optimizer, momentum and all
+        assert json.load(open(os.path.join(trial.logdir, "config.json")))["train"]["optimizer"] == trial.params["train.optimizer"]
+    rows = read_csv(os.path.join(result.logdir, "sweep.csv"))
+    assert [json.loads(r["train.optimizer"]) for r in rows] == optimizers
 
 
 def test_split_values_keeps_brackets_and_quotes_whole():
