@@ -3,6 +3,7 @@
 import argparse
 import math
 import os
+import shlex
 import sys
 
 from framework.config import apply_overrides, default_config, load_config
@@ -114,7 +115,8 @@ def command_train(args):
     print(f"train  {format_logs(summary['train'])}")
     if "test" in summary:
         print(f"test   {format_logs(summary['test'])}")
-    print(f"logs in {logdir}  (summary.json; view with: tensorboard --logdir {os.path.dirname(logdir) or logdir})")
+    print(f"logs in {logdir}  (summary.json, TensorBoard event files); watch the runs with:")
+    print(f"  tensorboard --logdir {shlex.quote(os.path.dirname(logdir) or logdir)}")
     return 0
 
 

@@ -19,6 +19,7 @@ import time
 import attrs
 import numpy as np
 from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
@@ -40,6 +41,10 @@ logger = logging.getLogger("plugnet.tensorboard")
 
 HPARAMS_SUFFIX = ".hparams"
 BOUNDARY_POINTS = 1000  # points drawn on the decision boundary
+# Summaries of the steps are handed to tensorboardX's writer queue in batches this often:
+# each hand-over wakes the writer's threads, and on a busy machine every wake-up costs the
+# training thread a wait for the interpreter lock, so one a second instead of one a step.
+HANDOVER_SECONDS = 1.0
 
 
 def whole_number(minimum):
@@ -86,6 +91,8 @@ class TensorBoard(Callback):
     test_writer: object = attrs.field(default=None, init=False, repr=False)
     _root: str | None = attrs.field(default=None, init=False, repr=False)
     _pending: list = attrs.field(factory=list, init=False, repr=False)
+    _outbox: list = attrs.field(factory=list, init=False, repr=False)
+    _next_handover: float = attrs.field(default=0.0, init=False, repr=False)
     _last_test_step: int | None = attrs.field(default=None, init=False, repr=False)
     _last_image_step: int | None = attrs.field(default=None, init=False, repr=False)
     _points: list | None = attrs.field(default=None, init=False, repr=False)
@@ -102,11 +109,25 @@ class TensorBoard(Callback):
         )
 
     def write(self, writer, values, step):
-        """Write summary ``values`` as one event at ``step``."""
+        """Write summary ``values`` as one event at ``step`` (now)."""
         if values:
             writer.file_writer.add_summary(Summary(value=values), global_step=step)
 
+    def post(self, writer, values, step):
+        """Write summary ``values`` as one event at ``step`` with the next hand-over."""
+        self._outbox.append((writer, Summary(value=values), step))
+        if time.monotonic() >= self._next_handover:
+            self.hand_over()
+
+    def hand_over(self):
+        for writer, summary, step in self._outbox:
+            writer.file_writer.add_summary(summary, global_step=step)
+        self._outbox = []
+        self._next_handover = time.monotonic() + HANDOVER_SECONDS
+
     def close(self):
+        if self._outbox:
+            self.hand_over()
         for name in ("train_writer", "test_writer"):
             writer = getattr(self, name)
             if writer is not None:
@@ -121,7 +142,8 @@ class TensorBoard(Callback):
         if self._root is None:
             raise ConfigError("the tensorboard callback needs a logdir: give the Trainer one (logdir=...)")
         self._started = time.time()
-        self._pending = []
+        self._pending, self._outbox = [], []
+        self._next_handover = time.monotonic() + HANDOVER_SECONDS
         self._last_test_step = self._last_image_step = None
         self.train_writer = self._writer(trainer, "train")
         model, step = trainer.model, trainer.step
@@ -164,7 +186,7 @@ class TensorBoard(Callback):
             if isinstance(lr, numbers.Real):
                 self._pending.append(scalar_value("lr", lr))
         if self._pending:
-            self.write(self.train_writer, self._pending, step)
+            self.post(self.train_writer, self._pending, step)
             self._pending = []
 
     @hookimpl
@@ -173,7 +195,7 @@ class TensorBoard(Callback):
             return
         if self.test_writer is None:
             self.test_writer = self._writer(trainer, "test")
-        self.write(self.test_writer, [scalar_value(key, value) for key, value in logs.items()], step)
+        self.post(self.test_writer, [scalar_value(key, value) for key, value in logs.items()], step)
         self._last_test_step = step
 
     @hookimpl
@@ -242,8 +264,12 @@ class TensorBoard(Callback):
         for old in glob.glob(os.path.join(glob.escape(self._root), f"events.out.tfevents.*{HPARAMS_SUFFIX}")):
             os.unlink(old)
         experiment, start, end = hparams_summaries(hparams, list(metrics), status, start_time=self._started)
-        with SummaryWriter(self._root, filename_suffix=HPARAMS_SUFFIX) as writer:
-            writer.file_writer.add_summary(experiment, global_step=trainer.step)
-            writer.file_writer.add_summary(start, global_step=trainer.step)
-            self.write(writer, [scalar_value(tag, value) for tag, value in metrics.items()], trainer.step)
-            writer.file_writer.add_summary(end, global_step=trainer.step)
+        final = Summary(value=[scalar_value(tag, value) for tag, value in metrics.items()])
+        # Written at once: a writer thread would only add start-up and shut-down time here.
+        os.makedirs(self._root, exist_ok=True)
+        writer = EventsWriter(os.path.join(self._root, "events"), HPARAMS_SUFFIX)
+        try:
+            for summary in (experiment, start, final, end):
+                writer.write_event(Event(summary=summary, step=trainer.step, wall_time=time.time()))
+        finally:
+            writer.close()
