@@ -1,0 +1,22 @@
+"""Built-in layers.  Each module holds one family; this hook registers them all."""
+
+from framework import hookimpl
+from plugins.layers.conv import Conv2D
+from plugins.layers.dense import ActivationLayer, Dense
+from plugins.layers.dropout import Dropout
+from plugins.layers.pooling import AvgPool2D, MaxPool2D
+from plugins.layers.shape import Flatten, Reshape
+
+
+@hookimpl
+def register_layers():
+    return {
+        "dense": Dense,
+        "activation": ActivationLayer,
+        "dropout": Dropout,
+        "flatten": Flatten,
+        "reshape": Reshape,
+        "conv2d": Conv2D,
+        "maxpool2d": MaxPool2D,
+        "avgpool2d": AvgPool2D,
+    }
