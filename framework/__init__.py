@@ -4,6 +4,7 @@ Plugins (the built-ins in ``plugins`` included) use only the names exported here
 `framework.testing`.
 """
 
+from framework import testing
 from framework.base import (
     Activation,
     Callback,
@@ -15,8 +16,10 @@ from framework.base import (
     Optimizer,
     fans,
 )
+from framework.checkpoints import load_checkpoint, resume, save_checkpoint
 from framework.data import read_idx, resolve_data_dir, split_train_test
 from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError
+from framework.formatting import format_logs, format_value
 from framework.hookspecs import hookimpl, hookspec
 from framework.model import Sequential
 from framework.registry import KINDS, create, load_plugins, registry, resolve
@@ -46,16 +49,22 @@ __all__ = [
     "atomic_write",
     "create",
     "fans",
+    "format_logs",
+    "format_value",
     "hookimpl",
     "hookspec",
     "load_arrays",
+    "load_checkpoint",
     "load_plugins",
     "read_idx",
     "registry",
     "resolve",
     "resolve_data_dir",
+    "resume",
     "run",
     "save_arrays",
+    "save_checkpoint",
     "save_json",
     "split_train_test",
+    "testing",
 ]

@@ -1,13 +1,13 @@
 """The ``plugnet`` command line."""
 
 import argparse
-import math
 import os
 import shlex
 import sys
 
 from framework.config import apply_overrides, default_config, load_config
 from framework.errors import ConfigError, PlugnetError
+from framework.formatting import format_logs
 
 
 def build_parser():
@@ -88,17 +88,6 @@ def toml_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def format_value(value):
-    """Four decimals, or scientific notation where they would hide the value (3e-7, 1e12)."""
-    if value == 0 or not math.isfinite(value) or 1e-3 <= abs(value) < 1e6:
-        return f"{value:.4f}"
-    return f"{value:.4e}"
-
-
-def format_logs(logs):
-    return "  ".join(f"{key} {format_value(value)}" for key, value in logs.items())
-
-
 def command_train(args):
     from framework.run import build
     from framework.storage import save_json
@@ -161,6 +150,16 @@ def main(argv=None):
         return COMMANDS[args.command](args)
     except PlugnetError as exc:
         print(f"plugnet: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable log directory, a full disk: the user can fix these
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"plugnet: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "plugnet: error: out of memory; make the model, the batch or the dataset smaller",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("plugnet: interrupted", file=sys.stderr)

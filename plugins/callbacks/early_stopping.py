@@ -7,8 +7,8 @@ from typing import ClassVar
 import attrs
 from attrs.validators import ge, in_, instance_of
 
-from framework import Callback, ConfigError, hookimpl
-from plugins.callbacks.reporting import format_value, report
+from framework import Callback, ConfigError, format_value, hookimpl
+from plugins.callbacks.reporting import report
 
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error")
 

@@ -8,8 +8,7 @@ import attrs
 from attrs.validators import ge, instance_of, optional
 from tqdm import tqdm
 
-from framework import Callback, hookimpl
-from plugins.callbacks.reporting import format_logs
+from framework import Callback, format_logs, hookimpl
 
 MAX_LINES = 100  # with `every` left out, a run prints about this many epoch lines at most
 REDRAW_SECONDS = 0.1  # the bar is redrawn at most this often
