@@ -114,3 +114,11 @@ def test_real_process_exit_status_and_no_traceback(tmp_path):
     assert result.stderr.startswith("plugnet: error: unknown loss 'crossentropy'; did you mean 'cross_entropy'?")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_unwritable_logdir_is_one_message(tmp_path, capsys):
+    (tmp_path / "blocked").write_text("a file where a directory should be")
+    code, _, err = run_cli(capsys, "train", *FAST, "--logdir", str(tmp_path / "blocked" / "run"))
+    assert code == 2
+    assert err.startswith("plugnet: error: ") and err.count("\n") == 1
+    assert "blocked" in err and "Traceback" not in err
