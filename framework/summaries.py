@@ -36,19 +36,26 @@ HISTOGRAM_BINS = 64
 def tensor_stats(array):
     """``(mean, stddev, max, min)`` of ``array`` as Python floats (NaN for an empty array).
 
-    Two passes over the data and one temporary, like ``np.std``: the deviations from the
-    mean are squared and summed by one BLAS dot product instead of a second temporary.
-    Summing squares directly (E[x²] − mean²) would save the temporary but cancels
-    catastrophically in float32 when the mean is large against the spread (sigmoid outputs).
+    Four reads of the data and no copy: the sum, the sum of squares (one BLAS dot product),
+    the max and the min, the variance being E[x²] − mean².  That difference loses digits
+    when the mean dominates the spread (sigmoid outputs), so where the variance is under a
+    quarter of E[x²] it is computed again from the deviations, as ``np.std`` does.
     """
     flat = np.ravel(array)  # a view for the contiguous arrays layers keep
-    if flat.size == 0:
+    n = flat.size
+    if n == 0:
         return (math.nan,) * 4
+    if flat.dtype.kind != "f":
+        flat = flat.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged run logs inf/NaN quietly
-        mean = flat.mean()
-        deviations = flat - mean
-        variance = float(np.dot(deviations, deviations)) / flat.size
-    return float(mean), math.sqrt(variance), float(flat.max()), float(flat.min())
+        mean = float(np.add.reduce(flat)) / n
+        square_mean = float(np.dot(flat, flat)) / n
+        variance = square_mean - mean * mean
+        if not variance >= 0.25 * square_mean:  # also when NaN: then this gives NaN too
+            deviations = flat - flat.dtype.type(mean)
+            variance = float(np.dot(deviations, deviations)) / n
+        top, bottom = float(np.maximum.reduce(flat)), float(np.minimum.reduce(flat))
+    return mean, math.sqrt(variance) if variance >= 0 else math.nan, top, bottom
 
 
 def bucket_counts(flat, low, high, bins):

@@ -453,3 +453,52 @@ def test_plugnet_train_writes_tensorboard_logs_and_prints_the_command(tmp_path, 
         assert glob.glob(str(tmp_path / "runs" / "moons" / part / "events.out.tfevents.*"))
     assert os.path.exists(tmp_path / "runs" / "moons" / "summary.json")
     assert "decision_boundary" in accumulator(tmp_path / "runs" / "moons" / "train").Tags()["images"]
+
+
+def test_a_resumed_run_replaces_what_the_interrupted_one_logged_after_its_checkpoint(tmp_path):
+    config = moons_config(tmp_path / "run", 0.5, epochs=4)  # 5 steps an epoch: 20 steps
+    config["train"]["callbacks"] = [
+        {"type": "tensorboard", "scalar_every": 1, "histogram_every": 0},
+        {"type": "checkpoint", "every": 10, "keep": 0},
+    ]
+    first = run(config)
+    os.unlink(tmp_path / "run" / "checkpoints" / "step-20.npz")  # as if killed before it
+    resumed = run(resume=tmp_path / "run")
+    assert resumed["train"] == pytest.approx(first["train"])
+    loss = accumulator(tmp_path / "run" / "train").Scalars("loss")
+    assert [event.step for event in loss] == list(range(20))  # steps 10-19 once, not twice
+    test = accumulator(tmp_path / "run" / "test").Scalars("loss")
+    assert [event.step for event in test] == [5, 10, 15, 20]
+    assert test[-1].value == pytest.approx(resumed["test"]["loss"], rel=1e-6)
+    assert len(glob.glob(str(tmp_path / "run" / "events.out.tfevents.*"))) == 1  # one HParams session
+
+
+def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_failing_disk(tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader as EventFileLoader
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    from framework.event_files import EventFileWriter
+    from framework.summaries import scalar_value
+
+    writer = EventFileWriter(str(tmp_path / "a"), flush_secs=600, purge_step=3)
+    for step in range(3, 8):
+        writer.add_summary(Summary(value=[scalar_value("x", step * 0.5)]), step)
+    (path,) = glob.glob(str(tmp_path / "a" / "events.out.tfevents.*"))
+    assert len(list(EventFileLoader(path).Load())) <= 1  # at most the file version: nothing waited on I/O
+    writer.close()
+    writer.close()  # closing twice is harmless
+    events = list(EventFileLoader(path).Load())
+    assert events[1].session_log.status == events[1].session_log.START and events[1].step == 3
+    assert [(e.step, e.summary.value[0].simple_value) for e in events[2:]] == [(s, s * 0.5) for s in range(3, 8)]
+
+    broken = EventFileWriter(str(tmp_path / "b"), flush_secs=600)
+
+    def full_disk(event):
+        raise OSError(28, "No space left on device")
+
+    broken._file.write_event = full_disk
+    broken.add_summary(Summary(value=[scalar_value("x", 1.0)]), 0)
+    broken.close()  # no exception: training must not die of its summaries
+    assert isinstance(broken.error, OSError) and "No space left" in caplog.text
+    broken.add_summary(Summary(value=[scalar_value("x", 2.0)]), 1)  # dropped, not queued
+    assert not broken._events

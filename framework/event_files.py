@@ -1,0 +1,91 @@
+"""`EventFileWriter`: one TensorBoard event file, written by a background thread.
+
+tensorboardX's own `SummaryWriter` sends every event through a `multiprocessing.Queue`: each
+one is pickled by a feeder thread, passed through a pipe and unpickled by a writer thread,
+and every hand-over wakes those threads.  On a busy machine each wake-up makes the training
+thread wait for the interpreter lock, which costs more than the summary itself.  Here events
+go into a plain queue that nothing waits on; the writer thread wakes every ``flush_secs``
+(or when closed), writes what has accumulated with tensorboardX's record writer and flushes.
+The training thread never blocks on I/O and is never interrupted per event.
+"""
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+logger = logging.getLogger("plugnet.tensorboard")
+
+
+class EventFileWriter:
+    """Writes events to a new event file in ``logdir`` (created if missing).
+
+    ``purge_step``: events of earlier files in ``logdir`` at this step or later are hidden by
+    TensorBoard (a run resumed from a checkpoint at that step replaces what the interrupted
+    run logged after it).  ``filename_suffix`` ends the file's name; the default, the start
+    time in nanoseconds, keeps files opened within the same second apart and in order.
+    """
+
+    def __init__(self, logdir, flush_secs=10.0, purge_step=None, filename_suffix=None):
+        os.makedirs(logdir, exist_ok=True)
+        self.logdir = logdir
+        self.flush_secs = float(flush_secs)
+        suffix = f".{time.time_ns()}" if filename_suffix is None else filename_suffix
+        self._file = EventsWriter(os.path.join(logdir, "events"), suffix)
+        self._events = collections.deque()  # appends and pops are atomic: no lock needed
+        self._closing = threading.Event()
+        self.error = None  # what stopped the writing (a full disk...); events are then dropped
+        self._thread = threading.Thread(target=self._run, name=f"events {logdir}", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+        if purge_step is not None:
+            self.add_event(Event(step=int(purge_step), session_log=SessionLog(status=SessionLog.START)))
+
+    @property
+    def closed(self):
+        return self._closing.is_set()
+
+    def add_event(self, event):
+        """Queue ``event`` (its ``wall_time`` set to now if unset); returns at once."""
+        if self.error is not None:
+            return
+        if not event.wall_time:
+            event.wall_time = time.time()
+        self._events.append(event)
+
+    def add_summary(self, summary, step):
+        """Queue a `Summary` protocol buffer at global step ``step``."""
+        self.add_event(Event(summary=summary, step=int(step), wall_time=time.time()))
+
+    def _write_pending(self):
+        while self._events:
+            self._file.write_event(self._events.popleft())
+
+    def _run(self):
+        try:
+            while not self._closing.wait(self.flush_secs):
+                if self._events:
+                    self._write_pending()
+                    self._file.flush()
+            self._write_pending()
+        except Exception as exc:  # noqa: BLE001 - training goes on without its summaries
+            self.error = exc
+            self._events.clear()
+            logger.warning("TensorBoard events for %s are no longer written: %s", self.logdir, exc)
+
+    def close(self):
+        """Write everything queued, close the file and stop the thread."""
+        if self.closed:
+            return
+        self._closing.set()
+        self._thread.join()
+        atexit.unregister(self.close)
+        try:
+            self._file.close()
+        except OSError as exc:
+            logger.warning("could not close the TensorBoard event file in %s: %s", self.logdir, exc)
