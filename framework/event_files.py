@@ -13,13 +13,34 @@ import atexit
 import collections
 import logging
 import os
+import socket
 import threading
 import time
 
-from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.record_writer import RecordWriter
 
 logger = logging.getLogger("plugnet.tensorboard")
+
+
+def open_event_file(logdir, filename_suffix):
+    """A tensorboardX `RecordWriter` on a new event file in ``logdir``, its first record
+    the file version TensorBoard expects."""
+    os.makedirs(logdir, exist_ok=True)
+    name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}{filename_suffix}"
+    record = RecordWriter(os.path.join(logdir, name))
+    record.write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+    return record
+
+
+def write_event_file(logdir, events, filename_suffix=""):
+    """Write ``events`` to a new event file in ``logdir`` at once, from the calling thread."""
+    record = open_event_file(logdir, filename_suffix)
+    try:
+        for event in events:
+            record.write(event.SerializeToString())
+    finally:
+        record.close()
 
 
 class EventFileWriter:
@@ -32,11 +53,10 @@ class EventFileWriter:
     """
 
     def __init__(self, logdir, flush_secs=10.0, purge_step=None, filename_suffix=None):
-        os.makedirs(logdir, exist_ok=True)
         self.logdir = logdir
         self.flush_secs = float(flush_secs)
         suffix = f".{time.time_ns()}" if filename_suffix is None else filename_suffix
-        self._file = EventsWriter(os.path.join(logdir, "events"), suffix)
+        self._file = open_event_file(logdir, suffix)
         self._events = collections.deque()  # appends and pops are atomic: no lock needed
         self._closing = threading.Event()
         self.error = None  # what stopped the writing (a full disk...); events are then dropped
@@ -64,14 +84,14 @@ class EventFileWriter:
 
     def _write_pending(self):
         while self._events:
-            self._file.write_event(self._events.popleft())
+            self._file.write(self._events.popleft().SerializeToString())
 
     def _run(self):
         try:
             while not self._closing.wait(self.flush_secs):
                 if self._events:
                     self._write_pending()
-                    self._file.flush()
+                    self._file.flush()  # and fsync, off the training thread
             self._write_pending()
         except Exception as exc:  # noqa: BLE001 - training goes on without its summaries
             self.error = exc
@@ -86,6 +106,6 @@ class EventFileWriter:
         self._thread.join()
         atexit.unregister(self.close)
         try:
-            self._file.close()
+            self._file.close()  # flushed, not synced: readers see it, the training does not wait
         except OSError as exc:
             logger.warning("could not close the TensorBoard event file in %s: %s", self.logdir, exc)

@@ -42,7 +42,7 @@ class Capture:
         self.evaluations = {}
 
     @hookimpl
-    def on_after_backward(self, trainer, step):
+    def on_batch_end(self, trainer, step):
         if step % self.every == 0:
             self.tensors[step] = {
                 f"{layer.name}/{name}": np.array(value)
@@ -496,7 +496,7 @@ def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_fail
     def full_disk(event):
         raise OSError(28, "No space left on device")
 
-    broken._file.write_event = full_disk
+    broken._file.write = full_disk
     broken.add_summary(Summary(value=[scalar_value("x", 1.0)]), 0)
     broken.close()  # no exception: training must not die of its summaries
     assert isinstance(broken.error, OSError) and "No space left" in caplog.text

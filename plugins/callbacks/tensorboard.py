@@ -19,12 +19,11 @@ import time
 
 import attrs
 import numpy as np
-from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
 from framework import Callback, ConfigError, hookimpl
-from framework.event_files import EventFileWriter
+from framework.event_files import EventFileWriter, write_event_file
 from framework.images import class_labels, decision_boundary, image_grid, image_value
 from framework.summaries import (
     code_block,
@@ -63,7 +62,8 @@ class TensorBoard(Callback):
 
     ``scalar_every`` steps: the batch ``loss``, each metric and ``lr``, and per layer the
     mean / stddev / max / min of each of its tensors (weights, bias, preactivations,
-    activations and the gradients, as seen between the step's backward pass and its update).
+    activations and the gradients) as they are at the end of the step: the gradients and
+    activations of the step's batch, the parameters after its update.
     ``histogram_every`` steps (0: never): a histogram of each tensor.  Each evaluation on
     held-out data goes to ``LOGDIR/test``.  For two-dimensional inputs, the decision boundary
     every ``image_every`` epochs (0: only at the end) and at the end; for image inputs,
@@ -75,19 +75,18 @@ class TensorBoard(Callback):
     event, and a background thread that wakes every ``flush_secs`` does the file I/O.
     """
 
-    scalar_every: int = attrs.field(default=20, validator=whole_number(1))
-    histogram_every: int = attrs.field(default=100, validator=whole_number(0))
+    scalar_every: int = attrs.field(default=50, validator=whole_number(1))
+    histogram_every: int = attrs.field(default=500, validator=whole_number(0))
     image_every: int = attrs.field(default=10, validator=whole_number(0))
     images: int = attrs.field(default=8, validator=whole_number(0))
     graph: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     hparams: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     flush_secs: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0))
-    logdir: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str)))
+    logdir: str | None = attrs.field(default=None, converter=attrs.converters.optional(os.fspath))
 
     train_writer: object = attrs.field(default=None, init=False, repr=False)
     test_writer: object = attrs.field(default=None, init=False, repr=False)
     _root: str | None = attrs.field(default=None, init=False, repr=False)
-    _pending: list = attrs.field(factory=list, init=False, repr=False)
     _last_test_step: int | None = attrs.field(default=None, init=False, repr=False)
     _last_image_step: int | None = attrs.field(default=None, init=False, repr=False)
     _points: list | None = attrs.field(default=None, init=False, repr=False)
@@ -123,7 +122,6 @@ class TensorBoard(Callback):
         if self._root is None:
             raise ConfigError("the tensorboard callback needs a logdir: give the Trainer one (logdir=...)")
         self._started = time.time()
-        self._pending = []
         self._last_test_step = self._last_image_step = None
         self._first_step = trainer.step
         self.train_writer = self._writer("train")
@@ -150,25 +148,24 @@ class TensorBoard(Callback):
                 self._points.append(batch)
 
     @hookimpl
-    def on_after_backward(self, trainer, step):
+    def on_batch_end(self, trainer, step, logs):
+        # One hook a step, not two (on_after_backward too): the call itself is a measurable
+        # part of the cost.  After the update the gradients and activations are still the
+        # step's; the parameters are the updated ones the next step will use.
         scalars = step % self.scalar_every == 0
         histograms = bool(self.histogram_every) and step % self.histogram_every == 0
         if not (scalars or histograms):
             return
-        for layer in trainer.model.layers:
-            for name, array in layer_tensors(layer).items():
-                self._pending.extend(tensor_values(f"{layer.name}/{name}", array, scalars, histograms))
-
-    @hookimpl
-    def on_batch_end(self, trainer, step, logs):
-        if step % self.scalar_every == 0:
-            self._pending.extend(scalar_value(key, value) for key, value in logs.items())
+        values = []
+        if scalars:
+            values.extend(scalar_value(key, value) for key, value in logs.items())
             lr = getattr(trainer.optimizer, "lr", None)
             if isinstance(lr, numbers.Real):
-                self._pending.append(scalar_value("lr", lr))
-        if self._pending:
-            self.write(self.train_writer, self._pending, step)
-            self._pending = []
+                values.append(scalar_value("lr", lr))
+        for layer in trainer.model.layers:
+            for name, array in layer_tensors(layer).items():
+                values.extend(tensor_values(f"{layer.name}/{name}", array, scalars, histograms))
+        self.write(self.train_writer, values, step)
 
     @hookimpl
     def on_evaluate_end(self, trainer, step, logs):
@@ -247,10 +244,5 @@ class TensorBoard(Callback):
         experiment, start, end = hparams_summaries(hparams, list(metrics), status, start_time=self._started)
         final = Summary(value=[scalar_value(tag, value) for tag, value in metrics.items()])
         # Written at once: a writer thread would only add start-up and shut-down time here.
-        os.makedirs(self._root, exist_ok=True)
-        writer = EventsWriter(os.path.join(self._root, "events"), HPARAMS_SUFFIX)
-        try:
-            for summary in (experiment, start, final, end):
-                writer.write_event(Event(summary=summary, step=trainer.step, wall_time=time.time()))
-        finally:
-            writer.close()
+        events = [Event(summary=summary, step=trainer.step, wall_time=time.time()) for summary in (experiment, start, final, end)]
+        write_event_file(self._root, events, HPARAMS_SUFFIX)
