@@ -3,8 +3,7 @@ text and the model graph, as the protocol buffers tensorboardX writes.
 
 Nothing here needs TensorFlow or PyTorch: the protocol buffers ship with tensorboardX.  The
 ``tensorboard`` callback (and any plugin) builds `Summary` values with these functions and
-writes them through a `tensorboardX.SummaryWriter`'s file writer, many values to one event,
-which keeps the writer's queue short and the step fast.
+queues them on a `framework.event_files.EventFileWriter`, all values of a step as one event.
 """
 
 import math
