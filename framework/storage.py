@@ -9,7 +9,9 @@ import json
 import math
 import os
 import tempfile
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -43,6 +45,15 @@ def save_arrays(path, arrays):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+# What zipfile and numpy raise on damaged bytes: a flipped bit can make an entry look
+# encrypted (RuntimeError) or compressed by an unknown method (NotImplementedError), and a
+# damaged .npy header fails numpy's tokenizer.
+CORRUPT_ARCHIVE_ERRORS = (
+    OSError, EOFError, KeyError, RuntimeError, NotImplementedError, SyntaxError,
+    zipfile.BadZipFile, zlib.error, tokenize.TokenError,
+)
+
+
 def load_arrays(path):
     """Load every array of an ``.npz`` file into a dict, refusing pickled objects."""
     path = os.fspath(path)
@@ -58,7 +69,7 @@ def load_arrays(path):
                 "because unpickling could run code"
             ) from exc
         raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except CORRUPT_ARCHIVE_ERRORS as exc:
         raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
@@ -273,6 +274,34 @@ def test_corrupt_checkpoints_are_clear_data_errors(tmp_path, corruption):
         except DataError as exc:
             assert "no whole checkpoint" in str(exc)
 
+
+
+def header_offsets(data):
+    """Offsets of every byte of the archive's structure: each entry's local header with the
+    start of its .npy header, and the central directory to the end of the file."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        entries = archive.infolist()
+        directory = archive.start_dir
+    for entry in entries:
+        yield from range(entry.header_offset, entry.header_offset + 30 + len(entry.filename) + 64)
+    yield from range(directory, len(data))
+
+
+def test_a_flipped_bit_in_any_checkpoint_header_is_a_clear_error(tmp_path):
+    """Hypothesis samples; this walks every header byte (a flip there once surfaced as
+    zipfile's 'encrypted' RuntimeError and numpy's TokenError)."""
+    original = checkpoint_bytes()
+    path = tmp_path / "step-4.npz"
+    for offset in header_offsets(original):
+        data = bytearray(original)
+        data[offset] ^= 1
+        path.write_bytes(data)
+        try:
+            checkpoint = load_checkpoint(path)
+        except DataError as exc:
+            assert str(path) in str(exc)
+        else:
+            assert checkpoint["step"] == 4 and checkpoint["params"], offset
 
 def idx_bytes(array):
     codes = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
