@@ -49,11 +49,12 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("plugin")
     source = shutil.copytree(EXAMPLE, root / "source")
     target = root / "site"
-    subprocess.run(
+    built = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--no-index", "--target", str(target), str(source)],
-        check=True, capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    assert built.returncode == 0, f"pip could not install the example plugin:\n{built.stderr}"
     assert (target / "plugnet_swish-0.1.0.dist-info" / "entry_points.txt").exists()
     return target
 
