@@ -102,12 +102,17 @@ class CrossEntropy(Loss):
         """``values[i, y_i]`` for index labels, ``Σ_c y_ic values_ic`` for one-hot."""
         if y_true.ndim == values.ndim:
             return np.sum(values * y_true, axis=-1)
-        return np.take_along_axis(values, y_true.astype(np.intp)[..., None], axis=-1)[..., 0]
+        index = y_true.astype(np.intp, copy=False)
+        if values.ndim == 2:  # the usual (batch, classes): plain indexing costs a third as much
+            return values[np.arange(len(values)), index]
+        return np.take_along_axis(values, index[..., None], axis=-1)[..., 0]
 
     def _one_hot_minus(self, p, y_true):
         grad = p.copy()
         if y_true.ndim == p.ndim:
             grad -= y_true
+        elif p.ndim == 2:
+            grad[np.arange(len(p)), y_true.astype(np.intp, copy=False)] -= 1
         else:
             np.put_along_axis(
                 grad, y_true.astype(np.intp)[..., None],
@@ -120,7 +125,7 @@ class CrossEntropy(Loss):
             shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
             log_p = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
             return float(-np.mean(self._picked(log_p, y_true)))
-        picked = self._picked(np.clip(y_pred, self.epsilon, 1.0), y_true)
+        picked = np.clip(self._picked(y_pred, y_true), self.epsilon, 1.0)
         return float(-np.mean(np.log(picked)))
 
     def backward(self, y_pred, y_true):
