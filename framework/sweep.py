@@ -11,10 +11,10 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
-import queue as queues
 import signal
 import sys
 import traceback
+from multiprocessing import connection
 
 import attrs
 import optuna
@@ -248,14 +248,15 @@ def die_with_parent():
 
 
 def worker_process(plan, index, messages, parent):
+    """A worker process; ``messages`` is the write end of its pipe to the sweep process."""
     die_with_parent()
     if os.getppid() != parent:  # the parent died before the request above took effect
         os._exit(143)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        work(plan, index, report=lambda number, state: messages.put(("trial", number, state)))
+        work(plan, index, report=lambda number, state: messages.send(("trial", number, state)))
     except PlugnetError as exc:
-        messages.put(("error", type(exc).__name__, str(exc)))
+        messages.send(("error", type(exc).__name__, str(exc)))
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -273,29 +274,32 @@ def start_method():
 def run_processes(plan, jobs, bar, refresh):
     """``jobs`` worker processes; returns how many ended abnormally."""
     context = multiprocessing.get_context(start_method())
-    messages = context.Queue()
-    processes = [
-        context.Process(target=worker_process, args=(plan, i, messages, os.getpid()), name=f"plugnet-sweep-{i}")
-        for i in range(jobs)
-    ]
-    for process in processes:
+    pipes, processes = [], []
+    for i in range(jobs):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=worker_process, args=(plan, i, sender, os.getpid()), name=f"plugnet-sweep-{i}"
+        )
         process.start()
+        sender.close()  # the worker holds the write end: end of file when it exits
+        pipes.append(receiver)
+        processes.append(process)
     errors = []
-
-    def handle(message):
-        if message[0] == "trial":
-            bar.update(1)
-            refresh()
-        else:
-            errors.append(message)
-
     try:
-        while any(p.is_alive() for p in processes):
-            with contextlib.suppress(queues.Empty):
-                handle(messages.get(timeout=0.25))
-        with contextlib.suppress(queues.Empty):
-            while True:
-                handle(messages.get(timeout=0.05))
+        # Wake on a message or an end of file, never on a timer: the sweep ends the moment
+        # its last worker does.
+        while pipes:
+            for pipe in connection.wait(pipes):
+                try:
+                    message = pipe.recv()
+                except EOFError:
+                    pipes.remove(pipe)
+                    continue
+                if message[0] == "trial":
+                    bar.update(1)
+                    refresh()
+                else:
+                    errors.append(message)
     finally:
         for process in processes:
             process.join(timeout=30)
