@@ -66,5 +66,15 @@ __all__ = [
     "save_checkpoint",
     "save_json",
     "split_train_test",
+    "sweep",
     "testing",
 ]
+
+
+def __getattr__(name):
+    # `sweep` is imported on first use: it brings Optuna, which a plain training never needs.
+    if name == "sweep":
+        from framework.sweeps import sweep
+
+        return sweep
+    raise AttributeError(f"module 'framework' has no attribute {name!r}")

@@ -123,7 +123,7 @@ def command_plugins(args):
 
 
 def command_sweep(args):
-    from framework.sweep import summary_lines, sweep
+    from framework.sweeps import summary_lines, sweep
 
     result = sweep(
         config_from_args(args),

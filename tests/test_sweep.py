@@ -18,12 +18,13 @@ import time
 import optuna
 import pytest
 
+import framework
 from framework.cli import main
-from framework.sweep import sweep
-from framework.sweep_space import parse_grid_option, split_values
-from framework.sweep_storage import open_storage
-from framework.sweep_study import enqueue_grid, recover_stale
-from framework.sweep_trial import OWNER, POINT, VOID
+from framework.sweeps import sweep
+from framework.sweeps.space import parse_grid_option, split_values
+from framework.sweeps.storage import open_storage
+from framework.sweeps.study import enqueue_grid, recover_stale
+from framework.sweeps.trial import OWNER, POINT, VOID
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "support")
 TENSORBOARD = {"type": "tensorboard", "histogram_every": 0, "image_every": 0, "graph": False}
@@ -267,7 +268,7 @@ def test_two_processes_sharing_storage_split_the_grid(tmp_path):
 def test_points_enqueued_twice_run_once(tmp_path):
     """Two processes starting together both enqueue the grid: the later copies are marked
     duplicates when taken, and only the first of each point runs."""
-    from framework.sweep_space import parse_sweep
+    from framework.sweeps.space import parse_sweep
 
     config = tiny_config(str(tmp_path / "dup"), params={"model.layers.0.units": [2, 3, 4]})
 
@@ -287,8 +288,8 @@ def test_points_enqueued_twice_run_once(tmp_path):
 
 
 def test_stale_trials_are_recovered_by_heartbeat_or_dead_process(tmp_path):
-    from framework.sweep_study import Plan
-    from framework.sweep_space import parse_sweep
+    from framework.sweeps.study import Plan
+    from framework.sweeps.space import parse_sweep
 
     base, spec = parse_sweep(tiny_config(params={"model.layers.0.units": [2, 3, 4]}))
     storage = open_storage(str(tmp_path / "stale.journal"))
@@ -321,7 +322,7 @@ def test_stale_trials_are_recovered_by_heartbeat_or_dead_process(tmp_path):
 def test_samplers_draw_from_ranges_and_keep_the_budget(tmp_path, sampler):
     params = {"train.optimizer.lr": {"low": 0.01, "high": 1.0, "log": True}, "model.layers.0.units": {"low": 2, "high": 6}}
     config = tiny_config(str(tmp_path / sampler), epochs=2, sampler=sampler, trials=3, params=params)
-    result = sweep(config)
+    result = framework.sweep(config)  # the package-level Python API
     assert len(result.trials) == 3 and {t.state for t in result.trials} == {"complete"}
     for trial in result.trials:
         assert 0.01 <= trial.params["train.optimizer.lr"] <= 1.0

@@ -4,7 +4,7 @@ Optuna decides what to try and keeps the study (by default in ``LOGDIR/study.jou
 plugnet's own training runs each trial as an ordinary run directory ``LOGDIR/trial-NNNN``.
 Workers are this process (``jobs=1``), forked processes (``jobs=N``) or Ray tasks; all of
 them meet only in the storage, so processes on other machines pointed at the same storage
-and study join the same sweep.  See `framework.sweep_study` for how each trial runs once.
+and study join the same sweep.  See `framework.sweeps.study` for how each trial runs once.
 """
 
 import contextlib
@@ -21,7 +21,7 @@ import optuna
 
 from framework.config import apply_overrides
 from framework.errors import ConfigError, PlugnetError
-from framework.sweep_output import (
+from framework.sweeps.output import (
     SweepResult,
     TrialResult,
     best_of,
@@ -30,9 +30,9 @@ from framework.sweep_output import (
     write_csv,
     write_experiment,
 )
-from framework.sweep_space import Choice, parse_sweep
-from framework.sweep_storage import open_storage, redact, release
-from framework.sweep_study import STUDY_METRIC, Plan, counts, encode, enqueue_grid, recover_stale, work
+from framework.sweeps.space import Choice, parse_sweep
+from framework.sweeps.storage import open_storage, redact, release
+from framework.sweeps.study import STUDY_METRIC, Plan, counts, encode, enqueue_grid, recover_stale, work
 
 __all__ = ["SweepResult", "TrialResult", "sweep", "summary_lines"]
 

@@ -23,9 +23,9 @@ from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
 from framework.config import flatten_config
 from framework.storage import atomic_write
-from framework.sweep_space import Choice
-from framework.sweep_study import counts
-from framework.sweep_trial import ERROR, POINT, SECONDS, SUMMARY
+from framework.sweeps.space import Choice
+from framework.sweeps.study import counts
+from framework.sweeps.trial import ERROR, POINT, SECONDS, SUMMARY
 
 EXPERIMENT_TAG = "_hparams_/experiment"
 EXPERIMENT_SUFFIX = ".sweep"

@@ -28,9 +28,9 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from framework.sweep_space import point_key
-from framework.sweep_storage import open_storage
-from framework.sweep_trial import OWNER, POINT, VOID, MetricMissing, run_trial
+from framework.sweeps.space import point_key
+from framework.sweeps.storage import open_storage
+from framework.sweeps.trial import OWNER, POINT, VOID, MetricMissing, run_trial
 
 STUDY_METRIC = "plugnet_metric"  # the study's metric, so a re-run with another one is refused
 HEARTBEAT_SECONDS = 15.0

@@ -17,7 +17,7 @@ from framework.config import flatten_config, set_key
 from framework.errors import ConfigError, PlugnetError
 from framework.hookspecs import hookimpl
 from framework.storage import save_json
-from framework.sweep_space import Choice, point_key
+from framework.sweeps.space import Choice, point_key
 
 logger = logging.getLogger("plugnet.sweep")
 
@@ -99,7 +99,7 @@ class Reporter:
         from tensorboardX import SummaryWriter
 
         from framework.summaries import hparams_summaries, run_hparams, scalar_value
-        from framework.sweep_output import metric_tag
+        from framework.sweeps.output import metric_tag
 
         metrics = {metric_tag(f"train.{k}"): v for k, v in trainer.train_logs.items()}
         if trainer.validation_data is not None:
