@@ -244,7 +244,8 @@ def hparams_summaries(hparams, metric_tags, status="success", start_time=None):
 
     Written into a run's own directory, these make that run one session (one row) whose
     metric columns are the scalar tags ``metric_tags`` of the same directory: write those
-    final values beside them.  ``status`` is ``success``, ``failure`` or ``aborted``.
+    final values beside them.  ``status`` is ``success``, ``failure``, ``running`` or ``unknown``
+    (TensorBoard's session statuses).
     """
     start = plugin_hparams_pb2.SessionStartInfo(start_time_secs=start_time or time.time())
     for name, value in hparams.items():

@@ -384,10 +384,13 @@ class Stop:
 
 
 class Fail:
+    def __init__(self, error=RuntimeError("boom")):
+        self.error = error
+
     @hookimpl
     def on_batch_end(self, step):
         if step == 3:
-            raise RuntimeError("boom")
+            raise self.error
 
 
 def test_writers_are_flushed_and_closed_on_early_stop(tmp_path):
@@ -399,13 +402,18 @@ def test_writers_are_flushed_and_closed_on_early_stop(tmp_path):
     assert sorted(scalars(accumulator(tmp_path / "train"), "loss")) == [0, 1, 2]
 
 
-def test_writers_are_flushed_and_closed_on_an_exception(tmp_path):
+@pytest.mark.parametrize(
+    "error, status",
+    [(RuntimeError("boom"), api_pb2.STATUS_FAILURE), (KeyboardInterrupt(), api_pb2.STATUS_UNKNOWN)],
+    ids=["failure", "interrupted"],
+)
+def test_writers_are_flushed_and_closed_on_an_exception(tmp_path, error, status):
     x, y = classification_data()
     tensorboard = create("callbacks", "tensorboard", scalar_every=1, flush_secs=600)
     trainer = Trainer(
-        deep_model(), "cross_entropy", metrics=["accuracy"], callbacks=[tensorboard, Fail()], logdir=str(tmp_path)
+        deep_model(), "cross_entropy", metrics=["accuracy"], callbacks=[tensorboard, Fail(error)], logdir=str(tmp_path)
     )
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(type(error)):
         trainer.fit(x[:200], y[:200], epochs=5, batch_size=20, validation_data=(x[200:], y[200:]), evaluate_every=2)
     assert tensorboard.train_writer is None and tensorboard.test_writer is None
     # pluggy calls the later-registered Fail first: step 3 raised before it was written
@@ -414,7 +422,7 @@ def test_writers_are_flushed_and_closed_on_an_exception(tmp_path):
     (root_file,) = glob.glob(str(tmp_path / "events.out.tfevents.*"))
     content = accumulator(root_file).PluginTagToContent("hparams")
     end = hparams_metadata.parse_session_end_info_plugin_data(content["_hparams_/session_end_info"])
-    assert end.status == api_pb2.STATUS_FAILURE
+    assert end.status == status
 
 
 def test_python_api_run_without_config_gets_component_hparams(tmp_path):

@@ -195,7 +195,10 @@ class TensorBoard(Callback):
         # Never raise from here: the training's own exception is the one to see.
         try:
             if self.hparams and self._root is not None:
-                self.write_hparams(trainer, "aborted" if isinstance(exception, KeyboardInterrupt) else "failure")
+                # TensorBoard's statuses have no "interrupted": a stopped run neither failed
+                # nor succeeded, so it is "unknown".
+                interrupted = isinstance(exception, KeyboardInterrupt)
+                self.write_hparams(trainer, "unknown" if interrupted else "failure")
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not write the hyper-parameters: %s", exc)
         finally:
