@@ -81,7 +81,8 @@ class Trainer:
         self.validation_data = None
         self.train_logs = {}
         self.test_logs = {}
-        self.seconds = 0.0
+        self.seconds_before = 0.0  # trained in earlier `fit` calls (or before a resume)
+        self._fit_started = None
         self.epochs = 0  # requested by the current `fit`
         self.steps_per_epoch = 0
         self._hooks = pluggy.PluginManager(PROJECT)
@@ -201,7 +202,7 @@ class Trainer:
         self.stop_training = False
         self.stop_reason = None
         hooks = self._active_hooks()
-        started = time.perf_counter()
+        self._fit_started = time.perf_counter()
         try:
             if hooks["on_train_begin"]:
                 hooks["on_train_begin"](trainer=self)
@@ -212,13 +213,29 @@ class Trainer:
             if self.validation_data is not None:
                 self._run_evaluation(hooks)
         except BaseException as exc:
-            self.seconds += time.perf_counter() - started
+            self._stop_clock()
             self._call("on_exception", exception=exc)
             raise
-        self.seconds += time.perf_counter() - started
+        self._stop_clock()
         if hooks["on_train_end"]:
             hooks["on_train_end"](trainer=self, logs=dict(self.train_logs))
         return self.history
+
+    @property
+    def seconds(self):
+        """Seconds spent training in all, the running `fit` included (a checkpoint written
+        mid-run records them, so a resumed run's total counts the time before the kill)."""
+        running = 0.0 if self._fit_started is None else time.perf_counter() - self._fit_started
+        return self.seconds_before + running
+
+    @seconds.setter
+    def seconds(self, value):
+        self.seconds_before = float(value)
+        if self._fit_started is not None:
+            self._fit_started = time.perf_counter()
+
+    def _stop_clock(self):
+        self.seconds_before, self._fit_started = self.seconds, None
 
     def _record_epoch(self, logs, hooks, epoch):
         if self.validation_data is not None:

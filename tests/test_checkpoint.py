@@ -106,6 +106,9 @@ def test_checkpoint_files_hold_parameters_optimizer_counters_and_generators(tmp_
     assert state["rng"]["data"]["bit_generator"] == "PCG64"
     assert state["epoch_seen"] == 2 * 16  # two batches of the second epoch
     assert state["history"]["loss"] == trainer.history["loss"][:1]
+    # the seconds trained so far, the running fit's included
+    seconds = [load_checkpoint(logdir / "checkpoints" / f"step-{n}.npz")["state"]["seconds"] for n in (4, 8, 12)]
+    assert 0 < seconds[0] < seconds[1] < seconds[2] <= trainer.seconds
 
     last = load_checkpoint(logdir / "checkpoints" / "step-12.npz")
     assert (last["step"], last["epoch"], last["batch_in_epoch"]) == (12, 2, 0)
