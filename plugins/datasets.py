@@ -12,7 +12,6 @@ import os
 
 import attrs
 import numpy as np
-from sklearn import datasets as sklearn_datasets
 
 from framework import DataError, Dataset, hookimpl, read_idx, resolve_data_dir, split_train_test
 
@@ -64,6 +63,14 @@ def one_of(*choices):
 def optional_path(instance, attribute, value):
     if value is not None and not isinstance(value, (str, os.PathLike)):
         raise ValueError(f"{attribute.name} must be a directory path, got {value!r}")
+
+
+def sklearn_datasets():
+    """scikit-learn's dataset functions, imported when data is first made: the import takes
+    about half a second, which `plugnet plugins` and the IDX datasets need not pay."""
+    from sklearn import datasets
+
+    return datasets
 
 
 def sklearn_seed(rng):
@@ -136,7 +143,7 @@ class Regression(Dataset):
     test_fraction: float = attrs.field(default=0.2, validator=fraction)
 
     def load(self, rng):
-        x, y = sklearn_datasets.make_regression(
+        x, y = sklearn_datasets().make_regression(
             n_samples=self.n_samples,
             n_features=self.n_features,
             n_informative=min(self.n_informative, self.n_features),
@@ -168,7 +175,7 @@ class Moons(Dataset):
     test_fraction: float = attrs.field(default=0.2, validator=fraction)
 
     def load(self, rng):
-        x, y = sklearn_datasets.make_moons(
+        x, y = sklearn_datasets().make_moons(
             n_samples=self.n_samples, noise=self.noise, random_state=sklearn_seed(rng)
         )
         return split_train_test(x, y.astype(np.int64), self.test_fraction, rng)
@@ -193,7 +200,7 @@ class Circles(Dataset):
             raise ValueError(f"factor must be a number in [0, 1), got {value!r}")
 
     def load(self, rng):
-        x, y = sklearn_datasets.make_circles(
+        x, y = sklearn_datasets().make_circles(
             n_samples=self.n_samples,
             noise=self.noise,
             factor=self.factor,
@@ -214,7 +221,7 @@ class Digits(Dataset):
     test_fraction: float = attrs.field(default=0.2, validator=fraction)
 
     def load(self, rng):
-        digits = sklearn_datasets.load_digits()
+        digits = sklearn_datasets().load_digits()
         x = (digits.images / 16.0).astype(np.float32)
         x = x.reshape(len(x), 64) if self.flatten else x[..., np.newaxis]
         return split_train_test(x, digits.target.astype(np.int64), self.test_fraction, rng)

@@ -12,7 +12,6 @@ training step.
 
 import attrs
 import numpy as np
-from scipy import optimize
 
 from framework import Optimizer, hookimpl
 
@@ -166,6 +165,8 @@ class ScipyMinimizer(Optimizer):
     gtol: float = attrs.field(default=1e-8, converter=float, validator=positive)
 
     def minimize(self, objective, x0, iterations, callback):
+        from scipy import optimize  # a quarter of a second to import; only these two need it
+
         def after_iteration(intermediate_result):
             if callback(intermediate_result.x):
                 raise StopIteration
