@@ -225,8 +225,9 @@ def check_loss(loss, y_pred=None, y_true=None, *, batch=4, classes=3, seed=0, ep
     check_shape(grad, y_pred.shape, f"{what}: backward output")
     numeric = numeric_gradient(lambda: loss.forward(y_pred, y_true), y_pred, eps)
     errors = [compare(grad, numeric, f"{what}: gradient with respect to y_pred", tol)]
+    fuses_with = getattr(loss, "fuses_with", None)  # optional in the protocol
     for link in ("softmax", "sigmoid"):
-        if loss.fuses_with(link):
+        if fuses_with is not None and fuses_with(link):
             errors.append(check_fused(loss, resolve("activations", link), y_true, y_pred.shape, rng, eps, tol, what))
     return max(errors)
 

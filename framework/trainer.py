@@ -132,7 +132,9 @@ class Trainer:
             y = y.astype(self.model.dtype, copy=False)
         check_finite(x, f"{what} x")
         check_finite(y, f"{what} y")
-        self.loss.check_targets(y, self.model.output_shape)
+        check_targets = getattr(self.loss, "check_targets", None)  # optional in the protocol
+        if check_targets is not None:
+            check_targets(y, self.model.output_shape)
         return x, y
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -251,7 +253,8 @@ class Trainer:
         n = len(x)
         last = model.layers[-1]
         link = getattr(getattr(last, "activation", None), "link", None)
-        fused = link is not None and hasattr(last, "backward_preactivation") and loss.fuses_with(link)
+        fuses_with = getattr(loss, "fuses_with", None)  # optional: a loss may not fuse at all
+        fused = link is not None and hasattr(last, "backward_preactivation") and bool(fuses_with and fuses_with(link))
         batch_begin = hooks["on_batch_begin"]
         after_backward = hooks["on_after_backward"]
         batch_end = hooks["on_batch_end"]

@@ -115,6 +115,27 @@ def test_per_sample_mini_and_full_batch(batch_size, steps):
     assert len(history["loss"]) == 2
 
 
+class SquaredError:
+    """A loss by protocol alone: forward and backward, no base class, no optional methods."""
+
+    def forward(self, y_pred, y_true):
+        return float(np.mean((y_pred - y_true) ** 2))
+
+    def backward(self, y_pred, y_true):
+        return 2 * (y_pred - y_true) / y_pred.size
+
+
+def test_a_loss_with_only_forward_and_backward_trains_after_softmax():
+    from framework.testing import check_loss
+
+    x, y = blobs()
+    trainer = Trainer(classifier(), SquaredError(), {"type": "sgd", "lr": 0.5})
+    before = trainer.evaluate(x, np.eye(2)[y])["loss"]
+    trainer.fit(x, np.eye(2)[y], epochs=20, batch_size=10)
+    assert trainer.evaluate(x, np.eye(2)[y])["loss"] < before / 2
+    assert check_loss(SquaredError()) < 1e-6
+
+
 def test_learns_separable_blobs_and_evaluates():
     x, y = blobs(200)
     trainer = Trainer(classifier(), "cross_entropy", {"type": "sgd", "lr": 0.5, "momentum": 0.5}, metrics=["accuracy"])
