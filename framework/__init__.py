@@ -1,8 +1,13 @@
 """plugnet's core: everything a plugin or a user script needs, importable from here.
 
-Plugins (the built-ins in ``plugins`` included) use only the names exported here and from
-`framework.testing`.
+The public API is the names exported here and the public modules: `framework.testing`
+(gradient and protocol checks), `framework.checkpoints` (reading and writing checkpoints),
+`framework.summaries` (TensorBoard summaries from numpy arrays), `framework.images` (PNG
+pictures: decision boundaries, image grids) and `framework.event_files` (event files written
+in the background).  Plugins, the built-ins in ``plugins`` included, use nothing else.
 """
+
+import importlib
 
 from framework import testing
 from framework.base import (
@@ -68,13 +73,23 @@ __all__ = [
     "split_train_test",
     "sweep",
     "testing",
+    # public modules
+    "checkpoints",
+    "event_files",
+    "images",
+    "summaries",
 ]
+
+# Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
+# that a script which never writes summaries or sweeps should not pay.
+LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries")
 
 
 def __getattr__(name):
-    # `sweep` is imported on first use: it brings Optuna, which a plain training never needs.
     if name == "sweep":
         from framework.sweeps import sweep
 
         return sweep
+    if name in LAZY_MODULES:
+        return importlib.import_module(f"framework.{name}")
     raise AttributeError(f"module 'framework' has no attribute {name!r}")
