@@ -195,6 +195,17 @@ def test_test_writer_holds_each_evaluation_and_the_final_one_equals_evaluate(tra
     assert accuracy[30] == pytest.approx(final["accuracy"], rel=1e-6)
 
 
+def test_callbacks_own_evaluate_every_adds_test_points_the_trainer_does_not(tmp_path):
+    x, y = classification_data()
+    tensorboard = create("callbacks", "tensorboard", evaluate_every=3, flush_secs=600)
+    trainer = Trainer(deep_model(), "cross_entropy", metrics=["accuracy"], callbacks=[tensorboard], logdir=str(tmp_path))
+    trainer.fit(x[:200], y[:200], epochs=2, batch_size=20, validation_data=(x[200:], y[200:]))
+    loss = scalars(accumulator(tmp_path / "test"), "loss")
+    # the callback's every 3 steps, the trainer's after each 10-step epoch (20 is the end too)
+    assert sorted(loss) == [3, 6, 9, 10, 12, 15, 18, 20]
+    assert loss[20] == pytest.approx(trainer.evaluate(x[200:], y[200:])["loss"], rel=1e-6)
+
+
 def test_graph_has_a_node_per_layer_operation_wired_in_order(trained):
     graph = trained["train"].Graph()
     nodes = {node.name: node for node in graph.node}

@@ -65,7 +65,9 @@ class TensorBoard(Callback):
     activations and the gradients) as they are at the end of the step: the gradients and
     activations of the step's batch, the parameters after its update.
     ``histogram_every`` steps (0: never): a histogram of each tensor.  Each evaluation on
-    held-out data goes to ``LOGDIR/test``.  For two-dimensional inputs, the decision boundary
+    held-out data goes to ``LOGDIR/test``: the trainer's (every epoch, every
+    ``train.evaluate_every`` steps, at the end) and, every ``evaluate_every`` steps (0: none),
+    the callback's own, for a test curve finer than the trainer's needs.  For two-dimensional inputs, the decision boundary
     every ``image_every`` epochs (0: only at the end) and at the end; for image inputs,
     ``images`` samples of the first batch.  The graph, the config and the model summary are
     written when training starts; the hyper-parameters against the final metrics at the end.
@@ -77,6 +79,7 @@ class TensorBoard(Callback):
 
     scalar_every: int = attrs.field(default=50, validator=whole_number(1))
     histogram_every: int = attrs.field(default=500, validator=whole_number(0))
+    evaluate_every: int = attrs.field(default=0, validator=whole_number(0))
     image_every: int = attrs.field(default=10, validator=whole_number(0))
     images: int = attrs.field(default=8, validator=whole_number(0))
     graph: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
@@ -152,6 +155,8 @@ class TensorBoard(Callback):
         # One hook a step, not two (on_after_backward too): the call itself is a measurable
         # part of the cost.  After the update the gradients and activations are still the
         # step's; the parameters are the updated ones the next step will use.
+        if self.evaluate_every and trainer.step % self.evaluate_every == 0:
+            self.write_evaluation(trainer)
         scalars = step % self.scalar_every == 0
         histograms = bool(self.histogram_every) and step % self.histogram_every == 0
         if not (scalars or histograms):
@@ -169,7 +174,16 @@ class TensorBoard(Callback):
 
     @hookimpl
     def on_evaluate_end(self, trainer, step, logs):
-        if step == self._last_test_step:  # the end-of-training evaluation repeats the last epoch's
+        self.write_test(logs, step)
+
+    def write_evaluation(self, trainer):
+        """The callback's own evaluation on the held-out data (``evaluate_every``), after
+        ``trainer.step`` steps: the step the trainer's evaluations are logged at."""
+        if trainer.validation_data is not None and trainer.step != self._last_test_step:
+            self.write_test(trainer.evaluate(*trainer.validation_data), trainer.step)
+
+    def write_test(self, logs, step):
+        if step == self._last_test_step:  # evaluated already at this step (same weights)
             return
         if self.test_writer is None:
             self.test_writer = self._writer("test")
