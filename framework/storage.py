@@ -64,13 +64,24 @@ def load_arrays(path):
             return {key: data[key] for key in data.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError(
-                f"{path} holds an object (pickled) array; plugnet refuses to load it, "
-                "because unpickling could run code"
-            ) from exc
+            raise DataError(pickle_refusal(path)) from exc
         raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
     except CORRUPT_ARCHIVE_ERRORS as exc:
         raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
+
+
+def pickle_refusal(path):
+    """What to say when numpy will not read ``path`` without unpickling: numpy says the
+    same of an object array in an archive, of a pickle, and of bytes it cannot place."""
+    if zipfile.is_zipfile(path):
+        what = "holds an object (pickled) array"
+    else:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] != b"\x80":  # every pickle of protocol 2 or later starts so
+            return f"{path} is not a readable .npz file: it is neither a zip archive nor numpy data"
+        what = "is a Python pickle"
+    return f"{path} {what}; plugnet refuses to load it, because unpickling could run code"
 
 
 def json_safe(value):

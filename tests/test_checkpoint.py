@@ -409,6 +409,12 @@ def test_foreign_npz_is_not_a_checkpoint(tmp_path):
     np.savez(tmp_path / "step-3.npz", step=-1, epoch=0, batch_in_epoch=0, state=np.array("{}"))
     with pytest.raises(DataError, match="'step' must be a non-negative integer"):
         load_checkpoint(tmp_path / "step-3.npz")
+    (tmp_path / "step-4.npz").write_bytes(b"not an archive at all")
+    with pytest.raises(DataError, match="is not a readable .npz file: it is neither a zip archive nor numpy data"):
+        load_checkpoint(tmp_path / "step-4.npz")
+    (tmp_path / "step-5.npz").write_bytes(pickle.dumps({"step": 1}))
+    with pytest.raises(DataError, match="is a Python pickle; plugnet refuses to load it"):
+        load_checkpoint(tmp_path / "step-5.npz")
 
 
 def test_stale_temporary_files_are_removed_on_start(tmp_path):
