@@ -2,13 +2,14 @@
 
 import json
 import os
+import shutil
 
 import attrs
 import numpy as np
 
 from framework.checkpoints import latest_whole_checkpoint, restore_checkpoint
 from framework.config import check_config
-from framework.errors import ConfigError, DataError
+from framework.errors import ConfigError, DataError, PlugnetError
 from framework.model import Sequential
 from framework.registry import load_plugins, resolve
 from framework.storage import save_json
@@ -28,6 +29,7 @@ class Experiment:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    created_logdir: bool = False  # the logdir did not exist before this run
 
     @property
     def logdir(self):
@@ -36,15 +38,22 @@ class Experiment:
     def fit(self):
         train = self.config["train"]
         validation = (self.x_test, self.y_test) if len(self.x_test) else None
-        self.trainer.fit(
-            self.x_train,
-            self.y_train,
-            epochs=train.get("epochs", 1),
-            batch_size=train.get("batch_size"),
-            shuffle=train.get("shuffle", True),
-            validation_data=validation,
-            evaluate_every=train.get("evaluate_every"),
-        )
+        try:
+            self.trainer.fit(
+                self.x_train,
+                self.y_train,
+                epochs=train.get("epochs", 1),
+                batch_size=train.get("batch_size"),
+                shuffle=train.get("shuffle", True),
+                validation_data=validation,
+                evaluate_every=train.get("evaluate_every"),
+            )
+        except PlugnetError:
+            # Bad input found as training begins (a callback checking its options against
+            # the data, say): a run that trained nothing leaves no directory behind.
+            if self.created_logdir and self.trainer.step == 0:
+                shutil.rmtree(self.logdir, ignore_errors=True)
+            raise
         return self.summary()
 
     def summary(self):
@@ -108,8 +117,9 @@ def build(config, *, progress=False, resume=None):
         trainer.add_callback(spec)
     if resume is not None:
         restore_checkpoint(trainer, latest_whole_checkpoint(resume))
+    created = not os.path.exists(logdir)
     save_run_config(logdir, config)
-    return Experiment(config, trainer, x_train, y_train, x_test, y_test)
+    return Experiment(config, trainer, x_train, y_train, x_test, y_test, created_logdir=created)
 
 
 def save_run_config(logdir, config):

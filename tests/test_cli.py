@@ -57,6 +57,12 @@ BAD_INPUTS = [
     (["--set", "model.layers.1.units=1"], "label"),
     (["--plugin", "no_such_module_xyz"], "cannot import plugin module 'no_such_module_xyz'"),
     (["--set", 'data.type="mnist"', "--set", "data.n_samples=1"], "mnist"),
+    # found as training begins, after the tensorboard callback has opened its files
+    (
+        ["--set", "data.test_fraction=0", "--set",
+         'train.callbacks=[{type="early_stopping", monitor="val_loss"}, "tensorboard"]'],
+        "val_ values need held-out data",
+    ),
 ]
 
 
@@ -68,7 +74,7 @@ def test_bad_input_is_one_message_and_exit_2(tmp_path, capsys, args, message):
     assert message in err
     assert err.startswith("plugnet: error: ") and err.count("\n") == 1
     assert "Traceback" not in err
-    assert not (logdir / "summary.json").exists()
+    assert not logdir.exists()  # nothing half-written
 
 
 def test_missing_config_file(capsys):
