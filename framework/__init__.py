@@ -27,7 +27,7 @@ from framework.errors import ConfigError, DataError, PluginError, PlugnetError, 
 from framework.formatting import format_logs, format_value
 from framework.hookspecs import hookimpl, hookspec
 from framework.model import Sequential
-from framework.registry import KINDS, create, load_plugins, registry, resolve
+from framework.registry import KINDS, component, create, load_plugins, registry, resolve
 from framework.run import run
 from framework.storage import atomic_write, load_arrays, save_arrays, save_json
 from framework.trainer import Trainer
@@ -52,6 +52,7 @@ __all__ = [
     "ShapeError",
     "Trainer",
     "atomic_write",
+    "component",
     "create",
     "fans",
     "format_logs",

@@ -15,7 +15,7 @@ import attrs
 import pluggy
 
 from framework import hookspecs
-from framework.errors import ConfigError, PluginError
+from framework.errors import ConfigError, PluginError, PlugnetError
 
 PROJECT = "plugnet"
 KINDS = tuple(hookspecs.REGISTRATION_HOOKS)
@@ -195,8 +195,7 @@ def unknown_name_message(what, name, known, plural=None):
     """``unknown layer 'dens'; did you mean 'dense'? Known layers: ...``"""
     message = f"unknown {what} '{name}'"
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
-    if close:
-        message += f"; did you mean '{close[0]}'?"
+    message += f"; did you mean '{close[0]}'?" if close else "."
     label = f"Known {plural}" if plural else "Known"
     return f"{message} {label}: {', '.join(sorted(map(str, known)))}"
 
@@ -226,10 +225,24 @@ def check_parameters(factory, params, what):
         if key not in accepted:
             message = f"{what} has no parameter '{key}'"
             close = difflib.get_close_matches(key, accepted, n=1)
-            if close:
-                message += f"; did you mean '{close[0]}'?"
+            message += f"; did you mean '{close[0]}'?" if close else "."
             listed = ", ".join(accepted) if accepted else "none"
             raise ConfigError(f"{message} Its parameters: {listed}")
+
+
+def component(kind):
+    """An attrs validator for a parameter that names a ``kind`` component (a registered name,
+    a ``{"type": ...}`` mapping or an object), such as a layer's ``weight_init``: a wrong one
+    is reported when the owner is made, naming the owner and the parameter, not when first
+    used."""
+
+    def check(instance, attribute, value):
+        try:
+            resolve(kind, value)
+        except PlugnetError as exc:
+            raise ValueError(f"{attribute.name}: {exc}") from None
+
+    return check
 
 
 def registry():

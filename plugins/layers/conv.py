@@ -12,7 +12,7 @@ import attrs
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from framework import Layer, ShapeError
+from framework import Layer, ShapeError, component
 from plugins.layers.dense import activation_spec, is_identity, positive_int
 
 PADDINGS = ("same", "valid")
@@ -144,8 +144,8 @@ class Conv2D(Layer):
     strides: tuple = attrs.field(default=1, converter=pair)
     padding: str = attrs.field(default="same", validator=lambda _s, _a, v: padding_name(v))
     activation: object = attrs.field(default=None, converter=activation_spec)
-    weight_init: object = attrs.field(default="glorot_uniform")
-    bias_init: object = attrs.field(default="zeros")
+    weight_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
+    bias_init: object = attrs.field(default="zeros", validator=component("initializers"))
     use_bias: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def build(self, input_shape):

@@ -3,7 +3,7 @@
 import attrs
 import numpy as np
 
-from framework import Layer, resolve
+from framework import Layer, component, resolve
 
 
 def activation_spec(spec):
@@ -32,8 +32,8 @@ class Dense(Layer):
     units: int = attrs.field(validator=positive_int)
     activation: object = attrs.field(default=None, converter=activation_spec)
     use_bias: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
-    weight_init: object = "glorot_uniform"
-    bias_init: object = "zeros"
+    weight_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
+    bias_init: object = attrs.field(default="zeros", validator=component("initializers"))
 
     def build(self, input_shape):
         if len(input_shape) != 1:
