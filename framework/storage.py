@@ -8,7 +8,7 @@ Reads never unpickle: a file holding an object array is refused, so opening one 
 import json
 import math
 import os
-import tempfile
+import secrets
 import tokenize
 import zipfile
 import zlib
@@ -18,12 +18,26 @@ import numpy as np
 from framework.errors import DataError
 
 
+def create_temporary(directory, name):
+    """A new file ``.tmp-<random>-<name>`` in ``directory``: ``(descriptor, path)``.
+
+    Unlike `tempfile.mkstemp` (always 0600), the file gets the mode any new file gets (0666
+    less the umask), so configs, summaries and checkpoints on a shared disk are readable as
+    the user's other files are."""
+    while True:
+        tmp = os.path.join(directory, f".tmp-{secrets.token_hex(6)}-{name}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path, write):
     """Call ``write(file)`` on a temporary binary file, then move it to ``path``."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
+    fd, tmp = create_temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -528,3 +528,17 @@ def test_resume_keeps_early_stopping_state_and_csv_rows(tmp_path):
     assert summary["test"] == pytest.approx(expected["test"], abs=1e-9)
     straight_csv = (tmp_path / "straight" / "history.csv").read_text()
     assert (tmp_path / "crashed" / "history.csv").read_text() == straight_csv
+
+
+def test_written_files_get_the_mode_new_files_get(tmp_path):
+    """Not mkstemp's 0600: a sweep's or a run's files on a shared disk stay readable."""
+    from framework.storage import save_json
+
+    old = os.umask(0o027)
+    try:
+        save_json(tmp_path / "summary.json", {"loss": 1.0})
+        framework.save_arrays(tmp_path / "weights.npz", {"w": np.zeros(2)})
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "weights.npz"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name
