@@ -72,7 +72,7 @@ def command(jobs, logdir, epochs):
 
 def in_process(logdir, epochs, jobs=1):
     from framework.config import load_config
-    from framework.sweep import sweep
+    from framework.sweeps import sweep
 
     config = load_config(CONFIG)
     start = time.perf_counter()
