@@ -206,6 +206,29 @@ def test_callbacks_own_evaluate_every_adds_test_points_the_trainer_does_not(tmp_
     assert loss[20] == pytest.approx(trainer.evaluate(x[200:], y[200:])["loss"], rel=1e-6)
 
 
+class ZeroWeightsAfterLastEpoch:
+    """Changes the weights between the last epoch's evaluation and the final one, as early
+    stopping does when it restores the best epoch's."""
+
+    @hookimpl
+    def on_epoch_end(self, trainer, epoch):
+        if epoch == trainer.epochs - 1:
+            trainer.model.set_params(np.zeros_like(trainer.model.get_params()))
+
+
+def test_final_evaluation_is_logged_when_the_weights_changed_at_the_same_step(tmp_path):
+    x, y = classification_data()
+    tensorboard = create("callbacks", "tensorboard", flush_secs=600)
+    trainer = Trainer(
+        deep_model(), "cross_entropy", callbacks=[tensorboard, ZeroWeightsAfterLastEpoch()], logdir=str(tmp_path)
+    )
+    trainer.fit(x[:200], y[:200], epochs=2, batch_size=20, validation_data=(x[200:], y[200:]))
+    events = accumulator(tmp_path / "test").Scalars("loss")
+    assert [e.step for e in events] == [10, 20, 20]  # the epoch's, then the final one's
+    assert events[-1].value == pytest.approx(trainer.evaluate(x[200:], y[200:])["loss"], rel=1e-6)
+    assert events[-1].value != pytest.approx(events[-2].value)
+
+
 def test_graph_has_a_node_per_layer_operation_wired_in_order(trained):
     graph = trained["train"].Graph()
     nodes = {node.name: node for node in graph.node}

@@ -91,6 +91,7 @@ class TensorBoard(Callback):
     test_writer: object = attrs.field(default=None, init=False, repr=False)
     _root: str | None = attrs.field(default=None, init=False, repr=False)
     _last_test_step: int | None = attrs.field(default=None, init=False, repr=False)
+    _last_test_logs: dict | None = attrs.field(default=None, init=False, repr=False)
     _last_image_step: int | None = attrs.field(default=None, init=False, repr=False)
     _points: list | None = attrs.field(default=None, init=False, repr=False)
     _points_epoch: int = attrs.field(default=0, init=False, repr=False)
@@ -125,7 +126,7 @@ class TensorBoard(Callback):
         if self._root is None:
             raise ConfigError("the tensorboard callback needs a logdir: give the Trainer one (logdir=...)")
         self._started = time.time()
-        self._last_test_step = self._last_image_step = None
+        self._last_test_step = self._last_image_step = self._last_test_logs = None
         self._first_step = trainer.step
         self.train_writer = self._writer("train")
         model, step = trainer.model, trainer.step
@@ -183,12 +184,14 @@ class TensorBoard(Callback):
             self.write_test(trainer.evaluate(*trainer.validation_data), trainer.step)
 
     def write_test(self, logs, step):
-        if step == self._last_test_step:  # evaluated already at this step (same weights)
+        # The end-of-training evaluation repeats the last epoch's at the same step: log it
+        # only if a callback changed the weights meanwhile (early stopping restoring them).
+        if (step, logs) == (self._last_test_step, self._last_test_logs):
             return
         if self.test_writer is None:
             self.test_writer = self._writer("test")
         self.write(self.test_writer, [scalar_value(key, value) for key, value in logs.items()], step)
-        self._last_test_step = step
+        self._last_test_step, self._last_test_logs = step, dict(logs)
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch):
