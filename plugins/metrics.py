@@ -4,6 +4,7 @@ import attrs
 import numpy as np
 
 from framework import Metric, hookimpl
+from plugins.losses import targets_like
 
 
 @attrs.define
@@ -29,8 +30,7 @@ class Accuracy(Metric):
 
 
 def residuals(y_pred, y_true):
-    y_true = np.asarray(y_true)
-    return y_pred - (y_true.reshape(y_pred.shape) if y_true.shape != y_pred.shape else y_true)
+    return y_pred - targets_like(y_true, y_pred)
 
 
 @attrs.define

@@ -229,3 +229,17 @@ def test_bad_fit_arguments():
         trainer.fit(x, y, batch_size=0)
     with pytest.raises(ConfigError, match="l2"):
         Trainer(classifier(), "cross_entropy", l2=-1)
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "mse"])
+def test_integer_targets_keep_a_float32_gradient_float32(name):
+    """0/1 labels as integers must not promote the backward pass to float64 (three times
+    slower): the gradient a loss hands the output layer has the predictions' dtype."""
+    from framework import create
+
+    loss = create("losses", name)
+    y_pred = np.full((8, 1), 0.25, dtype=np.float32)
+    y_true = np.array([0, 1] * 4, dtype=np.int64)
+    assert loss.backward(y_pred, y_true).dtype == np.float32
+    if loss.fuses_with("sigmoid"):
+        assert loss.backward_fused(y_pred, y_true).dtype == np.float32
