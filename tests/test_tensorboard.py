@@ -197,13 +197,16 @@ def test_test_writer_holds_each_evaluation_and_the_final_one_equals_evaluate(tra
 
 def test_callbacks_own_evaluate_every_adds_test_points_the_trainer_does_not(tmp_path):
     x, y = classification_data()
-    tensorboard = create("callbacks", "tensorboard", evaluate_every=3, flush_secs=600)
+    tensorboard = create("callbacks", "tensorboard", evaluate_every=3, histogram_every=1, flush_secs=600)
     trainer = Trainer(deep_model(), "cross_entropy", metrics=["accuracy"], callbacks=[tensorboard], logdir=str(tmp_path))
     trainer.fit(x[:200], y[:200], epochs=2, batch_size=20, validation_data=(x[200:], y[200:]))
     loss = scalars(accumulator(tmp_path / "test"), "loss")
     # the callback's every 3 steps, the trainer's after each 10-step epoch (20 is the end too)
     assert sorted(loss) == [3, 6, 9, 10, 12, 15, 18, 20]
     assert loss[20] == pytest.approx(trainer.evaluate(x[200:], y[200:])["loss"], rel=1e-6)
+    # each step's activations are its batch's (20 samples × 8 units), not the held-out data's
+    histograms = accumulator(tmp_path / "train").Histograms("dense_0/activations")
+    assert len(histograms) == 20 and {event.histogram_value.num for event in histograms} == {20 * 8}
 
 
 class ZeroWeightsAfterLastEpoch:

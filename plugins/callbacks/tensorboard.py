@@ -156,12 +156,15 @@ class TensorBoard(Callback):
         # One hook a step, not two (on_after_backward too): the call itself is a measurable
         # part of the cost.  After the update the gradients and activations are still the
         # step's; the parameters are the updated ones the next step will use.
-        if self.evaluate_every and trainer.step % self.evaluate_every == 0:
-            self.write_evaluation(trainer)
         scalars = step % self.scalar_every == 0
         histograms = bool(self.histogram_every) and step % self.histogram_every == 0
-        if not (scalars or histograms):
-            return
+        if scalars or histograms:
+            self.write_step(trainer, step, logs, scalars, histograms)
+        # after the step's tensors are logged: evaluating replaces the layers' activations
+        if self.evaluate_every and trainer.step % self.evaluate_every == 0:
+            self.write_evaluation(trainer)
+
+    def write_step(self, trainer, step, logs, scalars, histograms):
         values = []
         if scalars:
             values.extend(scalar_value(key, value) for key, value in logs.items())
