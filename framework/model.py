@@ -67,6 +67,11 @@ class Sequential:
             layer.input_shape, shape = shape, tuple(out)
             layer.output_shape = shape
         self.output_shape = shape
+        # Training needs gradients down to the first layer with parameters and no further:
+        # layers before it (flatten, dropout...) and its own input gradient are skipped.
+        self.first_trainable = next(
+            (i for i, layer in enumerate(self.layers) if getattr(layer, "params", None)), len(self.layers)
+        )
         return shape
 
     # --- computing ---------------------------------------------------------------------------
@@ -89,19 +94,26 @@ class Sequential:
         """Backpropagate the loss gradient with respect to the output; fills every
         ``layer.grads`` and returns the gradient with respect to the input (None when
         ``input_grad`` is false: training needs only the parameters' gradients)."""
-        self.layers[0].needs_input_grad = input_grad
-        for layer in reversed(self.layers):
+        for layer in reversed(self.layers[self._backward_start(input_grad) :]):
             grad_output = layer.backward(grad_output)
         return grad_output if input_grad else None
 
     def backward_preactivation(self, grad_preactivation, input_grad=True):
         """As `backward`, starting from the gradient with respect to the output layer's net
         input (a loss fused with the output activation gives it directly)."""
-        self.layers[0].needs_input_grad = input_grad
+        start = self._backward_start(input_grad)
         grad = self.layers[-1].backward_preactivation(grad_preactivation)
-        for layer in reversed(self.layers[:-1]):
+        for layer in reversed(self.layers[start:-1]):
             grad = layer.backward(grad)
         return grad if input_grad else None
+
+    def _backward_start(self, input_grad):
+        """The index of the first layer backward visits; tells that layer whether its input
+        gradient is wanted."""
+        first = self.first_trainable
+        if first < len(self.layers):
+            self.layers[first].needs_input_grad = input_grad
+        return 0 if input_grad else first
 
     def prepare(self, x, what="x"):
         """``x`` as an array of the model's dtype, building the model on first sight."""

@@ -77,3 +77,22 @@ def test_weights_file_with_object_array_is_refused(tmp_path):
     model = small_model(input_shape=(3,))
     with pytest.raises(DataError, match="pickled"):
         model.load_weights(path)
+
+
+def test_training_backward_stops_at_the_first_layer_with_parameters():
+    """Layers before it (flatten here) and its own input gradient are skipped while
+    training; asking for the input gradient afterwards gets it whole again."""
+    model = Sequential(
+        [{"type": "flatten"}, {"type": "dense", "units": 3, "activation": "tanh"}, {"type": "dense", "units": 2}],
+        input_shape=(2, 2), seed=0,
+    )
+    flatten = model.layers[0]
+    calls = []
+    flatten.backward = lambda grad: calls.append(grad.shape) or grad.reshape(-1, 2, 2)
+    x = np.random.default_rng(0).normal(size=(5, 2, 2)).astype(np.float32)
+    model.forward(x, True)
+    assert model.backward(np.ones((5, 2), np.float32), input_grad=False) is None
+    assert calls == [] and model.layers[1].needs_input_grad is False
+    assert np.any(model.layers[1].grads["weights"])
+    grad = model.backward(np.ones((5, 2), np.float32), input_grad=True)
+    assert grad.shape == (5, 2, 2) and calls == [(5, 4)]
