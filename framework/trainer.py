@@ -83,6 +83,7 @@ class Trainer:
         self.test_logs = {}
         self.seconds_before = 0.0  # trained in earlier `fit` calls (or before a resume)
         self._fit_started = None
+        self._evaluated_at = None
         self.epochs = 0  # requested by the current `fit`
         self.steps_per_epoch = 0
         self._hooks = pluggy.PluginManager(PROJECT)
@@ -171,6 +172,7 @@ class Trainer:
             return None
         logs = self._evaluate(*self.validation_data)
         self.test_logs = logs
+        self._evaluated_at = self.step
         if hooks["on_evaluate_end"]:
             hooks["on_evaluate_end"](trainer=self, step=self.step, logs=logs)
         return logs
@@ -204,6 +206,7 @@ class Trainer:
         self.stop_training = False
         self.stop_reason = None
         hooks = self._active_hooks()
+        self._evaluated_at = None  # the step of this fit's latest evaluation
         self._fit_started = time.perf_counter()
         try:
             if hooks["on_train_begin"]:
@@ -241,7 +244,9 @@ class Trainer:
 
     def _record_epoch(self, logs, hooks, epoch):
         if self.validation_data is not None:
-            for key, value in (self._run_evaluation(hooks) or {}).items():
+            # An evaluate_every evaluation after the epoch's last step already has the logs.
+            evaluated = self.test_logs if self._evaluated_at == self.step else self._run_evaluation(hooks)
+            for key, value in evaluated.items():
                 logs[f"val_{key}"] = value
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)

@@ -243,3 +243,20 @@ def test_integer_targets_keep_a_float32_gradient_float32(name):
     assert loss.backward(y_pred, y_true).dtype == np.float32
     if loss.fuses_with("sigmoid"):
         assert loss.backward_fused(y_pred, y_true).dtype == np.float32
+
+
+def test_an_epoch_ending_on_an_evaluate_every_step_is_evaluated_once():
+    class Evaluations(Callback):
+        steps = []
+
+        @hookimpl
+        def on_evaluate_end(self, step):
+            self.steps.append(step)
+
+    x, y = blobs()
+    trainer = Trainer(classifier(), "cross_entropy", callbacks=[Evaluations()])
+    history = trainer.fit(x[:40], y[:40], epochs=2, batch_size=10, validation_data=(x[40:], y[40:]), evaluate_every=2)
+    # every 2 steps; the epochs end on steps 4 and 8 and reuse those; the end of fit evaluates
+    # again (a callback may have changed the weights since)
+    assert Evaluations.steps == [2, 4, 6, 8, 8]
+    assert len(history["val_loss"]) == 2
