@@ -140,7 +140,9 @@ class Trainer:
 
     # --- evaluation ----------------------------------------------------------------------------
 
-    def _penalty(self):
+    def _penalty(self, add_gradients=False):
+        """The L2 term ½·l2·Σ‖W‖² over every ``weights`` parameter; with ``add_gradients``
+        also adds its gradient l2·W to each layer's weights gradient."""
         if not self.l2:
             return 0.0
         total = 0.0
@@ -148,6 +150,8 @@ class Trainer:
             weights = layer.params.get("weights")
             if weights is not None:
                 total += float(np.vdot(weights, weights))
+                if add_gradients:
+                    layer.grads["weights"] += self.l2 * weights
         return 0.5 * self.l2 * total
 
     def _logs(self, y_pred, y):
@@ -265,7 +269,6 @@ class Trainer:
         batch_end = hooks["on_batch_end"]
         metrics = self.metrics
         l2 = self.l2
-        l2_layers = [layer for layer in model.layers if "weights" in layer.params] if l2 else []
         while self.epoch < epochs and not self.stop_training:
             epoch = self.epoch
             if self.batch_in_epoch == 0 or self.epoch_rng_state is None:
@@ -297,10 +300,7 @@ class Trainer:
                 else:
                     model.backward(loss.backward(y_pred, yb), input_grad=False)
                 if l2:
-                    for layer in l2_layers:
-                        weights = layer.params["weights"]
-                        layer.grads["weights"] += l2 * weights
-                        value += 0.5 * l2 * float(np.vdot(weights, weights))
+                    value += self._penalty(add_gradients=True)
                 if after_backward:
                     after_backward(trainer=self, step=step)
                 optimizer.step(model.params_list(), model.grads_list())
@@ -340,14 +340,13 @@ class Trainer:
             model.set_params(theta)
             y_pred = model.forward(x, True)
             value = float(loss.forward(y_pred, y))
+            # The chained gradient, not the fused one the mini-batch loop takes: it is the
+            # gradient of the value above, clipping included, and a line search needs the
+            # two to agree.
             model.backward(loss.backward(y_pred, y), input_grad=False)
-            if self.l2:
-                for layer in model.layers:
-                    if "weights" in layer.params:
-                        layer.grads["weights"] += self.l2 * layer.params["weights"]
-                value += self._penalty()
+            value += self._penalty(add_gradients=True)
             evaluated.update(theta=np.array(theta, copy=True), y_pred=y_pred, value=value)
-            return value, model.get_grads().astype(np.float64)
+            return value, model.get_grads().astype(np.float64, copy=False)
 
         def after_iteration(theta):
             if evaluated["theta"] is None or not np.array_equal(theta, evaluated["theta"]):
