@@ -491,3 +491,12 @@ def test_ray_local_cluster_runs_the_trials(tmp_path):
     assert {t.state for t in result.trials} == {"complete"}
     study = journal_study(os.path.join(result.logdir, "study.journal"), result.study)
     assert os.getpid() not in {t.user_attrs[OWNER]["pid"] for t in study.get_trials()}  # Ray's workers ran them
+
+
+def test_a_listing_shows_each_point_once_while_a_duplicate_awaits_its_mark():
+    from framework.sweeps.study import counting, enqueue
+
+    study = optuna.create_study()
+    for params in ({"units": 2}, {"units": 3}, {"units": 2}):  # two processes enqueued 2 twice
+        enqueue(study, params)
+    assert [t.number for t in counting(study.get_trials())] == [0, 1]

@@ -114,7 +114,7 @@ def sweep(
     def refresh():
         write_csv(csv_path, spec, results(handle, spec, logdir))
 
-    done = sum(1 for t in handle.get_trials(deepcopy=False, states=FINISHED) if counts(t))
+    done = finished_count(handle)
     bar = progress_bar(progress, spec.trials, min(done, spec.trials))
     lost = 0
     try:

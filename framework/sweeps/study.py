@@ -70,6 +70,20 @@ def point_of(trial):
     return trial.user_attrs.get(POINT)
 
 
+def counting(trials):
+    """The trials that count, in order: not marked void, and not a later copy of a point
+    that an earlier counting trial has (a duplicate whose taker has yet to mark it), so that
+    a listing made at any moment shows each point once."""
+    seen = set()
+    for trial in sorted(trials, key=lambda t: t.number):
+        point = point_of(trial)
+        if not counts(trial) or point in seen:
+            continue
+        if point is not None:
+            seen.add(point)
+        yield trial
+
+
 # --- who runs what -------------------------------------------------------------------------
 
 
