@@ -11,6 +11,7 @@ The training thread never blocks on I/O and is never interrupted per event.
 
 import atexit
 import collections
+import glob
 import logging
 import os
 import socket
@@ -41,6 +42,16 @@ def write_event_file(logdir, events, filename_suffix=""):
             record.write(event.SerializeToString())
     finally:
         record.close()
+
+
+def replace_event_file(logdir, events, filename_suffix):
+    """Write ``events`` to a new event file in ``logdir``, removing the earlier files whose
+    names end in ``filename_suffix`` (what a run writes once, such as its HParams session:
+    a resumed or repeated run's replaces the earlier one's)."""
+    pattern = os.path.join(glob.escape(os.fspath(logdir)), f"events.out.tfevents.*{filename_suffix}")
+    for old in glob.glob(pattern):
+        os.unlink(old)
+    write_event_file(logdir, events, filename_suffix)
 
 
 class EventFileWriter:

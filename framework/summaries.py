@@ -22,6 +22,7 @@ from tensorboardX.proto import (
     types_pb2,
     versions_pb2,
 )
+from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
 
 from framework.config import flatten_config
@@ -239,6 +240,45 @@ def _hparam_info(name, value):
     return api_pb2.HParamInfo(name=name, type=kind)
 
 
+HPARAMS_SUFFIX = ".hparams"  # ends the name of the event file of a run's HParams session
+
+
+def metric_tag(key):
+    """``train.loss`` -> ``hparams/train/loss``: the tag of a run's final value of it."""
+    section, _, name = key.partition(".")
+    return f"hparams/{section}/{name}"
+
+
+def final_metrics(trainer):
+    """The run's final metrics by HParams tag: ``hparams/train/loss``,
+    ``hparams/test/accuracy`` (test values where there are held-out data)."""
+    metrics = {metric_tag(f"train.{key}"): value for key, value in trainer.train_logs.items()}
+    if trainer.validation_data is not None:
+        metrics.update({metric_tag(f"test.{key}"): value for key, value in trainer.test_logs.items()})
+    return metrics
+
+
+def experiment_value(experiment):
+    """A summary holding an HParams ``api_pb2.Experiment``: the table's columns."""
+    return Summary(value=[Summary.Value(tag=EXPERIMENT_TAG, metadata=_hparams_metadata(experiment=experiment))])
+
+
+def write_hparams_session(logdir, hparams, metrics, status, *, step, start_time=None, experiment=True):
+    """Make ``logdir`` one HParams session (one row): ``hparams`` against the final
+    ``metrics`` (tag -> value), in an event file of its own that replaces an earlier one.
+    With ``experiment``, also the experiment summary that makes the directory a table of its
+    own; a sweep's trials leave that to the sweep, whose experiment names every trial's keys.
+    Written at once: a writer thread would only add start-up and shut-down time."""
+    from framework.event_files import replace_event_file
+
+    table, start, end = hparams_summaries(hparams, list(metrics), status, start_time)
+    final = Summary(value=[scalar_value(tag, value) for tag, value in metrics.items()])
+    summaries = ([table] if experiment else []) + [start, final, end]
+    now = time.time()
+    events = [Event(summary=summary, step=step, wall_time=now) for summary in summaries]
+    replace_event_file(logdir, events, HPARAMS_SUFFIX)
+
+
 def hparams_summaries(hparams, metric_tags, status="success", start_time=None):
     """``(experiment, session start, session end)`` summaries for TensorBoard's HParams tab.
 
@@ -266,7 +306,7 @@ def hparams_summaries(hparams, metric_tags, status="success", start_time=None):
         status=getattr(api_pb2, f"STATUS_{status.upper()}"), end_time_secs=time.time()
     )
     return (
-        Summary(value=[Summary.Value(tag=EXPERIMENT_TAG, metadata=_hparams_metadata(experiment=experiment))]),
+        experiment_value(experiment),
         Summary(value=[Summary.Value(tag=SESSION_START_TAG, metadata=_hparams_metadata(session_start_info=start))]),
         Summary(value=[Summary.Value(tag=SESSION_END_TAG, metadata=_hparams_metadata(session_end_info=end))]),
     )

@@ -2,32 +2,34 @@
 end, and the experiment-level HParams summary that makes TensorBoard show every trial in one
 table.
 
-The ``tensorboard`` callback makes each trial directory one HParams session: its flattened
-config as hyper-parameters, its final metrics as scalars tagged ``hparams/train/loss``,
+Each trial directory is one HParams session, written by the trial's reporter
+(`framework.sweeps.trial`; the trials' ``tensorboard`` callbacks leave their own off): the
+swept keys as hyper-parameters, the final metrics as scalars tagged ``hparams/train/loss``,
 ``hparams/test/accuracy`` ....  The experiment summary written here, in the sweep's own
 directory, names the swept keys with their domains and those metric tags.
 """
 
 import csv
-import glob
 import io
 import json
 import numbers
 import os
+import time
 from collections.abc import Mapping
 
 import attrs
 from optuna.trial import TrialState
-from tensorboardX.proto import api_pb2, plugin_hparams_pb2
-from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboardX.proto import api_pb2
+from tensorboardX.proto.event_pb2 import Event
 
 from framework.config import flatten_config
+from framework.event_files import replace_event_file
 from framework.storage import atomic_write
+from framework.summaries import experiment_value, metric_tag
 from framework.sweeps.space import Choice
-from framework.sweeps.study import counts
+from framework.sweeps.study import counting
 from framework.sweeps.trial import ERROR, POINT, SECONDS, SUMMARY
 
-EXPERIMENT_TAG = "_hparams_/experiment"
 EXPERIMENT_SUFFIX = ".sweep"
 STATES = {
     TrialState.COMPLETE: "complete",
@@ -75,9 +77,7 @@ class SweepResult:
 def results(study, spec, logdir):
     """`TrialResult` of each counting trial of ``study``, by number."""
     found = []
-    for trial in study.get_trials(deepcopy=False):
-        if not counts(trial):
-            continue
+    for trial in counting(study.get_trials(deepcopy=False)):
         attrs_ = trial.user_attrs
         params = json.loads(attrs_[POINT]) if POINT in attrs_ else dict(trial.params)
         summary = attrs_.get(SUMMARY, {})
@@ -169,13 +169,6 @@ def format_table(result):
 # --- the HParams experiment ------------------------------------------------------------------
 
 
-def metric_tag(key):
-    """``train.loss`` -> ``hparams/train/loss``, the tag the tensorboard callback gives a
-    run's final value of it."""
-    section, _, name = key.partition(".")
-    return f"hparams/{section}/{name}"
-
-
 def value_type(values):
     if all(isinstance(v, bool) for v in values):
         return api_pb2.DATA_TYPE_BOOL
@@ -235,16 +228,10 @@ def experiment_summary(spec):
             for key in spec.metrics
         ],
     )
-    content = plugin_hparams_pb2.HParamsPluginData(version=0, experiment=experiment).SerializeToString()
-    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
-    return Summary(value=[Summary.Value(tag=EXPERIMENT_TAG, metadata=metadata)])
+    return experiment_value(experiment)
 
 
 def write_experiment(logdir, spec):
     """The experiment summary in ``LOGDIR``'s own event file (replacing an earlier one)."""
-    from tensorboardX import SummaryWriter
-
-    for old in glob.glob(os.path.join(glob.escape(logdir), f"events.out.tfevents.*{EXPERIMENT_SUFFIX}")):
-        os.unlink(old)
-    with SummaryWriter(logdir, filename_suffix=EXPERIMENT_SUFFIX) as writer:
-        writer.file_writer.add_summary(experiment_summary(spec))
+    event = Event(summary=experiment_summary(spec), wall_time=time.time())
+    replace_event_file(logdir, [event], EXPERIMENT_SUFFIX)

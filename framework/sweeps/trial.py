@@ -11,7 +11,6 @@ import time
 from collections.abc import Mapping
 
 from optuna.trial import TrialState
-from tensorboardX.proto.summary_pb2 import Summary
 
 from framework.config import flatten_config, set_key
 from framework.errors import ConfigError, PlugnetError
@@ -28,7 +27,6 @@ OWNER = "plugnet_owner"  # host, pid, process start and heartbeat of the worker 
 SUMMARY = "plugnet_summary"  # the run's flattened summary.json
 SECONDS = "plugnet_seconds"  # wall time of the whole trial
 ERROR = "plugnet_error"
-SESSION_SUFFIX = ".hparams"
 
 
 def suggest(trial, spec):
@@ -96,20 +94,12 @@ class Reporter:
             self.write_session(trainer, "failure")
 
     def write_session(self, trainer, status):
-        from tensorboardX import SummaryWriter
+        from framework.summaries import final_metrics, run_hparams, write_hparams_session
 
-        from framework.summaries import hparams_summaries, run_hparams, scalar_value
-        from framework.sweeps.output import metric_tag
-
-        metrics = {metric_tag(f"train.{k}"): v for k, v in trainer.train_logs.items()}
-        if trainer.validation_data is not None:
-            metrics.update({metric_tag(f"test.{k}"): v for k, v in trainer.test_logs.items()})
-        _, start, end = hparams_summaries(run_hparams(trainer.config), list(metrics), status, self.started)
-        with SummaryWriter(trainer.logdir, filename_suffix=SESSION_SUFFIX) as writer:
-            writer.file_writer.add_summary(start, global_step=trainer.step)
-            values = [scalar_value(tag, value) for tag, value in metrics.items()]
-            writer.file_writer.add_summary(Summary(value=values), global_step=trainer.step)
-            writer.file_writer.add_summary(end, global_step=trainer.step)
+        write_hparams_session(
+            trainer.logdir, run_hparams(trainer.config), final_metrics(trainer), status,
+            step=trainer.step, start_time=self.started, experiment=False,
+        )  # fmt: skip
 
 
 def trial_config(plan, params, number):

@@ -10,7 +10,6 @@ Layout of a run's directory (``trainer.logdir``)::
     LOGDIR/         the run's hyper-parameters and final metrics (HParams tab, one row)
 """
 
-import glob
 import json
 import logging
 import numbers
@@ -23,23 +22,23 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
 from framework import Callback, ConfigError, hookimpl
-from framework.event_files import EventFileWriter, write_event_file
+from framework.event_files import EventFileWriter
 from framework.images import class_labels, decision_boundary, image_grid, image_value
 from framework.summaries import (
     code_block,
     component_hparams,
-    hparams_summaries,
+    final_metrics,
     layer_tensors,
     model_graph,
     run_hparams,
     scalar_value,
     tensor_values,
     text_value,
+    write_hparams_session,
 )
 
 logger = logging.getLogger("plugnet.tensorboard")
 
-HPARAMS_SUFFIX = ".hparams"
 BOUNDARY_POINTS = 1000  # points drawn on the decision boundary
 
 
@@ -259,13 +258,6 @@ class TensorBoard(Callback):
         """The run's hyper-parameters and final metrics as one HParams session, in an event
         file of the run directory itself (replacing the one an earlier fit wrote)."""
         hparams = run_hparams(trainer.config) or component_hparams(trainer)
-        metrics = {f"hparams/train/{key}": value for key, value in trainer.train_logs.items()}
-        if trainer.validation_data is not None:
-            metrics.update({f"hparams/test/{key}": value for key, value in trainer.test_logs.items()})
-        for old in glob.glob(os.path.join(glob.escape(self._root), f"events.out.tfevents.*{HPARAMS_SUFFIX}")):
-            os.unlink(old)
-        experiment, start, end = hparams_summaries(hparams, list(metrics), status, start_time=self._started)
-        final = Summary(value=[scalar_value(tag, value) for tag, value in metrics.items()])
-        # Written at once: a writer thread would only add start-up and shut-down time here.
-        events = [Event(summary=summary, step=trainer.step, wall_time=time.time()) for summary in (experiment, start, final, end)]
-        write_event_file(self._root, events, HPARAMS_SUFFIX)
+        write_hparams_session(
+            self._root, hparams, final_metrics(trainer), status, step=trainer.step, start_time=self._started
+        )
