@@ -20,6 +20,7 @@ from framework.base import (
     Metric,
     Optimizer,
     fans,
+    kind_of,
 )
 from framework.checkpoints import load_checkpoint, resume, save_checkpoint
 from framework.data import read_idx, resolve_data_dir, split_train_test
@@ -59,6 +60,7 @@ __all__ = [
     "format_value",
     "hookimpl",
     "hookspec",
+    "kind_of",
     "load_arrays",
     "load_checkpoint",
     "load_plugins",

@@ -10,6 +10,12 @@ import math
 import numpy as np
 
 
+def kind_of(component):
+    """The name a component is known by: the one it was registered under (the registry
+    sets ``kind``), else its class's name in lower case."""
+    return getattr(component, "kind", None) or type(component).__name__.lower()
+
+
 def fans(shape):
     """``(fan_in, fan_out)`` of a weight shape.
 

@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 
+from framework.base import kind_of
 from framework.errors import ConfigError, DataError
 from framework.storage import load_arrays, save_arrays
 
@@ -119,7 +120,7 @@ def callback_keys(trainer):
     for callback in trainer.callbacks:
         if not callable(getattr(callback, "state_dict", None)):
             continue
-        kind = getattr(callback, "kind", None) or type(callback).__name__.lower()
+        kind = kind_of(callback)
         count = seen.get(kind, 0)
         seen[kind] = count + 1
         keys[kind if count == 0 else f"{kind}_{count}"] = callback
@@ -133,7 +134,7 @@ def trainer_state(trainer):
         arrays[name] = np.int64(getattr(trainer, name))
     state = {
         "format": FORMAT_VERSION,
-        "optimizer_kind": getattr(trainer.optimizer, "kind", None) or type(trainer.optimizer).__name__.lower(),
+        "optimizer_kind": kind_of(trainer.optimizer),
         "optimizer": trainer.optimizer.state_dict(),
         "rng": {
             "data": trainer.rng.bit_generator.state,
@@ -240,7 +241,7 @@ def restore_checkpoint(trainer, checkpoint):
     model = trainer.model
     if not model.built:
         raise ConfigError("build the model (give input_shape) before restoring a checkpoint")
-    kind = getattr(trainer.optimizer, "kind", None) or type(trainer.optimizer).__name__.lower()
+    kind = kind_of(trainer.optimizer)
     if state.get("optimizer_kind") not in (None, kind):
         raise DataError(
             f"{path} was written with optimizer '{state['optimizer_kind']}'; this run uses '{kind}'"

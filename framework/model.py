@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from framework.base import kind_of
 from framework.errors import ConfigError, DataError, ShapeError
 from framework.registry import resolve
 from framework.storage import load_arrays, save_arrays
@@ -41,8 +42,7 @@ class Sequential:
         self.input_shape = None
         self.output_shape = None
         for index, layer in enumerate(self.layers):
-            kind = getattr(layer, "kind", None) or type(layer).__name__.lower()
-            layer.name = f"{kind}_{index}"
+            layer.name = f"{kind_of(layer)}_{index}"
         if input_shape is not None:
             self.build(input_shape)
 

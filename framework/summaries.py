@@ -25,6 +25,7 @@ from tensorboardX.proto import (
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
 
+from framework.base import kind_of
 from framework.config import flatten_config
 
 STATS = ("mean", "stddev", "max", "min")
@@ -332,10 +333,6 @@ OP_TYPES = {
     "softmax": "Softmax",
 }
 MAIN_OPS = {"dense": "matmul", "conv2d": "conv2d"}
-
-
-def kind_of(component):
-    return getattr(component, "kind", None) or type(component).__name__.lower()
 
 
 def layer_ops(layer):

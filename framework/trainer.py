@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pluggy
 
+from framework.base import kind_of
 from framework.errors import ConfigError, DataError
 from framework.hookspecs import TrainingHooks
 from framework.registry import PROJECT, resolve
@@ -19,7 +20,7 @@ def component_name(spec, component):
         return spec
     if isinstance(spec, dict) and "type" in spec:
         return spec["type"]
-    return getattr(component, "kind", None) or type(component).__name__.lower()
+    return kind_of(component)
 
 
 def check_finite(array, what):
@@ -99,13 +100,6 @@ class Trainer:
         self._hooks.register(callback)
         self.callbacks.append(callback)
         return callback
-
-    def find_callback(self, kind):
-        """The first callback whose registered name (or class) is ``kind``, or None."""
-        for callback in self.callbacks:
-            if kind in (getattr(callback, "kind", None), type(callback).__name__.lower()):
-                return callback
-        return None
 
     def _active_hooks(self):
         """Each training-loop hook that has implementations; others are skipped for free."""
