@@ -1,10 +1,11 @@
 """plugnet's core: everything a plugin or a user script needs, importable from here.
 
 The public API is the names exported here and the public modules: `framework.testing`
-(gradient and protocol checks), `framework.checkpoints` (reading and writing checkpoints),
-`framework.summaries` (TensorBoard summaries from numpy arrays), `framework.images` (PNG
-pictures: decision boundaries, image grids) and `framework.event_files` (event files written
-in the background).  Plugins, the built-ins in ``plugins`` included, use nothing else.
+(gradient and protocol checks), `framework.validators` (attrs validators for parameters),
+`framework.checkpoints` (reading and writing checkpoints), `framework.summaries`
+(TensorBoard summaries from numpy arrays), `framework.images` (PNG pictures: decision
+boundaries, image grids) and `framework.event_files` (event files written in the
+background).  Plugins, the built-ins in ``plugins`` included, use nothing else.
 """
 
 import importlib
@@ -81,11 +82,12 @@ __all__ = [
     "event_files",
     "images",
     "summaries",
+    "validators",
 ]
 
 # Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
 # that a script which never writes summaries or sweeps should not pay.
-LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries")
+LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries", "validators")
 
 
 def __getattr__(name):

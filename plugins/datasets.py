@@ -14,41 +14,14 @@ import attrs
 import numpy as np
 
 from framework import DataError, Dataset, hookimpl, read_idx, resolve_data_dir, split_train_test
+from framework.validators import boolean, fraction, non_negative, positive_int
 
-# --- parameter validators (the registry turns their ValueError into a ConfigError) ------------
-
-
-def is_number(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def is_integer(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def positive_int(instance, attribute, value):
-    if not is_integer(value) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+# --- parameter validators beyond framework.validators' --------------------------------------
 
 
 def optional_positive_int(instance, attribute, value):
     if value is not None:
         positive_int(instance, attribute, value)
-
-
-def non_negative(instance, attribute, value):
-    if not is_number(value) or value < 0:
-        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
-
-
-def fraction(instance, attribute, value):
-    if not is_number(value) or not 0 <= value < 1:
-        raise ValueError(f"{attribute.name} must be a number in [0, 1), got {value!r}")
-
-
-def boolean(instance, attribute, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{attribute.name} must be true or false, got {value!r}")
 
 
 def one_of(*choices):
@@ -191,13 +164,8 @@ class Circles(Dataset):
 
     n_samples: int = attrs.field(default=1000, validator=positive_int)
     noise: float = attrs.field(default=0.1, validator=non_negative)
-    factor: float = attrs.field(default=0.1)
+    factor: float = attrs.field(default=0.1, validator=fraction)
     test_fraction: float = attrs.field(default=0.2, validator=fraction)
-
-    @factor.validator
-    def _check_factor(self, attribute, value):
-        if not is_number(value) or not 0 <= value < 1:
-            raise ValueError(f"factor must be a number in [0, 1), got {value!r}")
 
     def load(self, rng):
         x, y = sklearn_datasets().make_circles(

@@ -135,10 +135,10 @@ def test_without_every_only_the_end_is_saved(tmp_path):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"every": 0}, "'every' must be an integer >= 1, got 0"),
-        ({"every": 2.5}, "'every' must be an integer >= 1, got 2.5"),
-        ({"every": True}, "'every' must be an integer >= 1, got True"),
-        ({"keep": -1}, "'keep' must be an integer >= 0, got -1"),
+        ({"every": 0}, "every must be a positive integer, got 0"),
+        ({"every": 2.5}, "every must be a positive integer, got 2.5"),
+        ({"every": True}, "every must be a positive integer, got True"),
+        ({"keep": -1}, "keep must be an integer >= 0, got -1"),
         ({"evry": 3}, "callback 'checkpoint' has no parameter 'evry'; did you mean 'every'?"),
     ],
 )

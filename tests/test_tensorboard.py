@@ -478,7 +478,7 @@ def test_python_api_run_without_config_gets_component_hparams(tmp_path):
 
 
 def test_bad_options_and_missing_logdir_are_config_errors():
-    with pytest.raises(ConfigError, match="callback 'tensorboard'.*'scalar_every' must be an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match="callback 'tensorboard'.*scalar_every must be a positive integer, got 0"):
         create("callbacks", "tensorboard", scalar_every=0)
     with pytest.raises(ConfigError, match="has no parameter 'histogram_evry'; did you mean 'histogram_every'"):
         create("callbacks", "tensorboard", histogram_evry=5)

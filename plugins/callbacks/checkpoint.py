@@ -7,17 +7,10 @@ import attrs
 import numpy as np
 
 from framework import Callback, ConfigError, hookimpl
+from framework.validators import whole_number
 from framework.checkpoints import checkpoint_dir, checkpoint_path, list_checkpoints, save_checkpoint
 
 logger = logging.getLogger("plugnet.checkpoints")
-
-
-def whole_number(minimum):
-    def check(instance, attribute, value):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"'{attribute.name}' must be an integer >= {minimum}, got {value!r}")
-
-    return check
 
 
 def position(trainer):

@@ -22,6 +22,7 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
 from framework import Callback, ConfigError, hookimpl
+from framework.validators import whole_number
 from framework.event_files import EventFileWriter
 from framework.images import class_labels, decision_boundary, image_grid, image_value
 from framework.summaries import (
@@ -40,14 +41,6 @@ from framework.summaries import (
 logger = logging.getLogger("plugnet.tensorboard")
 
 BOUNDARY_POINTS = 1000  # points drawn on the decision boundary
-
-
-def whole_number(minimum):
-    def check(instance, attribute, value):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"'{attribute.name}' must be an integer >= {minimum}, got {value!r}")
-
-    return check
 
 
 def is_image_shape(shape):

@@ -13,7 +13,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from framework import Layer, ShapeError, component
-from plugins.layers.dense import activation_spec, is_identity, positive_int
+from framework.validators import positive_int
+from plugins.layers.dense import activation_spec, is_identity
 
 PADDINGS = ("same", "valid")
 

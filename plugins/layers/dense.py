@@ -4,6 +4,7 @@ import attrs
 import numpy as np
 
 from framework import Layer, component, resolve
+from framework.validators import positive_int
 
 
 def activation_spec(spec):
@@ -13,11 +14,6 @@ def activation_spec(spec):
 
 def is_identity(activation):
     return getattr(activation, "kind", None) == "identity"
-
-
-def positive_int(instance, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
