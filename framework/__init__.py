@@ -25,7 +25,7 @@ from framework.base import (
 )
 from framework.checkpoints import load_checkpoint, resume, save_checkpoint
 from framework.data import read_idx, resolve_data_dir, split_train_test
-from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError
+from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError, did_you_mean
 from framework.formatting import format_logs, format_value
 from framework.hookspecs import hookimpl, hookspec
 from framework.model import Sequential
@@ -56,6 +56,7 @@ __all__ = [
     "atomic_write",
     "component",
     "create",
+    "did_you_mean",
     "fans",
     "format_logs",
     "format_value",

@@ -5,13 +5,12 @@ only code it can bring in is a plugin module it names in ``plugins``.
 """
 
 import copy
-import difflib
 import importlib.resources
 import os
 import tomllib
 from collections.abc import Mapping
 
-from framework.errors import ConfigError
+from framework.errors import ConfigError, did_you_mean
 
 # Each section's known keys and the type its value must have (None: checked elsewhere, by the
 # component or module that takes it).
@@ -155,10 +154,7 @@ def check_table(table, schema, prefix):
         dotted = f"{prefix}{key}"
         if key not in schema:
             known = [f"{prefix}{k}" for k in schema]
-            message = f"unknown config key '{dotted}'"
-            close = difflib.get_close_matches(dotted, known, n=1)
-            if close:
-                message += f"; did you mean '{close[0]}'?"
+            message = f"unknown config key '{dotted}'" + did_you_mean(dotted, known)
             raise ConfigError(f"{message} Known keys here: {', '.join(known)}")
         expected = schema[key]
         if expected is None:

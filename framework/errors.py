@@ -4,6 +4,8 @@ Everything the CLI reports as "one clear message, exit status 2" is a `PlugnetEr
 anything else escaping the framework is a bug.
 """
 
+import difflib
+
 
 class PlugnetError(Exception):
     """A problem with the user's input: a config, a plugin, data or a file."""
@@ -23,3 +25,10 @@ class ShapeError(PlugnetError, ValueError):
 
 class PluginError(PlugnetError):
     """A plugin could not be loaded, clashes with another, or its hook raised."""
+
+
+def did_you_mean(name, known, *, cutoff=0.6, prefix=""):
+    """What follows "unknown thing 'name'" in a message: ``"; did you mean 'x'?"`` naming
+    the closest of ``known`` (with ``prefix``), or a full stop when none is close."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=cutoff)
+    return f"; did you mean '{prefix}{close[0]}'?" if close else "."

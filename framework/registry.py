@@ -6,7 +6,6 @@ config's ``plugins`` are added with `load_plugins`.  The registry is then built 
 every registration hook, one plugin at a time, so a clash or a failure names its plugin.
 """
 
-import difflib
 import importlib
 import inspect
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ import attrs
 import pluggy
 
 from framework import hookspecs
-from framework.errors import ConfigError, PluginError, PlugnetError
+from framework.errors import ConfigError, PluginError, PlugnetError, did_you_mean
 
 PROJECT = "plugnet"
 KINDS = tuple(hookspecs.REGISTRATION_HOOKS)
@@ -193,9 +192,7 @@ class Registry:
 
 def unknown_name_message(what, name, known, plural=None):
     """``unknown layer 'dens'; did you mean 'dense'? Known layers: ...``"""
-    message = f"unknown {what} '{name}'"
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
-    message += f"; did you mean '{close[0]}'?" if close else "."
+    message = f"unknown {what} '{name}'" + did_you_mean(name, known)
     label = f"Known {plural}" if plural else "Known"
     return f"{message} {label}: {', '.join(sorted(map(str, known)))}"
 
@@ -223,9 +220,7 @@ def check_parameters(factory, params, what):
         return
     for key in params:
         if key not in accepted:
-            message = f"{what} has no parameter '{key}'"
-            close = difflib.get_close_matches(key, accepted, n=1)
-            message += f"; did you mean '{close[0]}'?" if close else "."
+            message = f"{what} has no parameter '{key}'" + did_you_mean(key, accepted)
             listed = ", ".join(accepted) if accepted else "none"
             raise ConfigError(f"{message} Its parameters: {listed}")
 

@@ -8,7 +8,6 @@ key, and not in the middle of a sweep.
 """
 
 import copy
-import difflib
 import itertools
 import json
 import numbers
@@ -17,7 +16,7 @@ from collections.abc import Mapping
 import attrs
 
 from framework.config import SCHEMA, check_config, flatten_config, parse_value, set_key
-from framework.errors import ConfigError, PlugnetError
+from framework.errors import ConfigError, PlugnetError, did_you_mean
 from framework.registry import load_plugins, parameter_names, registry, resolve
 
 SWEEP_KEYS = ("metric", "direction", "sampler", "trials", "pruner", "params")
@@ -197,10 +196,7 @@ def unknown_key(config, key, why=None):
     message = f"unknown sweep key '{key}'"
     if why:
         message += f" ({why})"
-    close = difflib.get_close_matches(key, known_keys(config), n=1, cutoff=0.5)
-    if close:
-        message += f"; did you mean '{close[0]}'?"
-    return ConfigError(message)
+    return ConfigError(message + did_you_mean(key, known_keys(config), cutoff=0.5))
 
 
 def check_key(config, key):
@@ -299,8 +295,7 @@ def parse_param(config, key, spec):
     if isinstance(spec, Mapping):
         for name in spec:
             if name not in RANGE_KEYS:
-                close = difflib.get_close_matches(str(name), RANGE_KEYS, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                hint = did_you_mean(name, RANGE_KEYS)
                 raise ConfigError(f"sweep key '{key}': a range takes low, high and log, not '{name}'{hint}")
         if "low" not in spec or "high" not in spec:
             raise ConfigError(f"sweep key '{key}': a range needs both low and high")
@@ -357,8 +352,7 @@ def parse_pruner(value):
         raise ConfigError(f"sweep pruner must be a name ({', '.join(PRUNERS)}) or a table with a type, got {value!r}")
     kind = value["type"]
     if kind not in PRUNERS:
-        close = difflib.get_close_matches(kind, PRUNERS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(kind, PRUNERS)
         raise ConfigError(f"unknown sweep pruner '{kind}'{hint} Known pruners: {', '.join(PRUNERS)}")
     for name, option in value.items():
         if name == "type":
@@ -373,8 +367,7 @@ def parse_pruner(value):
 
 def choose(what, value, known):
     if value not in known:
-        close = difflib.get_close_matches(str(value), known, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(value, known)
         raise ConfigError(f"unknown sweep {what} '{value}'{hint} Known: {', '.join(known)}")
     return value
 
@@ -391,8 +384,7 @@ def parse_sweep(config, grid=None, trials=None):
         raise ConfigError(f"[sweep] must be a table, got {type(table).__name__}")
     for key in table:
         if key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
-            hint = f"; did you mean 'sweep.{close[0]}'?" if close else ""
+            hint = did_you_mean(key, SWEEP_KEYS, prefix="sweep.")
             raise ConfigError(f"unknown config key 'sweep.{key}'{hint} Known keys here: {', '.join(SWEEP_KEYS)}")
     check_config(base)
     load_plugins(base.get("plugins", []))

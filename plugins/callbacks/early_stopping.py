@@ -1,13 +1,12 @@
 """`early_stopping`: stop when a monitored value has stopped improving."""
 
-import difflib
 import math
 from typing import ClassVar
 
 import attrs
 from attrs.validators import ge, in_, instance_of
 
-from framework import Callback, ConfigError, format_value, hookimpl
+from framework import Callback, ConfigError, did_you_mean, format_value, hookimpl
 from plugins.callbacks.reporting import report
 
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error")
@@ -145,9 +144,7 @@ class EarlyStopping(Callback):
         if self.monitor in keys:
             return
         message = f"early_stopping monitors '{self.monitor}', which this run does not log"
-        close = difflib.get_close_matches(self.monitor, keys, n=1)
-        if close:
-            message += f"; did you mean '{close[0]}'?"
+        message += did_you_mean(self.monitor, keys)
         message += f" Logged values: {', '.join(keys)}"
         if self.monitor.startswith("val_") and getattr(trainer, "validation_data", None) is None:
             message += " (val_ values need held-out data: a test_fraction above 0, or validation_data)"
