@@ -121,20 +121,21 @@ class AvgPool2D(Pool2D):
         # How many real (unpadded) pixels each window holds, counted the way the forward
         # pass sums, on one all-ones single-channel image.
         height, width, _ = self.input_shape
-        self.counts, _ = self.window_sums(pad_images(np.ones((1, height, width, 1)), self.pads))
+        counts, _ = self.window_sums(pad_images(np.ones((1, height, width, 1)), self.pads))
+        self.counts = counts.astype(self.dtype)
         return output_shape
 
     def forward(self, x, training=False):
         padded = pad_images(x, self.pads, value=0.0)
         self.padded_shape = padded.shape
         total, self.row_sums_shape = self.window_sums(padded)
-        total /= self.counts.astype(x.dtype)
+        total /= self.counts
         self.activations = total
         return total
 
     def backward(self, grad_y):
         if not self.needs_input_grad:  # the model's first layer while training
             return None
-        share = grad_y / self.counts.astype(grad_y.dtype)
+        share = grad_y / self.counts
         grad_row_sums = self.spread(share, 1, self.row_sums_shape)
         return self.finish_backward(self.spread(grad_row_sums, 2, self.padded_shape))
