@@ -90,7 +90,6 @@ def toml_string(text):
 
 def command_train(args):
     from framework.run import build
-    from framework.storage import save_json
 
     config = config_from_args(args)
     experiment = build(config, progress=not args.quiet, resume=args.resume)
@@ -99,7 +98,6 @@ def command_train(args):
         print(f"resuming {args.resume} from step {trainer.step} (epoch {trainer.epoch})")
     summary = experiment.fit()
     logdir = experiment.logdir
-    save_json(os.path.join(logdir, "summary.json"), summary)
     print(f"trained {summary['epochs']} epochs, {summary['steps']} steps in {summary['seconds']:.1f} s")
     print(f"train  {format_logs(summary['train'])}")
     if "test" in summary:

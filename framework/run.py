@@ -16,6 +16,7 @@ from framework.storage import save_json
 from framework.trainer import Trainer
 
 DEFAULT_LOGDIR = "runs"
+SUMMARY_FILE = "summary.json"  # the run's final metrics, steps, epochs and seconds
 CONFIG_FILE = "config.json"  # the run's config, saved in its logdir so `--resume` finds it
 
 
@@ -36,6 +37,7 @@ class Experiment:
         return self.trainer.logdir
 
     def fit(self):
+        """Train as the config says; write ``LOGDIR/summary.json`` and return it."""
         train = self.config["train"]
         validation = (self.x_test, self.y_test) if len(self.x_test) else None
         try:
@@ -54,7 +56,9 @@ class Experiment:
             if self.created_logdir and self.trainer.step == 0:
                 shutil.rmtree(self.logdir, ignore_errors=True)
             raise
-        return self.summary()
+        summary = self.summary()
+        save_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
+        return summary
 
     def summary(self):
         trainer = self.trainer
@@ -157,7 +161,4 @@ def run(config=None, *, progress=False, resume=None):
         if resume is None:
             raise ConfigError("run() needs a config, or resume=LOGDIR")
         config = load_run_config(resume)
-    experiment = build(config, progress=progress, resume=resume)
-    summary = experiment.fit()
-    save_json(os.path.join(experiment.logdir, "summary.json"), summary)
-    return summary
+    return build(config, progress=progress, resume=resume).fit()

@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping
 
@@ -15,7 +14,6 @@ from optuna.trial import TrialState
 from framework.config import flatten_config, set_key
 from framework.errors import ConfigError, PlugnetError
 from framework.hookspecs import hookimpl
-from framework.storage import save_json
 from framework.sweeps.space import Choice, point_key
 
 logger = logging.getLogger("plugnet.sweep")
@@ -144,7 +142,6 @@ def run_trial(plan, study, storage, claimed):
         experiment = build(config)
         experiment.trainer.add_callback(reporter)
         summary = experiment.fit()
-        save_json(os.path.join(experiment.logdir, "summary.json"), summary)
     except Exception as exc:
         storage.set_trial_user_attr(tid, ERROR, f"{type(exc).__name__}: {exc}")
         storage.set_trial_user_attr(tid, SECONDS, round(time.perf_counter() - started, 3))
