@@ -109,10 +109,11 @@ def build(config, *, progress=False, resume=None):
         l2=train.get("l2", 0.0),
         seed=seed,
     )
-    # Check the data against the model before any callback exists to write files.
-    trainer.check_data(x_train, y_train, "training")
+    # Check the data against the model before any callback exists to write files, and keep
+    # it as checked: converted to the model's dtype once, so fit's own check copies nothing.
+    x_train, y_train = trainer.check_data(x_train, y_train, "training")
     if len(x_test):
-        trainer.check_data(x_test, y_test, "held-out")
+        x_test, y_test = trainer.check_data(x_test, y_test, "held-out")
     callbacks = list(train.get("callbacks", []))
     named = [c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))]
     if progress and "progress" not in named:
