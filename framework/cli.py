@@ -5,7 +5,7 @@ import os
 import shlex
 import sys
 
-from framework.config import apply_overrides, default_config, load_config
+from framework.config import add_plugins, apply_overrides, default_config, load_config
 from framework.errors import ConfigError, PlugnetError
 from framework.formatting import format_logs
 
@@ -76,12 +76,7 @@ def config_from_args(args):
         overrides.append(f"train.epochs={args.epochs}")
     if args.logdir is not None:
         overrides.append(f"logging.logdir={toml_string(args.logdir)}")
-    config = apply_overrides(config, overrides)
-    if args.plugins:
-        config["plugins"] = list(config.get("plugins", [])) + [
-            p for p in args.plugins if p not in config.get("plugins", [])
-        ]
-    return config
+    return add_plugins(apply_overrides(config, overrides), args.plugins)
 
 
 def toml_string(text):

@@ -67,6 +67,13 @@ def parse_value(text):
         return text
 
 
+def add_plugins(config, names):
+    """``config`` with the plugin modules ``names`` (``--plugin``) after its own ``plugins``,
+    each once."""
+    known = list(config.get("plugins", []))
+    return {**config, "plugins": known + [name for name in names if name not in known]} if names else config
+
+
 def apply_overrides(config, assignments):
     """A copy of ``config`` with each ``KEY=VALUE`` applied; keys are dotted paths and list
     items are indexed (``model.layers.0.units=8``).  A component given by name becomes a table

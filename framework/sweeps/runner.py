@@ -19,7 +19,7 @@ from multiprocessing import connection
 import attrs
 import optuna
 
-from framework.config import apply_overrides
+from framework.config import add_plugins, apply_overrides
 from framework.errors import ConfigError, PlugnetError
 from framework.sweeps.output import (
     SweepResult,
@@ -154,10 +154,7 @@ def with_options(config, overrides, seed, plugins):
     config = apply_overrides(config, list(overrides))
     if seed is not None:
         config["seed"] = seed
-    if plugins:
-        known = list(config.get("plugins", []))
-        config["plugins"] = known + [p for p in plugins if p not in known]
-    return config
+    return add_plugins(config, plugins)
 
 
 def available_cores():
@@ -267,6 +264,12 @@ def worker_process(plan, index, messages, parent):
         sys.exit(1)
 
 
+def worker_error(kind, text):
+    """The error a worker reported (by class name, as it crossed a process boundary) to
+    raise here: a bad config stays a ConfigError."""
+    return ConfigError(text) if kind in ("ConfigError", "MetricMissing") else PlugnetError(text)
+
+
 def start_method():
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
@@ -307,8 +310,7 @@ def run_processes(plan, jobs, bar, refresh):
                 process.terminate()
                 process.join()
     if errors:
-        kind, text = errors[0][1], errors[0][2]
-        raise ConfigError(text) if kind in ("ConfigError", "MetricMissing") else PlugnetError(text)
+        raise worker_error(*errors[0][1:])
     return sum(1 for p in processes if p.exitcode not in (0, None))
 
 
@@ -352,7 +354,7 @@ def run_ray(plan, address, jobs, study, bar, refresh):
                 refresh()
         for outcome in outcomes:
             if outcome[0] == "error":
-                raise ConfigError(outcome[2]) if outcome[1] in ("ConfigError", "MetricMissing") else PlugnetError(outcome[2])
+                raise worker_error(*outcome[1:])
         return 0
     finally:
         if started:
