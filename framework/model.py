@@ -41,6 +41,7 @@ class Sequential:
         self.rng = np.random.default_rng(seed)
         self.input_shape = None
         self.output_shape = None
+        self.first_trainable = 0  # set by `build`
         for index, layer in enumerate(self.layers):
             layer.name = f"{kind_of(layer)}_{index}"
         if input_shape is not None:
