@@ -136,7 +136,8 @@ class Registry:
     def entry(self, kind, name):
         entries = self._check_kind(kind)
         if not isinstance(name, str):  # e.g. `type = []` in a config
-            raise ConfigError(f"a {SINGULAR[kind]} is named by a string, got {name!r}")
+            article = "an" if SINGULAR[kind][0] in "aeiou" else "a"
+            raise ConfigError(f"{article} {SINGULAR[kind]} is named by a string, got {name!r}")
         if name not in entries:
             raise ConfigError(unknown_name_message(SINGULAR[kind], name, entries, kind))
         return entries[name]
