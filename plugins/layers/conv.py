@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from framework import Layer, ShapeError, component
 from framework.validators import positive_int
-from plugins.layers.dense import activation_spec, is_identity
+from plugins.layers.dense import activate, activation_spec, preactivation_grad
 
 PADDINGS = ("same", "valid")
 
@@ -184,17 +184,10 @@ class Conv2D(Layer):
             z += self.params["bias"]
         z = z.reshape(n, *self.out_size, self.filters)
         self.batch = n
-        if is_identity(self.activation):
-            self.preactivations, self.activations = None, z
-        else:
-            self.preactivations, self.activations = z, self.activation.forward(z)
-        return self.activations
+        return activate(self, z)
 
     def backward(self, grad_y):
-        if self.preactivations is None:
-            grad_z = grad_y
-        else:
-            grad_z = self.activation.backward(self.preactivations, self.activations, grad_y)
+        grad_z = preactivation_grad(self, grad_y)
         weights = self.params["weights"]
         grad_z = np.ascontiguousarray(grad_z, dtype=weights.dtype).reshape(-1, self.filters)
         np.matmul(self.cols.T, grad_z, out=self.grads["weights"].reshape(-1, self.filters))

@@ -16,6 +16,23 @@ def is_identity(activation):
     return getattr(activation, "kind", None) == "identity"
 
 
+def activate(layer, z):
+    """``a = f(z)`` with the layer's activation, keeping ``z`` (unless f is the identity) and
+    ``a`` as its ``preactivations`` and ``activations`` for backward and TensorBoard."""
+    if is_identity(layer.activation):
+        layer.preactivations, layer.activations = None, z
+    else:
+        layer.preactivations, layer.activations = z, layer.activation.forward(z)
+    return layer.activations
+
+
+def preactivation_grad(layer, grad_a):
+    """dL/dz from dL/da through the layer's activation."""
+    if layer.preactivations is None:
+        return grad_a
+    return layer.activation.backward(layer.preactivations, layer.activations, grad_a)
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Dense(Layer):
     """z = x · W + b;  a = f(z).
@@ -47,16 +64,10 @@ class Dense(Layer):
         z = x @ self.params["weights"]
         if self.use_bias:
             z += self.params["bias"]
-        if is_identity(self.activation):
-            self.preactivations, self.activations = None, z
-        else:
-            self.preactivations, self.activations = z, self.activation.forward(z)
-        return self.activations
+        return activate(self, z)
 
     def backward(self, grad_y):
-        if self.preactivations is not None:
-            grad_y = self.activation.backward(self.preactivations, self.activations, grad_y)
-        return self.backward_preactivation(grad_y)
+        return self.backward_preactivation(preactivation_grad(self, grad_y))
 
     def backward_preactivation(self, grad_z):
         """Backward from δ = dL/dz (a loss fused with this layer's activation gives it)."""
