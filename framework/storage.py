@@ -91,8 +91,8 @@ def pickle_refusal(path):
         what = "holds an object (pickled) array"
     else:
         with open(path, "rb") as f:
-            head = f.read(2)
-        if head[:1] != b"\x80":  # every pickle of protocol 2 or later starts so
+            first = f.read(1)
+        if first != b"\x80":  # every pickle of protocol 2 or later starts so
             return f"{path} is not a readable .npz file: it is neither a zip archive nor numpy data"
         what = "is a Python pickle"
     return f"{path} {what}; plugnet refuses to load it, because unpickling could run code"
