@@ -63,12 +63,17 @@ class EventFileWriter:
     time in nanoseconds, keeps files opened within the same second apart and in order.
     """
 
+    # Queued events that wake the writer before its ``flush_secs``: a fast training logging
+    # often would otherwise hold ten seconds of events in memory.
+    max_pending = 256
+
     def __init__(self, logdir, flush_secs=10.0, purge_step=None, filename_suffix=None):
         self.logdir = logdir
         self.flush_secs = float(flush_secs)
         suffix = f".{time.time_ns()}" if filename_suffix is None else filename_suffix
         self._file = open_event_file(logdir, suffix)
         self._events = collections.deque()  # appends and pops are atomic: no lock needed
+        self._wake = threading.Event()  # set when events pile up, and when closing
         self._closing = threading.Event()
         self.error = None  # what stopped the writing (a full disk...); events are then dropped
         self._thread = threading.Thread(target=self._run, name=f"events {logdir}", daemon=True)
@@ -88,21 +93,30 @@ class EventFileWriter:
         if not event.wall_time:
             event.wall_time = time.time()
         self._events.append(event)
+        if len(self._events) >= self.max_pending and not self._wake.is_set():
+            self._wake.set()
 
     def add_summary(self, summary, step):
         """Queue a `Summary` protocol buffer at global step ``step``."""
         self.add_event(Event(summary=summary, step=int(step), wall_time=time.time()))
 
     def _write_pending(self):
+        """Write the queued events; whether there were any."""
+        wrote = bool(self._events)
         while self._events:
             self._file.write(self._events.popleft().SerializeToString())
+        return wrote
 
     def _run(self):
         try:
-            while not self._closing.wait(self.flush_secs):
-                if self._events:
-                    self._write_pending()
+            flushed, dirty = time.monotonic(), False
+            while not self._closing.is_set():
+                self._wake.wait(self.flush_secs)
+                self._wake.clear()
+                dirty |= self._write_pending()
+                if dirty and time.monotonic() - flushed >= self.flush_secs:  # not every wake
                     self._file.flush()  # and fsync, off the training thread
+                    flushed, dirty = time.monotonic(), False
             self._write_pending()
         except Exception as exc:  # noqa: BLE001 - training goes on without its summaries
             self.error = exc
@@ -114,6 +128,7 @@ class EventFileWriter:
         if self.closed:
             return
         self._closing.set()
+        self._wake.set()
         self._thread.join()
         atexit.unregister(self.close)
         try:

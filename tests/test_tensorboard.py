@@ -1,6 +1,7 @@
 """The ``tensorboard`` callback, read back with TensorBoard's own readers."""
 
 import glob
+import time
 import io
 import os
 
@@ -547,3 +548,24 @@ def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_fail
     assert isinstance(broken.error, OSError) and "No space left" in caplog.text
     broken.add_summary(Summary(value=[scalar_value("x", 2.0)]), 1)  # dropped, not queued
     assert not broken._events
+
+
+def test_event_file_writer_drains_a_long_queue_before_its_flush_interval(tmp_path):
+    """A fast training logging often must not hold flush_secs' worth of events in memory."""
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    from framework.event_files import EventFileWriter
+    from framework.summaries import scalar_value
+
+    writer = EventFileWriter(str(tmp_path), flush_secs=600)
+    for step in range(4 * writer.max_pending):
+        writer.add_summary(Summary(value=[scalar_value("x", float(step))]), step)
+    deadline = time.monotonic() + 10
+    while writer._events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert len(writer._events) < writer.max_pending  # written long before 600 s
+    finally:
+        writer.close()
+    (path,) = glob.glob(str(tmp_path / "events.out.tfevents.*"))
+    assert len(scalars(accumulator(path), "x")) == 4 * writer.max_pending
