@@ -253,7 +253,9 @@ def test_check_plugin_lists_every_failure_with_component_names():
 
 
 def test_check_plugin_asks_for_a_case_when_defaults_cannot_build():
-    module = plugin_module(register_layers={"dense_copy": type(registry().create("layers", "dense", units=1))})
+    dense = type(registry().create("layers", "dense", units=1))
+    # a layer that needs an argument and brings no check_cases of its own
+    module = plugin_module(register_layers={"dense_copy": type("DenseCopy", (dense,), {"check_cases": None})})
     with pytest.raises(AssertionError, match=r"layers/dense_copy: could not be checked with case \{\}.*give it a case"):
         testing.check_plugin(module)
     report = testing.check_plugin(module, cases={"dense_copy": {"params": {"units": 2}, "input_shape": (3,)}})
@@ -265,3 +267,13 @@ def test_check_plugin_rejects_a_misspelt_hook():
     module.register_layer = hookimpl(lambda: {})
     with pytest.raises(AssertionError, match="plugin typo_plugin: .*register_layer"):
         testing.check_plugin(module)
+
+
+@pytest.mark.parametrize("module", ["plugins.layers", "plugins.activations", "plugins.losses"])
+def test_builtin_plugins_pass_check_plugin_on_their_own(module):
+    """As a third-party author would call it: no cases given, the classes' check_cases and
+    defaults are enough."""
+    import importlib
+
+    report = testing.check_plugin(importlib.import_module(module))
+    assert report and max(report.values()) < 1e-6

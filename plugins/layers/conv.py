@@ -140,6 +140,9 @@ class Conv2D(Layer):
     after), so weights trained there give the same outputs here.
     """
 
+    # What `framework.testing.check_plugin` checks the gradients on.
+    check_cases = [{"params": {"filters": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)}]
+
     filters: int = attrs.field(validator=positive_int)
     kernel_size: tuple = attrs.field(default=3, converter=pair)
     strides: tuple = attrs.field(default=1, converter=pair)

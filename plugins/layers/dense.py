@@ -42,6 +42,9 @@ class Dense(Layer):
     ``weights`` is (in_features, units), ``bias`` (units,).
     """
 
+    # What `framework.testing.check_plugin` checks the gradients on.
+    check_cases = [{"params": {"units": 3, "activation": "tanh"}, "input_shape": (4,)}]
+
     units: int = attrs.field(validator=positive_int)
     activation: object = attrs.field(default=None, converter=activation_spec)
     use_bias: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))

@@ -36,6 +36,9 @@ def shape_tuple(value):
 class Reshape(Layer):
     """(N, …) → (N, *target_shape), the batch axis untouched; one axis may be -1."""
 
+    # What `framework.testing.check_plugin` checks the gradients on.
+    check_cases = [{"params": {"target_shape": (3, -1)}, "input_shape": (2, 6)}]
+
     target_shape: tuple = attrs.field(converter=shape_tuple)
 
     def build(self, input_shape):
