@@ -24,8 +24,8 @@ bounded by the cores nobody else is using.
 
 import argparse
 import csv
-import importlib
 import glob
+import importlib
 import json
 import os
 import resource

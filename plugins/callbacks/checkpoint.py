@@ -7,8 +7,8 @@ import attrs
 import numpy as np
 
 from framework import Callback, ConfigError, hookimpl
-from framework.validators import whole_number
 from framework.checkpoints import checkpoint_dir, checkpoint_path, list_checkpoints, save_checkpoint
+from framework.validators import whole_number
 
 logger = logging.getLogger("plugnet.checkpoints")
 

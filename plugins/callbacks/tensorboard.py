@@ -22,7 +22,6 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
 from framework import Callback, ConfigError, hookimpl
-from framework.validators import whole_number
 from framework.event_files import EventFileWriter
 from framework.images import class_labels, decision_boundary, image_grid, image_value
 from framework.summaries import (
@@ -37,6 +36,7 @@ from framework.summaries import (
     text_value,
     write_hparams_session,
 )
+from framework.validators import whole_number
 
 logger = logging.getLogger("plugnet.tensorboard")
 
@@ -59,14 +59,16 @@ class TensorBoard(Callback):
     ``histogram_every`` steps (0: never): a histogram of each tensor.  Each evaluation on
     held-out data goes to ``LOGDIR/test``: the trainer's (every epoch, every
     ``train.evaluate_every`` steps, at the end) and, every ``evaluate_every`` steps (0: none),
-    the callback's own, for a test curve finer than the trainer's needs.  For two-dimensional inputs, the decision boundary
-    every ``image_every`` epochs (0: only at the end) and at the end; for image inputs,
-    ``images`` samples of the first batch.  The graph, the config and the model summary are
-    written when training starts; the hyper-parameters against the final metrics at the end.
+    the callback's own, for a test curve finer than the trainer's needs.  For
+    two-dimensional inputs, the decision boundary every ``image_every`` epochs (0: only at
+    the end) and at the end; for image inputs, ``images`` samples of the first batch.  The
+    graph, the config and the model summary are written when training starts; the
+    hyper-parameters against the final metrics at the end.
 
-    The defaults keep the cost within 3% of a dense MNIST network's training time (B1):
-    statistics take four reads of each array and no copy, a step's values go out as one
-    event, and a background thread that wakes every ``flush_secs`` does the file I/O.
+    The defaults keep the time in its hooks to about 2% of a dense MNIST network's training
+    (B1): statistics take four reads of each array and no copy, a step's values go out as
+    one event, and a background thread does the file I/O (woken every ``flush_secs``, or
+    sooner when events pile up).
     """
 
     scalar_every: int = attrs.field(default=50, validator=whole_number(1))
