@@ -5,7 +5,7 @@ The public API is the names exported here and the public modules: `framework.tes
 `framework.checkpoints` (reading and writing checkpoints), `framework.summaries`
 (TensorBoard summaries from numpy arrays), `framework.images` (PNG pictures: decision
 boundaries, image grids) and `framework.event_files` (event files written in the
-background).  Plugins, the built-ins in ``plugins`` included, use nothing else.
+background) and `framework.windows` (sliding-window geometry for conv and pooling layers).  Plugins, the built-ins in ``plugins`` included, use nothing else.
 """
 
 import importlib
@@ -20,8 +20,13 @@ from framework.base import (
     Loss,
     Metric,
     Optimizer,
+    activate,
+    activation_spec,
     fans,
+    is_identity,
     kind_of,
+    preactivation_grad,
+    targets_like,
 )
 from framework.checkpoints import load_checkpoint, resume, save_checkpoint
 from framework.data import read_idx, resolve_data_dir, split_train_test
@@ -53,6 +58,11 @@ __all__ = [
     "Sequential",
     "ShapeError",
     "Trainer",
+    "activate",
+    "activation_spec",
+    "is_identity",
+    "preactivation_grad",
+    "targets_like",
     "atomic_write",
     "component",
     "create",
@@ -84,11 +94,12 @@ __all__ = [
     "images",
     "summaries",
     "validators",
+    "windows",
 ]
 
 # Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
 # that a script which never writes summaries or sweeps should not pay.
-LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries", "validators")
+LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries", "validators", "windows")
 
 
 def __getattr__(name):

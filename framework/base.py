@@ -32,6 +32,46 @@ def fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
+def activation_spec(spec):
+    """The activation object for a layer's ``activation`` parameter (None: the identity): the
+    attrs converter for an ``activation`` field, so a layer of any kind takes
+    ``activation="relu"`` as the built-ins do."""
+    from framework.registry import resolve
+
+    return resolve("activations", "identity" if spec is None else spec)
+
+
+def is_identity(activation):
+    return getattr(activation, "kind", None) == "identity"
+
+
+def activate(layer, z):
+    """``a = f(z)`` with the layer's activation, keeping ``z`` (unless f is the identity) and
+    ``a`` as its ``preactivations`` and ``activations`` for backward and TensorBoard."""
+    if is_identity(layer.activation):
+        layer.preactivations, layer.activations = None, z
+    else:
+        layer.preactivations, layer.activations = z, layer.activation.forward(z)
+    return layer.activations
+
+
+def preactivation_grad(layer, grad_a):
+    """dL/dz from dL/da through the layer's activation."""
+    if layer.preactivations is None:
+        return grad_a
+    return layer.activation.backward(layer.preactivations, layer.activations, grad_a)
+
+
+def targets_like(y_true, y_pred):
+    """Targets shaped and typed as the predictions: a single-output model's may come as one
+    value per sample, and integer labels (0 / 1) would otherwise make every gradient of a
+    float32 model float64, and its backward pass three times slower."""
+    y_true = np.asarray(y_true)
+    if y_true.shape != y_pred.shape:
+        y_true = y_true.reshape(y_pred.shape)
+    return y_true.astype(y_pred.dtype, copy=False)
+
+
 class Layer:
     """Base of layers.
 

@@ -12,19 +12,9 @@ import attrs
 import numpy as np
 from scipy.special import expit
 
-from framework import DataError, Loss, hookimpl
+from framework import DataError, Loss, hookimpl, targets_like
 
 REDUCTIONS = ("mean", "sum", "half_sum")
-
-
-def targets_like(y_true, y_pred):
-    """Targets shaped and typed as the predictions: a single-output model's may come as one
-    value per sample, and integer labels (0 / 1) would otherwise make every gradient of a
-    float32 model float64, and its backward pass three times slower."""
-    y_true = np.asarray(y_true)
-    if y_true.shape != y_pred.shape:
-        y_true = y_true.reshape(y_pred.shape)
-    return y_true.astype(y_pred.dtype, copy=False)
 
 
 @attrs.define

@@ -3,8 +3,7 @@
 import attrs
 import numpy as np
 
-from framework import Metric, hookimpl
-from plugins.losses import targets_like
+from framework import Metric, hookimpl, targets_like
 
 
 @attrs.define

@@ -3,34 +3,8 @@
 import attrs
 import numpy as np
 
-from framework import Layer, component, resolve
+from framework import Layer, activate, activation_spec, component, preactivation_grad
 from framework.validators import positive_int
-
-
-def activation_spec(spec):
-    """The activation object for a layer's ``activation`` parameter (None: the identity)."""
-    return resolve("activations", "identity" if spec is None else spec)
-
-
-def is_identity(activation):
-    return getattr(activation, "kind", None) == "identity"
-
-
-def activate(layer, z):
-    """``a = f(z)`` with the layer's activation, keeping ``z`` (unless f is the identity) and
-    ``a`` as its ``preactivations`` and ``activations`` for backward and TensorBoard."""
-    if is_identity(layer.activation):
-        layer.preactivations, layer.activations = None, z
-    else:
-        layer.preactivations, layer.activations = z, layer.activation.forward(z)
-    return layer.activations
-
-
-def preactivation_grad(layer, grad_a):
-    """dL/dz from dL/da through the layer's activation."""
-    if layer.preactivations is None:
-        return grad_a
-    return layer.activation.backward(layer.preactivations, layer.activations, grad_a)
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)

@@ -12,7 +12,7 @@ import attrs
 import numpy as np
 
 from framework import Layer
-from plugins.layers.conv import crop_images, pad_images, padding_name, pair, window_geometry
+from framework.windows import crop_images, pad_images, padding_name, pair, window_geometry
 
 
 def default_strides(layer):
