@@ -1,10 +1,13 @@
 """Built-in layers.  Each module holds one family; this hook registers them all."""
 
 from framework import hookimpl
+from plugins.layers.attention import MultiHeadAttention
 from plugins.layers.conv import Conv2D
 from plugins.layers.dense import ActivationLayer, Dense
 from plugins.layers.dropout import Dropout
+from plugins.layers.embedding import Embedding, GlobalAvgPool1D, PositionalEmbedding
 from plugins.layers.pooling import AvgPool2D, MaxPool2D
+from plugins.layers.recurrent import GRU, LSTM, SimpleRNN
 from plugins.layers.shape import Flatten, Reshape
 
 
@@ -19,4 +22,11 @@ def register_layers():
         "conv2d": Conv2D,
         "maxpool2d": MaxPool2D,
         "avgpool2d": AvgPool2D,
+        "embedding": Embedding,
+        "positional_embedding": PositionalEmbedding,
+        "global_avgpool1d": GlobalAvgPool1D,
+        "simple_rnn": SimpleRNN,
+        "lstm": LSTM,
+        "gru": GRU,
+        "multi_head_attention": MultiHeadAttention,
     }
