@@ -42,6 +42,8 @@ class MultiHeadAttention(Layer):
         {"params": {"num_heads": 2, "causal": True}, "input_shape": (5, 4)},
     ]
 
+    attention_weights = None  # P of the last forward, (N, h, T, T)
+
     num_heads: int = attrs.field(validator=positive_int)
     causal: bool = attrs.field(default=False, validator=boolean)
     weight_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
