@@ -302,3 +302,18 @@ def test_attention_matches_pytorch(causal):
         np.testing.assert_allclose(layer.grads[f"{name}_bias"], net.in_proj_bias.grad.numpy()[index * size : (index + 1) * size], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(layer.grads["output_weights"], net.out_proj.weight.grad.numpy().T, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(layer.grads["output_bias"], net.out_proj.bias.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_the_cli_refuses_a_recurrent_net_on_flat_data_with_one_message(tmp_path, capsys):
+    from framework.cli import main
+
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[data]\ntype = "moons"\nn_samples = 50\n[model]\nlayers = [{ type = "lstm", units = 4 }, { type = "dense", units = 2, activation = "softmax" }]\n'
+        '[train]\nloss = "cross_entropy"\nepochs = 1\n[logging]\nlogdir = "run"\n'
+    )
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "lstm_0" in err and "(None, 2)" in err and "needs sequences" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "summary.json").exists()
