@@ -36,6 +36,7 @@ from framework.hookspecs import hookimpl, hookspec
 from framework.model import Sequential
 from framework.registry import KINDS, component, create, load_plugins, registry, resolve
 from framework.run import run
+from framework.saving import load_model, save_model
 from framework.storage import atomic_write, load_arrays, save_arrays, save_json
 from framework.trainer import Trainer
 
@@ -75,6 +76,7 @@ __all__ = [
     "kind_of",
     "load_arrays",
     "load_checkpoint",
+    "load_model",
     "load_plugins",
     "read_idx",
     "registry",
@@ -85,6 +87,7 @@ __all__ = [
     "save_arrays",
     "save_checkpoint",
     "save_json",
+    "save_model",
     "split_train_test",
     "sweep",
     "testing",

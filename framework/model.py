@@ -201,6 +201,12 @@ class Sequential:
                 )
             param[...] = value
 
+    def save(self, path):
+        """Save architecture and weights to one ``.npz`` file (no pickle); `framework.load_model` reads it."""
+        from framework.saving import save_model  # saving builds models: imported late, no cycle
+
+        return save_model(self, path)
+
     def save_weights(self, path):
         """Save the parameters to an ``.npz`` file (no pickle), atomically."""
         if not self.built:
