@@ -4,8 +4,10 @@ The public API is the names exported here and the public modules: `framework.tes
 (gradient and protocol checks), `framework.validators` (attrs validators for parameters),
 `framework.checkpoints` (reading and writing checkpoints), `framework.summaries`
 (TensorBoard summaries from numpy arrays), `framework.images` (PNG pictures: decision
-boundaries, image grids) and `framework.event_files` (event files written in the
-background) and `framework.windows` (sliding-window geometry for conv and pooling layers).  Plugins, the built-ins in ``plugins`` included, use nothing else.
+boundaries, image grids), `framework.event_files` (event files written in the
+background), `framework.windows` (sliding-window geometry for conv and pooling layers) and
+`framework.onnx_export` (ONNX export: the `OnnxBuilder` a layer's ``to_onnx`` method uses).
+Plugins, the built-ins in ``plugins`` included, use nothing else.
 """
 
 import importlib
@@ -98,11 +100,13 @@ __all__ = [
     "summaries",
     "validators",
     "windows",
+    "onnx_export",
+    "export_onnx",
 ]
 
 # Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
 # that a script which never writes summaries or sweeps should not pay.
-LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries", "validators", "windows")
+LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries", "validators", "windows", "onnx_export")
 
 
 def __getattr__(name):
@@ -110,6 +114,10 @@ def __getattr__(name):
         from framework.sweeps import sweep
 
         return sweep
+    if name == "export_onnx":
+        from framework.onnx_export import export_onnx
+
+        return export_onnx
     if name in LAZY_MODULES:
         return importlib.import_module(f"framework.{name}")
     raise AttributeError(f"module 'framework' has no attribute {name!r}")

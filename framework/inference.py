@@ -306,7 +306,8 @@ def predict_to_file(model, x, out, *, classes=False, batch_size=DEFAULT_BATCH_SI
     dtype = np.int64 if classes else np.dtype(model.dtype)
     if progress is None:
         progress = sys.stderr.isatty()
-    bar = tqdm(total=n, unit="sample", disable=not progress, delay=0.5, leave=False, file=sys.stderr)
+    # A bar only for inputs of more than one batch: a short one would flash by.
+    bar = tqdm(total=n, unit="sample", disable=not progress or n <= batch_size, leave=False, file=sys.stderr)
     with bar, temporary_beside(out) as tmp:
         if suffix(out) == ".npy":
             target = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
