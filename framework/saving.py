@@ -43,8 +43,10 @@ def encode_value(value, where):
         return [encode_value(item, f"{where}[{index}]") for index, item in enumerate(value)]
     if isinstance(value, Mapping):
         return {str(key): encode_value(item, f"{where}.{key}") for key, item in value.items()}
-    if attrs.has(type(value)) or hasattr(value, "get_config"):
-        return {"type": kind_of(value), **component_config(value, where)}
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value.tolist()
+    if attrs.has(type(value)) or hasattr(value, "get_config") or getattr(value, "kind", None):
+        return {"type": kind_of(value), **component_config(value, where)}  # a component
     raise ConfigError(
         f"{where} is a {type(value).__name__}, which a model file cannot hold: give it as a "
         "number, a string, a list or a registered component"

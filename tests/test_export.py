@@ -254,29 +254,24 @@ def cli(*args, cwd):
 
 
 def test_cli_export_check_runs_the_file_on_held_out_data(tmp_path):
-    conv = tmp_path / "digits.toml"
-    conv.write_text(
-        """
-seed = 0
-[data]
-type = "digits"
-flatten = false
-[model]
-layers = [
-  { type = "conv2d", filters = 4, kernel_size = 3, activation = "relu" },
-  { type = "avgpool2d", pool_size = 3, strides = 2, padding = "same" },
-  { type = "flatten" },
-  { type = "dropout", rate = 0.2 },
-  { type = "dense", units = 10, activation = "softmax" },
-]
-[train]
-loss = "cross_entropy"
-epochs = 1
-batch_size = 64
-"""
-    )
-    trained = cli("train", str(conv), "--logdir", "run", "--quiet", cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr
+    from framework.run import build
+
+    layers = [
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "avgpool2d", "pool_size": 3, "strides": 2, "padding": "same"},
+        {"type": "flatten"},
+        {"type": "dropout", "rate": 0.2},
+        {"type": "dense", "units": 10, "activation": "softmax"},
+    ]
+    build(
+        {
+            "seed": 0,
+            "data": {"type": "digits", "flatten": False},
+            "model": {"layers": layers},
+            "train": {"loss": "cross_entropy", "epochs": 1, "batch_size": 64},
+            "logging": {"logdir": str(tmp_path / "run")},
+        }
+    ).fit()
     result = cli("export", "run", "-o", "digits.onnx", "--check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "wrote digits.onnx" in result.stdout
