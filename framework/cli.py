@@ -207,43 +207,32 @@ def command_predict(args):
 
 def command_export(args):
     from framework.onnx_export import OPSET, export_onnx
-
     from framework.saving import load_model
 
+    opset = OPSET if args.opset is None else args.opset
     model = load_model(args.run, plugins=args.plugins)
-    path = export_onnx(model, args.output, opset=OPSET if args.opset is None else args.opset)
-    print(f"wrote {path} (ONNX opset {OPSET if args.opset is None else args.opset}, {model.num_params:,} parameters)")
-    if args.check:
-        return check_export(args, model, path)
-    return 0
+    path = export_onnx(model, args.output, opset=opset)
+    print(f"wrote {path} (ONNX opset {opset}, {model.num_params:,} parameters)")
+    return check_export(args, model, path) if args.check else 0
 
 
 def check_export(args, model, path):
-    import numpy as np
-
     from framework.config import add_plugins, apply_overrides
     from framework.inference import held_out
-    from framework.onnx_export import onnx_session, run_onnx
+    from framework.onnx_export import CHECK_TOLERANCE, largest_difference
     from framework.saving import run_config
 
     if not os.path.isdir(args.run):
         raise ConfigError("--check runs the model on its run's held-out data: give a run directory, not a model file")
     config = add_plugins(apply_overrides(run_config(args.run), args.overrides), args.plugins)
     x, _ = held_out(config, "check")
-    x = model.prepare(x, "held-out x")
-    expected = model.predict(x, batch_size=DEFAULT_CHECK_BATCH)
-    got = run_onnx(onnx_session(path), x, batch_size=DEFAULT_CHECK_BATCH)
-    difference = float(np.max(np.abs(got.astype(np.float64) - expected)))
-    scale = max(1.0, float(np.max(np.abs(expected))))
+    difference, scale = largest_difference(model, path, x)
     print(f"ONNX Runtime on {len(x)} held-out samples: largest difference from predict {difference:.3g}")
     if difference > CHECK_TOLERANCE * scale:
         print(f"plugnet: the difference is above {CHECK_TOLERANCE:g}: the export does not match predict", file=sys.stderr)
         return 1
     return 0
 
-
-DEFAULT_CHECK_BATCH = 256
-CHECK_TOLERANCE = 1e-5  # the contract's bound for float32 outputs (relative where they exceed 1)
 
 COMMANDS = {
     "train": command_train,

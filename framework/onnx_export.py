@@ -29,6 +29,7 @@ from framework.saving import inbound_names, model_inputs
 from framework.storage import atomic_write
 
 OPSET = 17  # LayerNormalization is an operator from 17 on
+CHECK_TOLERANCE = 1e-5  # the contract's bound on |ONNX Runtime - predict| in float32
 METHOD = "to_onnx(self, builder, x)"
 
 
@@ -256,3 +257,13 @@ def run_onnx(session, x, batch_size=1024):
         }
         outputs.append(session.run(None, batch)[0])
     return np.concatenate(outputs)
+
+
+def largest_difference(model, onnx_model, x, batch_size=256):
+    """``(max |ONNX Runtime - predict|, scale)`` over ``x``, where scale is the largest
+    output's magnitude (at least 1): compare the difference with ``CHECK_TOLERANCE · scale``."""
+    x = model.prepare(x, "x")
+    expected = model.predict(x, batch_size=batch_size)
+    got = run_onnx(onnx_session(onnx_model), x, batch_size=batch_size)
+    difference = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    return difference, max(1.0, float(np.max(np.abs(expected))))

@@ -12,7 +12,7 @@ from framework.config import check_config
 from framework.errors import ConfigError, DataError, PlugnetError
 from framework.model import Sequential
 from framework.registry import load_plugins, resolve
-from framework.saving import MODEL_FILE, save_model
+from framework.saving import MODEL_FILE, save_run_model
 from framework.storage import save_json
 from framework.trainer import Trainer
 
@@ -57,7 +57,7 @@ class Experiment:
             if self.created_logdir and self.trainer.step == 0:
                 shutil.rmtree(self.logdir, ignore_errors=True)
             raise
-        save_model(self.trainer.model, os.path.join(self.logdir, MODEL_FILE))  # the final weights
+        save_run_model(self.trainer.model, os.path.join(self.logdir, MODEL_FILE))  # the final weights
         summary = self.summary()
         save_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
         return summary

@@ -15,6 +15,7 @@ finish), a checkpoint file, or a weights file with the config that made it.
 
 import inspect
 import json
+import logging
 import os
 from collections.abc import Mapping
 
@@ -28,6 +29,8 @@ from framework.storage import load_arrays, save_arrays
 MODEL_FILE = "model.npz"  # a run's final model, in its logdir
 ARCHITECTURE = "architecture"  # the key of the JSON text inside a model file
 FORMAT_VERSION = 1
+
+logger = logging.getLogger("plugnet.saving")
 
 
 # --- describing a model as plain data --------------------------------------------------------
@@ -133,6 +136,18 @@ def save_model(model, path):
     arrays[ARCHITECTURE] = np.array(json.dumps(describe(model)))
     save_arrays(path, arrays)
     return os.fspath(path)
+
+
+def save_run_model(model, path):
+    """A run's ``model.npz``: architecture and weights, or, where a plugin's layer cannot be
+    described as data, the weights alone (with a warning), which `load_model` reads with the
+    run's ``config.json``: a finished training never fails for want of an architecture."""
+    try:
+        return save_model(model, path)
+    except ConfigError as exc:
+        logger.warning("%s holds the weights only (load it with the run's config.json): %s", path, exc)
+        save_arrays(path, model.state_dict())
+        return os.fspath(path)
 
 
 # --- rebuilding ------------------------------------------------------------------------------
