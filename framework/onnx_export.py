@@ -132,6 +132,13 @@ class OnnxBuilder:
             )
         return exporter(self, x)
 
+    def reduce(self, op_type, x, axes, keepdims=0):
+        """A Reduce* node (``ReduceMean``, ``ReduceMax``...) over ``axes``: an attribute up
+        to opset 17, an input from 18 on."""
+        if self.opset >= 18:
+            return self.add(op_type, [x, self.constant(list(axes), "axes")], keepdims=keepdims)
+        return self.add(op_type, [x], axes=list(axes), keepdims=keepdims)
+
     def where(self):
         return f" in layer {self.scope}" if self.scope else ""
 

@@ -83,23 +83,21 @@ def component_config(component, where):
 
 
 def model_inputs(model):
-    """``[(name, shape, dtype name or None)]`` of the model's inputs: the graph engine's
-    ``model.inputs``, or a chain's one input, named ``input``."""
-    inputs = getattr(model, "inputs", None)
-    if inputs is None:
-        return [("input", tuple(model.input_shape), None)]
-    return [
-        (item.name, tuple(item.shape), np.dtype(item.dtype).name if getattr(item, "dtype", None) else None)
-        for item in inputs
-    ]
+    """``[(name, shape, dtype name or None)]`` of the model's inputs (a dtype where they are
+    integer token ids)."""
+    integer = model.integer_inputs() if hasattr(model, "integer_inputs") else set()
+    found = []
+    for item, shape in zip(model.inputs, model.input_shapes):
+        dtype = getattr(item, "dtype", None)
+        if dtype is None and item.name in integer:
+            dtype = np.int64
+        found.append((item.name, tuple(shape), np.dtype(dtype).name if dtype is not None else None))
+    return found
 
 
 def inbound_names(model, index, layer):
     """The names of the values feeding ``layer`` (model inputs or layer names)."""
-    inbound = getattr(model, "inbound", None)
-    if inbound is not None:
-        return list(inbound[layer.name])
-    return [model_inputs(model)[0][0] if index == 0 else model.layers[index - 1].name]
+    return list(model.inbound[layer.name])
 
 
 def describe(model):
@@ -124,7 +122,7 @@ def describe(model):
             for name, shape, dtype in model_inputs(model)
         ],
         "layers": layers,
-        "output": getattr(getattr(model, "output_layer", None), "name", None) or model.layers[-1].name,
+        "output": model.output_layer.name,
     }
 
 
@@ -167,42 +165,28 @@ def is_chain(architecture):
 
 
 def build_from_architecture(architecture):
-    """A built model (fresh weights) from `describe`'s data."""
-    from framework.model import Sequential
+    """A built model (fresh weights) from `describe`'s data: a `Sequential` for a chain, a
+    `Model` of the same graph otherwise, with the saved layer names."""
+    from framework.model import Input, Model, Sequential
     from framework.registry import resolve
 
     dtype = architecture["dtype"]
-    layers = [resolve("layers", entry["layer"]) for entry in architecture["layers"]]
+    layers = []
+    for entry in architecture["layers"]:
+        layer = resolve("layers", entry["layer"])
+        layer.name, layer.named = entry["name"], True
+        layers.append(layer)
     if is_chain(architecture):
-        model = Sequential(layers, dtype=dtype)
-        for layer, entry in zip(layers, architecture["layers"]):
-            layer.name = entry["name"]
-        model.build(architecture["inputs"][0]["shape"])
-        return model
-    return build_graph(architecture, layers)
-
-
-def build_graph(architecture, layers):
-    """A graph model: each layer called on the values its entry names."""
-    import framework
-
-    if not hasattr(framework, "Input"):
-        raise DataError("this model file holds a graph model, which this plugnet cannot build")
+        return Sequential(layers, input_shape=architecture["inputs"][0]["shape"], dtype=dtype)
     values = {}
     inputs = []
     for spec in architecture["inputs"]:
-        item = framework.Input(tuple(spec["shape"]), name=spec["name"], **({"dtype": spec["dtype"]} if "dtype" in spec else {}))
-        values[spec["name"]] = item
-        inputs.append(item)
+        values[spec["name"]] = Input(tuple(spec["shape"]), name=spec["name"], dtype=spec.get("dtype"))
+        inputs.append(values[spec["name"]])
     for layer, entry in zip(layers, architecture["layers"]):
-        layer.name = entry["name"]
         fed = [values[name] for name in entry["inputs"]]
         values[entry["name"]] = layer(fed if getattr(layer, "multi_input", False) else fed[0])
-    return framework.Model(
-        inputs=inputs if len(inputs) > 1 else inputs[0],
-        outputs=values[architecture["output"]],
-        dtype=architecture["dtype"],
-    )
+    return Model(inputs if len(inputs) > 1 else inputs[0], values[architecture["output"]], dtype=dtype)
 
 
 def read_architecture(text, path):
@@ -257,7 +241,7 @@ def model_from_config(config):
     ``model.input_shape`` or, where the config does not give it, that of the dataset's
     samples (so the dataset is loaded, as training does)."""
     from framework.config import check_config
-    from framework.model import Sequential
+    from framework.model import model_from_config as build_model
     from framework.registry import load_plugins
 
     check_config(config)
@@ -265,11 +249,8 @@ def model_from_config(config):
     model_config = config["model"]
     input_shape = model_config.get("input_shape")
     if input_shape is None:
-        x_train = load_data(config)[0]
-        input_shape = x_train.shape[1:]
-    return Sequential(
-        model_config["layers"], input_shape=input_shape, dtype=model_config.get("dtype", "float32")
-    )
+        input_shape = load_data(config)[0].shape[1:]
+    return build_model(model_config["layers"], input_shape=input_shape, dtype=model_config.get("dtype", "float32"))
 
 
 def load_data(config):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import framework
-from framework import PluginError, Sequential, create
+from framework import Input, Model, PluginError, Sequential, create
 from framework.config import load_config
 
 onnx = pytest.importorskip("onnx")
@@ -45,6 +45,8 @@ def randomize(model, seed=1):
     rng = np.random.default_rng(seed)
     for value in model.params_list():
         value[...] = rng.normal(scale=0.5, size=value.shape)
+    for _, key, value in model.states():  # batch norm's running statistics
+        value[...] = rng.uniform(0.5, 2.0, size=value.shape) if key.endswith("var") else rng.normal(size=value.shape)
     return model
 
 
@@ -68,11 +70,62 @@ LAYER_CASES = [
     ("avgpool2d", {"pool_size": 2}, (6, 6, 3)),
     ("avgpool2d", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 7, 2)),
     ("avgpool2d", {"pool_size": 2, "strides": 1, "padding": "same"}, (5, 5, 2)),
+    ("batch_norm", {}, (5,)),
+    ("batch_norm", {"epsilon": 1e-3}, (4, 3, 2)),
+    ("layer_norm", {}, (6,)),
+    ("layer_norm", {"epsilon": 1e-3}, (3, 4)),
+    ("global_avgpool2d", {}, (4, 5, 3)),
+    ("global_maxpool2d", {}, (4, 5, 3)),
+]
+
+# Merge layers take several inputs: each is exported in a small graph of its own.
+MERGE_CASES = [
+    ("add", {}, [(4,), (4,)]),
+    ("add", {"activation": "relu"}, [(3, 2), (3, 2), (3, 2)]),
+    ("multiply", {}, [(4,), (4,)]),
+    ("multiply", {"activation": "tanh"}, [(2, 2, 3)] * 3),
+    ("concatenate", {}, [(3,), (2,)]),
+    ("concatenate", {"axis": 1, "activation": "sigmoid"}, [(2, 3), (1, 3)]),
+    ("concatenate", {"axis": -2}, [(2, 2, 3), (2, 1, 3)]),
 ]
 
 
 def test_every_builtin_layer_has_a_case():
-    assert {kind for kind, _, _ in LAYER_CASES} == set(framework.registry().names("layers"))
+    covered = {kind for kind, _, _ in LAYER_CASES + MERGE_CASES}
+    assert covered == set(framework.registry().names("layers"))
+
+
+@pytest.mark.parametrize("kind, params, shapes", MERGE_CASES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(MERGE_CASES)])
+def test_each_merge_layer_in_a_graph(kind, params, shapes):
+    inputs = [Input(shape, name=f"in{i}") for i, shape in enumerate(shapes)]
+    model = Model(inputs, layer(kind, **params)(inputs))
+    rng = np.random.default_rng(0)
+    x = {f"in{i}": rng.normal(size=(7, *shape)).astype(np.float32) for i, shape in enumerate(shapes)}
+    got = run_onnx(onnx_session(to_onnx(model)), x)
+    assert float(np.max(np.abs(got - model.predict(x)))) <= TOLERANCE
+
+
+def residual_net():
+    """DESIGN's graph example: a residual block with batch norm and a global pool."""
+    x = Input((8, 8, 1), name="image")
+    stem = layer("conv2d", filters=4, kernel_size=3, activation="relu", name="stem")(x)
+    branch = layer("conv2d", filters=4, kernel_size=3)(stem)
+    branch = layer("batch_norm", name="bn")(branch)
+    h = layer("add", activation="relu")([stem, branch])
+    h = layer("global_avgpool2d")(h)
+    features = layer("layer_norm")(h)
+    side = layer("global_maxpool2d")(stem)
+    joined = layer("concatenate")([features, side])
+    return randomize(Model(x, layer("dense", units=3, activation="softmax")(joined), seed=0))
+
+
+def test_a_graph_model_exports_with_inputs_by_name():
+    model = residual_net()
+    proto = to_onnx(model)
+    assert [i.name for i in proto.graph.input] == ["image"]
+    names = {node.name for node in proto.graph.node}
+    assert {"stem/Conv", "bn/Sub", "add_3/Add", "add_3/Relu", "layer_norm_5/LayerNormalization"} <= names
+    assert onnx_difference(model, random_inputs((8, 8, 1), n=11)) <= TOLERANCE
 
 
 @pytest.mark.parametrize("kind, params, shape", LAYER_CASES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(LAYER_CASES)])
@@ -283,3 +336,13 @@ def test_cli_export_check_runs_the_file_on_held_out_data(tmp_path):
     assert blocked.returncode == 2
     assert blocked.stderr.startswith("plugnet: error: cannot write the ONNX file") and blocked.stderr.count("\n") == 1
     assert "Traceback" not in blocked.stderr
+
+
+def test_newer_opsets_export_too():
+    model = residual_net()
+    proto = to_onnx(model, opset=18)  # Reduce* take their axes as an input from 18 on
+    assert proto.opset_import[0].version == 18
+    x = random_inputs((8, 8, 1))
+    np.testing.assert_allclose(run_onnx(onnx_session(proto), x), model.predict(x), atol=TOLERANCE, rtol=0)
+    with pytest.raises(framework.ConfigError, match="opset 17 or newer"):
+        to_onnx(model, opset=13)

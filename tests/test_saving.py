@@ -189,3 +189,48 @@ def test_run_directory_without_weights_or_with_a_torn_model(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DataError, match=r"model.npz is not a readable .npz file.*delete it to load the run's newest checkpoint"):
         load_model(tmp_path / "run")
+
+
+def graph_model():
+    image = framework.Input((6, 6, 1), name="image")
+    extra = framework.Input((3,), name="extra")
+    stem = layer("conv2d", filters=3, kernel_size=3, activation="relu", name="stem")(image)
+    branch = layer("batch_norm", name="bn")(layer("conv2d", filters=3, kernel_size=3)(stem))
+    h = layer("global_avgpool2d")(layer("add", activation="relu")([stem, branch]))
+    h = layer("concatenate")([layer("layer_norm")(h), layer("dense", units=2)(extra)])
+    return framework.Model([image, extra], layer("dense", units=2, activation="softmax")(h), seed=0)
+
+
+def test_a_graph_model_round_trips_with_names_inputs_and_layer_state(tmp_path):
+    model = graph_model()
+    rng = np.random.default_rng(0)
+    for _, key, value in model.states():  # as if trained: running statistics not at their start
+        value[...] = rng.uniform(0.5, 2.0, value.shape)
+    x = {"image": rng.normal(size=(4, 6, 6, 1)), "extra": rng.normal(size=(4, 3))}
+    model.save(tmp_path / "g.npz")
+    loaded = load_model(tmp_path / "g.npz")
+    assert isinstance(loaded, framework.Model) and not isinstance(loaded, Sequential)
+    assert loaded.input_names == ["image", "extra"]
+    assert loaded.inbound == model.inbound
+    np.testing.assert_array_equal(loaded.state_dict()["bn/running_var"], model.state_dict()["bn/running_var"])
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.summary() == model.summary()
+
+
+def test_a_graph_config_run_loads_bit_identical(tmp_path):
+    config = moons_config(tmp_path / "run")
+    config["model"]["layers"] = [
+        {"type": "dense", "units": 8, "activation": "tanh", "name": "a"},
+        {"type": "batch_norm", "name": "bn"},
+        {"type": "dense", "units": 8, "activation": "tanh", "inputs": ["input"]},
+        {"type": "add", "inputs": ["bn", "dense_2"]},
+        {"type": "dense", "units": 2, "activation": "softmax"},
+    ]
+    experiment = build(config)
+    experiment.fit()
+    x = np.random.default_rng(1).normal(size=(20, 2))
+    loaded = load_model(tmp_path / "run")
+    np.testing.assert_array_equal(loaded.predict(x), experiment.trainer.model.predict(x))
+    os.remove(tmp_path / "run" / "model.npz")
+    with pytest.raises(DataError, match="holds no weights"):
+        load_model(tmp_path / "run")

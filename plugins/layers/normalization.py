@@ -118,6 +118,16 @@ class BatchNorm(Layer):
         grad_x -= xhat * (dgamma * scale / n)
         return grad_x.reshape(shape)
 
+    def to_onnx(self, builder, x):
+        """ONNX, the inference form: (x − running_mean) · 1/√(running_var + ε) · γ + β, the
+        factor computed here as forward computes it; the last axis broadcasts, so NHWC
+        images need no transpose."""
+        inv_std = 1.0 / np.sqrt(self.state["running_var"] + self.epsilon)
+        centred = builder.add("Sub", [x, builder.param(self, "running_mean")])
+        normalised = builder.add("Mul", [centred, builder.constant(inv_std, "inv_std")])
+        scaled = builder.add("Mul", [normalised, builder.param(self, "gamma")])
+        return builder.add("Add", [scaled, builder.param(self, "beta")])
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class LayerNorm(Layer):
@@ -162,3 +172,8 @@ class LayerNorm(Layer):
         return (
             h - h.mean(axis=-1, keepdims=True) - xhat * np.mean(h * xhat, axis=-1, keepdims=True)
         ) * self.inv_std
+
+    def to_onnx(self, builder, x):
+        """ONNX: LayerNormalization over the last axis (an operator from opset 17)."""
+        inputs = [x, builder.param(self, "gamma"), builder.param(self, "beta")]
+        return builder.add("LayerNormalization", inputs, axis=-1, epsilon=float(self.epsilon))
