@@ -52,10 +52,10 @@ def main(argv=None):
     print(model.summary())
     callbacks = [{"type": "tensorboard", "histogram_every": 500}] if args.logdir else []
     trainer = Trainer(
-        model, loss="cross_entropy", optimizer={"type": "adam", "lr": 0.002}, metrics=["accuracy"],
+        model, loss="cross_entropy", optimizer={"type": "adam", "lr": 0.001}, metrics=["accuracy"],
         callbacks=callbacks, logdir=args.logdir, seed=args.seed,
     )  # fmt: skip
-    trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=64, validation_data=(x_test, y_test))
+    trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=32, validation_data=(x_test, y_test))
     print("test:", {key: round(value, 4) for key, value in trainer.evaluate(x_test, y_test).items()})
 
 

@@ -496,7 +496,7 @@ def test_the_resnet_example_config_and_script_build_the_same_model_and_train(tmp
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["steps"] == 2 and "accuracy" in summary["test"]
+    assert summary["steps"] == 3 and "accuracy" in summary["test"]
     script = subprocess.run(
         [sys.executable, str(EXAMPLES / "compose_graph.py"), "--epochs", "1"],
         capture_output=True, text=True, env=env, timeout=300,
