@@ -58,8 +58,8 @@ class Interrupted(KeyboardInterrupt):
         """One line for the user: where the run stopped, what was kept, how to go on."""
         how = "interrupted again, stopped at once" if self.at_once else "interrupted"
         parts = [f"{how} ({self.signal_name})" + ("" if self.step is None else f" at step {self.step}")]
-        if self.checkpoint:
-            parts.append(f"checkpoint {self.checkpoint}")
+        if self.checkpoint:  # at once: the newest one, from before the step it stopped in
+            parts.append(f"{'newest checkpoint' if self.at_once else 'checkpoint'} {self.checkpoint}")
         elif self.logdir is not None and not self.at_once:
             parts.append("no checkpoint (the run has no checkpoint callback)")
         if self.checkpoint and self.logdir is not None:
@@ -108,13 +108,20 @@ class GracefulStop:
     # --- signal handlers -------------------------------------------------------------------
 
     def handle(self, signum, frame):
-        if self.signum is not None:  # the second signal: the user does not want to wait
-            trainer = self.trainer
-            raise Interrupted(
-                signum, step=None if trainer is None else trainer.step,
-                logdir=None if trainer is None else trainer.logdir, at_once=True,
-            )  # fmt: skip
-        self.request(signum)
+        if self.signum is None:
+            self.request(signum)
+            return
+        # The second signal: the user does not want to wait.
+        trainer = self.trainer
+        if trainer is None:
+            raise Interrupted(signum, at_once=True)
+        newest = None
+        if trainer.logdir is not None:
+            from framework.checkpoints import list_checkpoints
+
+            found = list_checkpoints(trainer.logdir)
+            newest = found[-1][1] if found else None
+        raise Interrupted(signum, step=trainer.step, logdir=trainer.logdir, checkpoint=newest, at_once=True)
 
     def __enter__(self):
         # Python lets only the main thread set signal handlers; elsewhere (a sweep's worker
