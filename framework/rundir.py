@@ -11,7 +11,7 @@ user's notes, the lock file) does not make a run, and ``--overwrite`` leaves it 
 A directory in use is locked with an advisory OS lock (``fcntl.flock``) on its ``.lock``
 file, held for the life of the run.  The OS drops the lock when the process ends, however
 it ends, so a run killed with SIGKILL never leaves a stale lock: the file stays, the lock
-does not.  The lock file is never removed (removing it could let two processes hold locks
+does not.  The lock file is left in place (removing it could let two processes hold locks
 on two different files of the same name).
 """
 
@@ -131,6 +131,9 @@ class RunLock:
         if self._descriptor is not None:
             os.close(self._descriptor)  # closing the file drops the flock
             self._descriptor = None
+
+    def __del__(self):  # an experiment built but never fitted frees its directory when dropped
+        self.release()
 
     def __enter__(self):
         return self

@@ -285,3 +285,15 @@ def test_two_processes_started_together_one_runs_one_is_refused(tmp_path):
     assert "is in use by another plugnet process" in err or "already holds a finished run of 50 steps" in err
     assert [step for step, _ in list_checkpoints(logdir)] == [45, 50]
     assert json.loads((logdir / "summary.json").read_text())["steps"] == 50
+
+
+def test_an_experiment_dropped_unfitted_frees_its_directory(tmp_path):
+    import gc
+
+    logdir = tmp_path / "run"
+    experiment = build(config(logdir))
+    assert in_use(logdir)
+    del experiment
+    gc.collect()
+    assert not in_use(logdir)
+    framework.run(config(logdir), overwrite=True)  # config.json alone counts as a run
