@@ -5,7 +5,9 @@ The public API is the names exported here and the public modules: `framework.tes
 `framework.checkpoints` (reading and writing checkpoints), `framework.summaries`
 (TensorBoard summaries from numpy arrays), `framework.images` (PNG pictures: decision
 boundaries, image grids) and `framework.event_files` (event files written in the
-background) and `framework.windows` (sliding-window geometry for conv and pooling layers).  Plugins, the built-ins in ``plugins`` included, use nothing else.
+background) and `framework.windows` (sliding-window geometry for conv and pooling layers),
+`framework.rundir` (one run per directory, its lock) and `framework.stopping` (stopping a run
+at a step boundary on SIGINT / SIGTERM).  Plugins, the built-ins in ``plugins`` included, use nothing else.
 """
 
 import importlib

@@ -8,6 +8,7 @@ import sys
 from framework.config import add_plugins, apply_overrides, default_config, load_config
 from framework.errors import ConfigError, PlugnetError
 from framework.formatting import format_logs
+from framework.stopping import Interrupted
 
 
 def build_parser():
@@ -32,6 +33,7 @@ def build_parser():
     train = commands.add_parser("train", help="train a model from a TOML config")
     train.add_argument("config", nargs="?", help="TOML config (default: the built-in moons example)")
     train.add_argument("--resume", metavar="LOGDIR", help="continue from the newest checkpoint in LOGDIR")
+    train.add_argument("--overwrite", action="store_true", help="replace the run LOGDIR holds, if any, with a new one")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     common(train)
 
@@ -86,8 +88,10 @@ def toml_string(text):
 def command_train(args):
     from framework.run import build
 
+    if args.resume and args.overwrite:
+        raise ConfigError(f"--resume continues the run in {args.resume} and --overwrite would replace it: give one of them")
     config = config_from_args(args)
-    experiment = build(config, progress=not args.quiet, resume=args.resume)
+    experiment = build(config, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
     if experiment.trainer.resumed_from_step is not None:
         trainer = experiment.trainer
         print(f"resuming {args.resume} from step {trainer.step} (epoch {trainer.epoch})")
@@ -154,6 +158,9 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    except Interrupted as exc:  # SIGINT or SIGTERM while training: stopped at a step boundary
+        print(f"plugnet: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("plugnet: interrupted", file=sys.stderr)
         return 130

@@ -139,7 +139,7 @@ def run_trial(plan, study, storage, claimed):
     reporter = Reporter(claimed.trial, spec.metric)
     try:
         config = trial_config(plan, params, claimed.number)
-        experiment = build(config)
+        experiment = build(config, overwrite=True)  # a trial cut off by a crash runs again afresh
         experiment.trainer.add_callback(reporter)
         summary = experiment.fit()
     except Exception as exc:

@@ -24,6 +24,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 from framework import Callback, ConfigError, hookimpl
 from framework.event_files import EventFileWriter
 from framework.images import class_labels, decision_boundary, image_grid, image_value
+from framework.stopping import interrupted_by
 from framework.summaries import (
     code_block,
     component_hparams,
@@ -200,7 +201,9 @@ class TensorBoard(Callback):
         try:
             self.write_boundary(trainer)
             if self.hparams:
-                self.write_hparams(trainer, "success")
+                # A run stopped by a signal neither failed nor succeeded (TensorBoard has no
+                # "interrupted"): "unknown", as for an exception raised by Ctrl-C.
+                self.write_hparams(trainer, "unknown" if interrupted_by(trainer) else "success")
         finally:
             self.close()
 
