@@ -10,6 +10,8 @@ background) and `framework.windows` (sliding-window geometry for conv and poolin
 
 import importlib
 
+# First of all: later imports from tensorboardX must not import torch (see the module).
+from framework import tensorboardx_protos  # noqa: F401
 from framework import testing
 from framework.base import (
     Activation,
