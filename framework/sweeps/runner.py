@@ -83,7 +83,7 @@ def sweep(
     config = with_options(config, overrides, seed, plugins)
     workers = jobs or 1
     # Started first, so that its imports run beside the set-up below.
-    context = worker_context(config.get("plugins", ())) if ray is None and workers > 1 else None
+    context = worker_context() if ray is None and workers > 1 else None
     base, spec = parse_sweep(config, grid, trials)
     if spec.sampler == "grid":
         spec = attrs.evolve(spec, trials=len(spec.grid()))
@@ -284,9 +284,10 @@ def environment(values):
                 os.environ[key] = value
 
 
-def worker_context(plugins=()):
+def worker_context():
     """Where worker processes come from: Python's fork server, started here (once per
-    process) with plugnet and ``plugins`` imported.
+    process) with plugnet imported (not the config's plugins: one that fails to import is
+    reported by the sweep's checks, not by a server's traceback).
 
     Never a fork of this process: it holds threads (BLAS, event writers, a progress bar's
     monitor, a caller's own), and a child forked from it could inherit a lock one of them
@@ -297,7 +298,7 @@ def worker_context(plugins=()):
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*WARM_MODULES, *plugins])  # a server already running keeps its own
+    context.set_forkserver_preload(list(WARM_MODULES))  # a server already running keeps its own
     with environment(ONE_THREAD):
         forkserver.ensure_running()
     return context
