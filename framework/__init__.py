@@ -12,6 +12,8 @@ at a step boundary on SIGINT / SIGTERM).  Plugins, the built-ins in ``plugins`` 
 
 import importlib
 
+# First of all: later imports from tensorboardX must not import torch (see the module).
+from framework import tensorboardx_protos  # noqa: F401
 from framework import testing
 from framework.base import (
     Activation,

@@ -120,18 +120,22 @@ def command_plugins(args):
 
 
 def command_sweep(args):
-    from framework.sweeps import summary_lines, sweep
+    from framework.sweeps import SweepStopped, summary_lines, sweep
 
-    result = sweep(
-        config_from_args(args),
-        grid=args.grid,
-        trials=args.trials,
-        jobs=args.jobs,
-        storage=args.storage,
-        study=args.study,
-        ray=args.ray,
-        progress=not args.quiet,
-    )
+    try:
+        result = sweep(
+            config_from_args(args),
+            grid=args.grid,
+            trials=args.trials,
+            jobs=args.jobs,
+            storage=args.storage,
+            study=args.study,
+            ray=args.ray,
+            progress=not args.quiet,
+        )
+    except SweepStopped as exc:  # SIGINT or SIGTERM: the running trials stopped at a step
+        print(f"plugnet: {exc}", file=sys.stderr)
+        return exc.exit_status
     print("\n".join(summary_lines(result)))
     if result.interrupted_workers or (result.best is None and any(t.state == "fail" for t in result.trials)):
         return 1
