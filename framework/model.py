@@ -470,6 +470,12 @@ class Model:
         for key, param in expected.items():  # only once everything fits: nothing half-loaded
             param[...] = state[key]
 
+    def save(self, path):
+        """Save architecture and weights to one ``.npz`` file (no pickle); `framework.load_model` reads it."""
+        from framework.saving import save_model  # saving builds models: imported late, no cycle
+
+        return save_model(self, path)
+
     def save_weights(self, path):
         """Save the parameters and layer state to an ``.npz`` file (no pickle), atomically."""
         if not self.built:

@@ -14,6 +14,7 @@ from framework.errors import ConfigError, DataError, PlugnetError
 from framework.model import model_from_config
 from framework.registry import load_plugins, resolve
 from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunLock, check_logdir, claim
+from framework.saving import MODEL_FILE, save_run_model
 from framework.stopping import GracefulStop, Interrupted
 from framework.storage import atomic_write, json_safe, save_json
 from framework.trainer import Trainer
@@ -81,6 +82,7 @@ class Experiment:
             raise
         if self.stop.requested:
             raise self.interrupted()
+        save_run_model(self.trainer.model, os.path.join(self.logdir, MODEL_FILE))  # the final weights
         summary = self.summary()
         save_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
         return summary
