@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 
 from framework import DataError, Dataset, hookimpl, read_idx, resolve_data_dir, split_train_test
-from framework.validators import boolean, fraction, non_negative, positive_int
+from framework.validators import boolean, fraction, non_negative, positive_int, whole_number
 
 # --- parameter validators beyond framework.validators' --------------------------------------
 
@@ -195,6 +195,58 @@ class Digits(Dataset):
         return split_train_test(x, digits.target.astype(np.int64), self.test_fraction, rng)
 
 
+# --- sequence tasks --------------------------------------------------------------------------
+
+
+@attrs.define
+class AddingProblem(Dataset):
+    """Hochreiter & Schmidhuber's adding problem (1997; in the form of Le et al., 2015):
+    remember two numbers seen far apart and output their sum.
+
+    x is ``(N, length, 2)`` float32: channel 0 holds values drawn uniformly from [0, 1),
+    channel 1 is 0 except for two markers (1), one at a random step of the first half and
+    one in the second half.  y ``(N, 1)`` is the sum of the two marked values.  The sum of
+    two uniform values has variance 1/6, so always predicting the mean scores an MSE of
+    about 0.167; a net that solves the task goes far below it.
+    """
+
+    length: int = attrs.field(default=50, validator=whole_number(2))
+    n_samples: int = attrs.field(default=10000, validator=positive_int)
+    test_fraction: float = attrs.field(default=0.2, validator=fraction)
+
+    def load(self, rng):
+        n, half = self.n_samples, self.length // 2
+        values = rng.random((n, self.length))
+        markers = np.zeros((n, self.length))
+        first = rng.integers(0, half, size=n)
+        second = rng.integers(half, self.length, size=n)
+        rows = np.arange(n)
+        markers[rows, first] = markers[rows, second] = 1
+        x = np.stack([values, markers], axis=-1).astype(np.float32)
+        y = (values[rows, first] + values[rows, second]).astype(np.float32)[:, np.newaxis]
+        return split_train_test(x, y, self.test_fraction, rng)
+
+
+@attrs.define
+class ReverseSequence(Dataset):
+    """A token task for attention: reverse a sequence.
+
+    x is ``(N, length)`` integer token ids drawn uniformly from ``[0, vocab)``; y is the same
+    ids in reverse order, ``y[:, t] = x[:, length − 1 − t]`` — a per-token classification
+    (``(N, T, vocab)`` predictions against ``(N, T)`` labels) that each position can only
+    solve by looking at another one.
+    """
+
+    length: int = attrs.field(default=10, validator=whole_number(2))
+    vocab: int = attrs.field(default=10, validator=whole_number(2))
+    n_samples: int = attrs.field(default=10000, validator=positive_int)
+    test_fraction: float = attrs.field(default=0.2, validator=fraction)
+
+    def load(self, rng):
+        x = rng.integers(0, self.vocab, size=(self.n_samples, self.length), dtype=np.int64)
+        return split_train_test(x, x[:, ::-1].copy(), self.test_fraction, rng)
+
+
 # --- IDX image sets --------------------------------------------------------------------------
 
 # Each file by its official name; some mirrors write a dot before "idx", and either may be
@@ -304,4 +356,6 @@ def register_datasets():
         "digits": Digits,
         "mnist": MNIST,
         "fashion_mnist": FashionMNIST,
+        "adding_problem": AddingProblem,
+        "reverse_sequence": ReverseSequence,
     }

@@ -42,6 +42,23 @@ from framework.validators import whole_number
 logger = logging.getLogger("plugnet.tensorboard")
 
 BOUNDARY_POINTS = 1000  # points drawn on the decision boundary
+ATTENTION_PIXELS = 160  # an attention map is drawn at least this many pixels wide
+
+
+def attention_layers(model):
+    """The layers that keep attention weights (``multi_head_attention``)."""
+    return [layer for layer in model.layers if hasattr(layer, "attention_weights")]
+
+
+def attention_image(weights):
+    """A grey uint8 picture of one head's ``(T, T)`` attention weights: row t is what
+    position t attends to, scaled by the map's largest weight (rows sum to 1, so long
+    sequences would otherwise be black), each weight a square of pixels."""
+    weights = np.asarray(weights, dtype=np.float64)
+    top = weights.max()
+    scaled = weights / top if top > 0 else weights
+    cell = max(1, ATTENTION_PIXELS // max(weights.shape))
+    return np.round(np.kron(scaled, np.ones((cell, cell))) * 255).astype(np.uint8)
 
 
 def is_image_shape(shape):
@@ -91,6 +108,9 @@ class TensorBoard(Callback):
     _points: list | None = attrs.field(default=None, init=False, repr=False)
     _points_epoch: int = attrs.field(default=0, init=False, repr=False)
     _want_samples: bool = attrs.field(default=False, init=False, repr=False)
+    _attention_sample: object = attrs.field(default=None, init=False, repr=False)
+    _want_attention: bool = attrs.field(default=False, init=False, repr=False)
+    _last_attention_step: int | None = attrs.field(default=None, init=False, repr=False)
     _started: float = attrs.field(default=0.0, init=False, repr=False)
     _first_step: int = attrs.field(default=0, init=False, repr=False)
 
@@ -136,9 +156,14 @@ class TensorBoard(Callback):
         self._points = [] if two_d and trainer.validation_data is None else None
         self._points_epoch = trainer.epoch
         self._want_samples = self.images > 0 and is_image_shape(tuple(model.input_shape))
+        self._want_attention, self._attention_sample = bool(attention_layers(model)), None
+        self._last_attention_step = None
 
     @hookimpl
     def on_batch_begin(self, trainer, step, batch):
+        if self._want_attention:  # the example whose attention maps are drawn
+            self._want_attention = False
+            self._attention_sample = np.array(batch[0][:1])
         if self._want_samples:
             self._want_samples = False
             self.write(self.train_writer, [image_value("inputs", image_grid(batch[0][: self.images]))], step)
@@ -195,11 +220,13 @@ class TensorBoard(Callback):
     def on_epoch_end(self, trainer, epoch):
         if self.image_every and (epoch + 1) % self.image_every == 0:
             self.write_boundary(trainer)
+            self.write_attention(trainer)
 
     @hookimpl
     def on_train_end(self, trainer):
         try:
             self.write_boundary(trainer)
+            self.write_attention(trainer)
             if self.hparams:
                 # A run stopped by a signal neither failed nor succeeded (TensorBoard has no
                 # "interrupted"): "unknown", as for an exception raised by Ctrl-C.
@@ -251,6 +278,20 @@ class TensorBoard(Callback):
         image = decision_boundary(lambda grid: model.predict(grid.astype(model.dtype), batch_size=8192), data[0], labels)
         self.write(self.train_writer, [image_value("decision_boundary", image)], trainer.step)
         self._last_image_step = trainer.step
+
+    def write_attention(self, trainer):
+        """For each attention layer, one image per head of the attention weights of the
+        first training example (tags ``L/attention/head_K``)."""
+        if self._attention_sample is None or trainer.step == self._last_attention_step:
+            return
+        self._last_attention_step = trainer.step
+        trainer.model.predict(self._attention_sample)
+        values = [
+            image_value(f"{layer.name}/attention/head_{head}", attention_image(weights))
+            for layer in attention_layers(trainer.model)
+            for head, weights in enumerate(layer.attention_weights[0])
+        ]
+        self.write(self.train_writer, values, trainer.step)
 
     def write_hparams(self, trainer, status):
         """The run's hyper-parameters and final metrics as one HParams session, in an event
