@@ -54,6 +54,10 @@ def build_parser():
         "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
         help="also load MODULE (repeatable)",
     )
+
+    new_plugin = commands.add_parser("new-plugin", help="write a ready plugin distribution to start from")
+    new_plugin.add_argument("name", metavar="NAME", help="the plugin's Python package name, e.g. my_layers")
+    new_plugin.add_argument("directory", nargs="?", metavar="DIR", help="where to write it (default: ./plugnet-NAME); new or empty")
     return parser
 
 
@@ -134,7 +138,25 @@ def command_sweep(args):
     return 0
 
 
-COMMANDS = {"train": command_train, "plugins": command_plugins, "sweep": command_sweep}
+def command_new_plugin(args):
+    from framework.scaffold import new_plugin
+
+    directory = new_plugin(args.name, args.directory)
+    where = shlex.quote(str(directory))
+    print(f"wrote the plugin '{args.name}' to {directory}/: pyproject.toml, README.md, {args.name}/__init__.py, tests/")
+    steps = [
+        (f"pip install -e {where}", "registers it through its 'plugnet' entry point"),
+        (f"pytest {where}", "plugnet's checks of its layer and activation"),
+        ("plugnet plugins", "lists it"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    print("next:")
+    for command, why in steps:
+        print(f"  {command:<{width}}   # {why}")
+    return 0
+
+
+COMMANDS = {"train": command_train, "plugins": command_plugins, "sweep": command_sweep, "new-plugin": command_new_plugin}
 
 
 def main(argv=None):

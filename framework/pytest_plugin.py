@@ -131,6 +131,11 @@ def plugin_checks(module, cases=None):
 
     module = import_plugin(module)
     module_name = getattr(module, "__name__", repr(module))
+    if getattr(module, "__file__", None) is None and hasattr(module, "__path__"):
+        raise PluginCheckError(
+            f"'{module_name}' imported as a namespace package (a directory without __init__.py "
+            f"at {list(module.__path__)}) instead of the plugin: run pytest from another directory"
+        )
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     try:  # validated against the hook specifications, as when plugnet loads it
