@@ -33,7 +33,7 @@ from framework.data import read_idx, resolve_data_dir, split_train_test
 from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError, did_you_mean
 from framework.formatting import format_logs, format_value
 from framework.hookspecs import hookimpl, hookspec
-from framework.model import Sequential
+from framework.model import Input, Model, Sequential
 from framework.registry import KINDS, component, create, load_plugins, registry, resolve
 from framework.run import run
 from framework.storage import atomic_write, load_arrays, save_arrays, save_json
@@ -48,10 +48,12 @@ __all__ = [
     "DataError",
     "Dataset",
     "Initializer",
+    "Input",
     "KINDS",
     "Layer",
     "Loss",
     "Metric",
+    "Model",
     "Optimizer",
     "PluginError",
     "PlugnetError",

@@ -146,8 +146,12 @@ class Registry:
         """``{plugin name: {kind: [names]}}`` in registration order."""
         return self._by_plugin
 
-    def create(self, kind, name, **params):
+    def create(self, kind, name, /, **params):
         factory = self.entry(kind, name).factory
+        # Every layer may be named (a model's layers read each other by name).
+        layer_name = params.pop("name", None) if kind == "layers" else None
+        if layer_name is not None and (not isinstance(layer_name, str) or not layer_name):
+            raise ConfigError(f"layer '{name}': name must be a non-empty string, got {layer_name!r}")
         check_parameters(factory, params, f"{SINGULAR[kind]} '{name}'")
         try:
             component = factory(**params)
@@ -160,6 +164,8 @@ class Registry:
                 component.kind = name
             except AttributeError:  # a slotted third-party object; the name is cosmetic
                 pass
+        if layer_name is not None:
+            component.name, component.named = layer_name, True
         return component
 
     def resolve(self, kind, spec):
@@ -249,7 +255,7 @@ def registry():
     return _registry
 
 
-def create(kind, name, **params):
+def create(kind, name, /, **params):
     """Make the component registered as ``name`` of ``kind`` (``"layers"``, ``"losses"``...)."""
     return registry().create(kind, name, **params)
 

@@ -10,7 +10,7 @@ import numpy as np
 from framework.checkpoints import latest_whole_checkpoint, restore_checkpoint
 from framework.config import check_config
 from framework.errors import ConfigError, DataError, PlugnetError
-from framework.model import Sequential
+from framework.model import model_from_config
 from framework.registry import load_plugins, resolve
 from framework.storage import save_json
 from framework.trainer import Trainer
@@ -39,12 +39,14 @@ class Experiment:
     def fit(self):
         """Train as the config says; write ``LOGDIR/summary.json`` and return it."""
         train = self.config["train"]
-        validation = (self.x_test, self.y_test) if len(self.x_test) else None
+        validation = (self.x_test, self.y_test) if len(self.y_test) else None
         try:
             self.trainer.fit(
                 self.x_train,
                 self.y_train,
-                epochs=train.get("epochs", 1),
+                # The config's epochs count in all: a resumed run trains what is left of them.
+                epochs=max(train.get("epochs", 1), self.trainer.epoch),
+                initial_epoch=self.trainer.epoch,
                 batch_size=train.get("batch_size"),
                 shuffle=train.get("shuffle", True),
                 validation_data=validation,
@@ -91,7 +93,7 @@ def build(config, *, progress=False, resume=None):
             f"dataset '{config['data']['type']}' must return (x_train, y_train, x_test, y_test): {exc}"
         ) from exc
     model_config = config["model"]
-    model = Sequential(
+    model = model_from_config(
         model_config["layers"],
         input_shape=model_config.get("input_shape", x_train.shape[1:]),
         dtype=model_config.get("dtype", "float32"),

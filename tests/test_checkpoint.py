@@ -265,7 +265,7 @@ def test_resume_with_the_trainer_api(tmp_path):
         interrupted.fit(x, y, epochs=3, batch_size=8)
     resumed = trainer()
     assert resume(resumed, tmp_path / "api").endswith("step-6.npz")
-    resumed.fit(x, y, epochs=3, batch_size=8)
+    resumed.fit(x, y, epochs=3, batch_size=8, initial_epoch=resumed.epoch)  # 3 in all
     assert_same_params(resumed.model.state_dict(), straight.model.state_dict())
     assert resumed.history == straight.history
 
