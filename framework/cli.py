@@ -99,6 +99,10 @@ def build_parser():
         "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
         help="also load MODULE (repeatable)",
     )
+
+    new_plugin = commands.add_parser("new-plugin", help="write a ready plugin distribution to start from")
+    new_plugin.add_argument("name", metavar="NAME", help="the plugin's Python package name, e.g. my_layers")
+    new_plugin.add_argument("directory", nargs="?", metavar="DIR", help="where to write it (default: ./plugnet-NAME); new or empty")
     return parser
 
 
@@ -242,6 +246,24 @@ def check_export(args, model, path):
     return 0
 
 
+def command_new_plugin(args):
+    from framework.scaffold import new_plugin
+
+    directory = new_plugin(args.name, args.directory)
+    where = shlex.quote(str(directory))
+    print(f"wrote the plugin '{args.name}' to {directory}/: pyproject.toml, README.md, {args.name}/__init__.py, tests/")
+    steps = [
+        (f"pip install -e {where}", "registers it through its 'plugnet' entry point"),
+        (f"pytest {where}", "plugnet's checks of its layer and activation"),
+        ("plugnet plugins", "lists it"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    print("next:")
+    for command, why in steps:
+        print(f"  {command:<{width}}   # {why}")
+    return 0
+
+
 COMMANDS = {
     "train": command_train,
     "plugins": command_plugins,
@@ -249,6 +271,7 @@ COMMANDS = {
     "evaluate": command_evaluate,
     "predict": command_predict,
     "export": command_export,
+    "new-plugin": command_new_plugin,
 }
 
 
