@@ -177,9 +177,10 @@ def to_onnx(model, opset=OPSET):
     builder = OnnxBuilder(model.dtype, opset)
     helper = builder.helper
     values, graph_inputs = {}, []
+    integer = model.integer_inputs() if callable(getattr(model, "integer_inputs", None)) else set()
     for name, shape, dtype in model_inputs(model):
         elem = builder.elem_type
-        if dtype is not None and np.issubdtype(np.dtype(dtype), np.integer):
+        if name in integer or (dtype is not None and np.issubdtype(np.dtype(dtype), np.integer)):
             elem = helper.np_dtype_to_tensor_dtype(np.dtype(np.int64))
         builder.used.add(name)
         graph_inputs.append(helper.make_tensor_value_info(name, elem, ["batch", *shape]))

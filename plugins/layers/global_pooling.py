@@ -41,6 +41,10 @@ class GlobalAvgPool2D(Layer):
         share = grad_y / grad_y.dtype.type(self.positions)
         return np.broadcast_to(share[:, None, None, :], (len(grad_y), *self.image)).copy()
 
+    def to_onnx(self, builder, x):
+        """ONNX: ReduceMean over the height and width axes of the NHWC batch."""
+        return builder.add("ReduceMean", [x], axes=[1, 2], keepdims=0)
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class GlobalMaxPool2D(Layer):
@@ -68,3 +72,7 @@ class GlobalMaxPool2D(Layer):
         grad = np.zeros((n, height * width, channels), dtype=grad_y.dtype)
         np.put_along_axis(grad, self.winners[:, None, :], grad_y[:, None, :], axis=1)
         return grad.reshape(n, height, width, channels)
+
+    def to_onnx(self, builder, x):
+        """ONNX: ReduceMax over the height and width axes of the NHWC batch."""
+        return builder.add("ReduceMax", [x], axes=[1, 2], keepdims=0)

@@ -56,6 +56,10 @@ class Add(Layer):
             return None
         return [grad_z] * self.count
 
+    def to_onnx(self, builder, xs):
+        """ONNX: Sum of the inputs, then the activation's nodes."""
+        return builder.activation(self.activation, builder.add("Sum", xs))
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Multiply(Layer):
@@ -100,6 +104,13 @@ class Multiply(Layer):
             grads[i] = before[i] if running is None else before[i] * running
             running = xs[i] if running is None else running * xs[i]
         return grads
+
+    def to_onnx(self, builder, xs):
+        """ONNX: a chain of Mul, then the activation's nodes."""
+        z = xs[0]
+        for x in xs[1:]:
+            z = builder.add("Mul", [z, x])
+        return builder.activation(self.activation, z)
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -154,3 +165,7 @@ class Concatenate(Layer):
         if not self.needs_input_grad:
             return None
         return np.split(grad_z, self.splits, axis=self.sample_axis + 1)
+
+    def to_onnx(self, builder, xs):
+        """ONNX: Concat along the same axis (batch axis counted), then the activation."""
+        return builder.activation(self.activation, builder.add("Concat", xs, axis=self.sample_axis + 1))

@@ -118,6 +118,14 @@ class BatchNorm(Layer):
         grad_x -= xhat * (dgamma * scale / n)
         return grad_x.reshape(shape)
 
+    def to_onnx(self, builder, x):
+        """ONNX, in inference form: the running statistics folded into one scale and shift
+        per channel, y = x · γ/√(running_var + ε) + (β − running_mean · γ/√(running_var + ε)),
+        a Mul and an Add broadcast over the last axis (any rank, NHWC images included)."""
+        scale = self.params["gamma"] / np.sqrt(self.state["running_var"] + self.epsilon)
+        shift = self.params["beta"] - self.state["running_mean"] * scale
+        return builder.add("Add", [builder.add("Mul", [x, builder.constant(scale, "scale")]), builder.constant(shift, "shift")])
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class LayerNorm(Layer):
@@ -162,3 +170,8 @@ class LayerNorm(Layer):
         return (
             h - h.mean(axis=-1, keepdims=True) - xhat * np.mean(h * xhat, axis=-1, keepdims=True)
         ) * self.inv_std
+
+    def to_onnx(self, builder, x):
+        """ONNX: LayerNormalization over the last axis (an operator from opset 17)."""
+        inputs = [x, builder.param(self, "gamma"), builder.param(self, "beta")]
+        return builder.add("LayerNormalization", inputs, axis=-1, epsilon=float(self.epsilon))
