@@ -117,7 +117,7 @@ def test_second_run_is_refused_and_touches_nothing(tmp_path):
     message = str(refused.value)
     assert message == (
         f"{logdir} already holds a finished run of 27 steps (checkpoints/, config.json, event files, "
-        f"summary.json, test/, train/); continue it with --resume {logdir}, replace it with --overwrite, "
+        f"model.npz, summary.json, test/, train/); continue it with --resume {logdir}, replace it with --overwrite, "
         "or give another --logdir"
     )
     assert snapshot(logdir) == before
@@ -153,7 +153,7 @@ def test_a_run_without_checkpoints_is_not_offered_to_resume(tmp_path, capsys):
     assert code == 2
     assert err == (
         "plugnet: error: runs/moons already holds a finished run of 25 steps (config.json, event files, "
-        "summary.json, test/, train/); replace it with --overwrite or give another --logdir "
+        "model.npz, summary.json, test/, train/); replace it with --overwrite or give another --logdir "
         "(it has no checkpoint to --resume from)\n"
     )
 
