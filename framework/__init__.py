@@ -5,13 +5,17 @@ The public API is the names exported here and the public modules: `framework.tes
 `framework.checkpoints` (reading and writing checkpoints), `framework.summaries`
 (TensorBoard summaries from numpy arrays), `framework.images` (PNG pictures: decision
 boundaries, image grids), `framework.event_files` (event files written in the
-background), `framework.windows` (sliding-window geometry for conv and pooling layers) and
-`framework.onnx_export` (ONNX export: the `OnnxBuilder` a layer's ``to_onnx`` method uses).
-Plugins, the built-ins in ``plugins`` included, use nothing else.
+background), `framework.windows` (sliding-window geometry for conv and pooling layers),
+`framework.rundir` (one run per directory, its lock), `framework.stopping` (stopping a run
+at a step boundary on SIGINT / SIGTERM) and `framework.onnx_export` (ONNX export: the
+`OnnxBuilder` a layer's ``to_onnx`` method uses).  Plugins, the built-ins in ``plugins``
+included, use nothing else.
 """
 
 import importlib
 
+# First of all: later imports from tensorboardX must not import torch (see the module).
+from framework import tensorboardx_protos  # noqa: F401
 from framework import testing
 from framework.base import (
     Activation,
@@ -103,12 +107,14 @@ __all__ = [
     "validators",
     "windows",
     "onnx_export",
+    "rundir",
+    "stopping",
     "export_onnx",
 ]
 
 # Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
 # that a script which never writes summaries or sweeps should not pay.
-LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries", "validators", "windows", "onnx_export")
+LAZY_MODULES = ("checkpoints", "event_files", "images", "onnx_export", "rundir", "stopping", "summaries", "validators", "windows")
 
 
 def __getattr__(name):

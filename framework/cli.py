@@ -8,6 +8,7 @@ import sys
 from framework.config import add_plugins, apply_overrides, default_config, load_config
 from framework.errors import ConfigError, PlugnetError
 from framework.formatting import format_logs
+from framework.stopping import Interrupted
 
 
 def build_parser():
@@ -35,6 +36,7 @@ def build_parser():
     train = commands.add_parser("train", help="train a model from a TOML config")
     train.add_argument("config", nargs="?", help="TOML config (default: the built-in moons example)")
     train.add_argument("--resume", metavar="LOGDIR", help="continue from the newest checkpoint in LOGDIR")
+    train.add_argument("--overwrite", action="store_true", help="replace the run LOGDIR holds, if any, with a new one")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     common(train)
 
@@ -97,6 +99,10 @@ def build_parser():
         "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
         help="also load MODULE (repeatable)",
     )
+
+    new_plugin = commands.add_parser("new-plugin", help="write a ready plugin distribution to start from")
+    new_plugin.add_argument("name", metavar="NAME", help="the plugin's Python package name, e.g. my_layers")
+    new_plugin.add_argument("directory", nargs="?", metavar="DIR", help="where to write it (default: ./plugnet-NAME); new or empty")
     return parser
 
 
@@ -129,8 +135,10 @@ def toml_string(text):
 def command_train(args):
     from framework.run import build
 
+    if args.resume and args.overwrite:
+        raise ConfigError(f"--resume continues the run in {args.resume} and --overwrite would replace it: give one of them")
     config = config_from_args(args)
-    experiment = build(config, progress=not args.quiet, resume=args.resume)
+    experiment = build(config, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
     if experiment.trainer.resumed_from_step is not None:
         trainer = experiment.trainer
         print(f"resuming {args.resume} from step {trainer.step} (epoch {trainer.epoch})")
@@ -159,18 +167,22 @@ def command_plugins(args):
 
 
 def command_sweep(args):
-    from framework.sweeps import summary_lines, sweep
+    from framework.sweeps import SweepStopped, summary_lines, sweep
 
-    result = sweep(
-        config_from_args(args),
-        grid=args.grid,
-        trials=args.trials,
-        jobs=args.jobs,
-        storage=args.storage,
-        study=args.study,
-        ray=args.ray,
-        progress=not args.quiet,
-    )
+    try:
+        result = sweep(
+            config_from_args(args),
+            grid=args.grid,
+            trials=args.trials,
+            jobs=args.jobs,
+            storage=args.storage,
+            study=args.study,
+            ray=args.ray,
+            progress=not args.quiet,
+        )
+    except SweepStopped as exc:  # SIGINT or SIGTERM: the running trials stopped at a step
+        print(f"plugnet: {exc}", file=sys.stderr)
+        return exc.exit_status
     print("\n".join(summary_lines(result)))
     if result.interrupted_workers or (result.best is None and any(t.state == "fail" for t in result.trials)):
         return 1
@@ -234,6 +246,24 @@ def check_export(args, model, path):
     return 0
 
 
+def command_new_plugin(args):
+    from framework.scaffold import new_plugin
+
+    directory = new_plugin(args.name, args.directory)
+    where = shlex.quote(str(directory))
+    print(f"wrote the plugin '{args.name}' to {directory}/: pyproject.toml, README.md, {args.name}/__init__.py, tests/")
+    steps = [
+        (f"pip install -e {where}", "registers it through its 'plugnet' entry point"),
+        (f"pytest {where}", "plugnet's checks of its layer and activation"),
+        ("plugnet plugins", "lists it"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    print("next:")
+    for command, why in steps:
+        print(f"  {command:<{width}}   # {why}")
+    return 0
+
+
 COMMANDS = {
     "train": command_train,
     "plugins": command_plugins,
@@ -241,6 +271,7 @@ COMMANDS = {
     "evaluate": command_evaluate,
     "predict": command_predict,
     "export": command_export,
+    "new-plugin": command_new_plugin,
 }
 
 
@@ -261,6 +292,9 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    except Interrupted as exc:  # SIGINT or SIGTERM while training: stopped at a step boundary
+        print(f"plugnet: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("plugnet: interrupted", file=sys.stderr)
         return 130

@@ -132,13 +132,6 @@ class OnnxBuilder:
             )
         return exporter(self, x)
 
-    def reduce(self, op_type, x, axes, keepdims=0):
-        """A Reduce* node (``ReduceMean``, ``ReduceMax``...) over ``axes``: an attribute up
-        to opset 17, an input from 18 on."""
-        if self.opset >= 18:
-            return self.add(op_type, [x, self.constant(list(axes), "axes")], keepdims=keepdims)
-        return self.add(op_type, [x], axes=list(axes), keepdims=keepdims)
-
     def where(self):
         return f" in layer {self.scope}" if self.scope else ""
 
@@ -184,9 +177,10 @@ def to_onnx(model, opset=OPSET):
     builder = OnnxBuilder(model.dtype, opset)
     helper = builder.helper
     values, graph_inputs = {}, []
+    integer = model.integer_inputs() if callable(getattr(model, "integer_inputs", None)) else set()
     for name, shape, dtype in model_inputs(model):
         elem = builder.elem_type
-        if dtype is not None and np.issubdtype(np.dtype(dtype), np.integer):
+        if name in integer or (dtype is not None and np.issubdtype(np.dtype(dtype), np.integer)):
             elem = helper.np_dtype_to_tensor_dtype(np.dtype(np.int64))
         builder.used.add(name)
         graph_inputs.append(helper.make_tensor_value_info(name, elem, ["batch", *shape]))

@@ -109,6 +109,8 @@ def check_layer(layer, input_shape=(4,), *, batch=3, training=(False, True), see
     computes, which does not read that state.
     """
     layer = resolve("layers", layer)
+    if getattr(layer, "integer_input", False):  # token ids: see check_token_layer
+        return check_token_layer(layer, input_shape, batch=batch, training=training, seed=seed, eps=eps, tol=tol)
     multi = bool(getattr(layer, "multi_input", False))
     if multi:
         inputs = [Input(shape, name=f"input_{i}") for i, shape in enumerate(input_shape)]
@@ -222,6 +224,43 @@ def check_layer_mode(layer, xs, multi, g, training, seed, eps, tol, what):
             errors.append(compare(a, b, f"{what}: backward_preactivation against backward (input {i})", tol))
         for key in layer.params:
             errors.append(compare(layer.grads[key], grads[key], f"{what}: backward_preactivation's '{key}'", tol))
+    return max(errors)
+
+
+# --- layers whose input is integer token ids (embedding) ------------------------------------
+
+
+def check_token_layer(layer, input_shape=(5,), *, vocab=None, batch=3, training=(False, True), seed=0, eps=EPS, tol=TOL):
+    """`check_layer` for a layer that takes integer token ids (class attribute
+    ``integer_input = True``, as ``embedding``): inputs are random ids in ``[0, vocab)``
+    (``vocab`` defaults to the layer's ``input_dim``) of shape ``(batch, *input_shape)``.
+    Ids have no gradient, so only the parameters' gradients are checked against finite
+    differences; backward must return None (or zeros) for the input."""
+    model = Sequential([layer], input_shape=input_shape, dtype="float64", seed=seed)
+    layer = model.layers[0]
+    what = f"layer {label(layer)}"
+    vocab = vocab if vocab is not None else getattr(layer, "input_dim", None)
+    if vocab is None:
+        raise AssertionError(f"{what}: give check_token_layer the vocabulary size (vocab=...)")
+    rng = np.random.default_rng(seed)
+    errors = [check_param_round_trip(model, layer, rng, what)]
+    ids = rng.integers(0, vocab, size=(batch, *model.input_shape))
+    g = rng.normal(size=(batch, *model.output_shape))
+    for mode in training:
+        mode_what = f"{what} (training={mode})"
+
+        def objective():
+            layer.rng = np.random.default_rng(seed)
+            return np.vdot(g, layer.forward(ids.copy(), mode))
+
+        objective()
+        check_shape(layer.forward(ids.copy(), mode), g.shape, f"{mode_what}: forward output")
+        grad_ids = layer.backward(g.copy())
+        if grad_ids is not None and np.any(grad_ids):
+            raise AssertionError(f"{mode_what}: backward returned a non-zero gradient for integer ids")
+        for key, param in layer.params.items():
+            analytic = np.array(layer.grads[key])
+            errors.append(compare(analytic, numeric_gradient(objective, param, eps), f"{mode_what}: gradient of '{key}'", tol))
     return max(errors)
 
 

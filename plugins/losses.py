@@ -81,7 +81,8 @@ class BinaryCrossEntropy(Loss):
 @attrs.define
 class CrossEntropy(Loss):
     """L = −mean over samples of log p[label], for class-index labels (shape ``(N,)``) or
-    one-hot / probability targets (shape ``(N, C)``).
+    one-hot / probability targets (shape ``(N, C)``).  Per-token predictions ``(N, T, C)``
+    take labels ``(N, T)`` (or one-hot ``(N, T, C)``), and the mean runs over all N·T tokens.
 
     From probabilities (a softmax output; clipped at ε so a confident mistake costs a large
     finite loss) or, with ``from_logits``, from net inputs through log-softmax.  The gradient
@@ -123,8 +124,13 @@ class CrossEntropy(Loss):
         picked = np.clip(self._picked(y_pred, y_true), self.epsilon, 1.0)
         return float(-np.mean(np.log(picked)))
 
+    @staticmethod
+    def _count(y_pred):
+        """How many predictions the mean runs over: samples, or tokens of (N, T, C)."""
+        return y_pred.size // y_pred.shape[-1] if y_pred.ndim > 2 else len(y_pred)
+
     def backward(self, y_pred, y_true):
-        n = len(y_pred)
+        n = self._count(y_pred)
         if self.from_logits:
             e = np.exp(y_pred - y_pred.max(axis=-1, keepdims=True))
             return self._one_hot_minus(e / e.sum(axis=-1, keepdims=True), y_true) / n
@@ -141,7 +147,7 @@ class CrossEntropy(Loss):
         return link == "softmax" and not self.from_logits
 
     def backward_fused(self, y_pred, y_true):
-        return self._one_hot_minus(y_pred, y_true) / len(y_pred)
+        return self._one_hot_minus(y_pred, y_true) / self._count(y_pred)
 
     def check_targets(self, y_true, output_shape):
         y = np.asarray(y_true)

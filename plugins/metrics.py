@@ -12,7 +12,8 @@ class Accuracy(Metric):
 
     Several outputs: the arg-max is the predicted class, and targets are class indices or
     one-hot rows.  One output (a sigmoid): the class is 1 where the output exceeds
-    ``threshold`` (use 0 for logits).
+    ``threshold`` (use 0 for logits).  Per-token predictions ``(N, T, C)`` with labels
+    ``(N, T)``: the fraction of all N·T tokens classified right.
     """
 
     threshold: float = attrs.field(default=0.5, converter=float)

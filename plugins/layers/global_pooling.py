@@ -42,8 +42,8 @@ class GlobalAvgPool2D(Layer):
         return np.broadcast_to(share[:, None, None, :], (len(grad_y), *self.image)).copy()
 
     def to_onnx(self, builder, x):
-        """ONNX: ReduceMean over the NHWC image's height and width."""
-        return builder.reduce("ReduceMean", x, axes=[1, 2])
+        """ONNX: ReduceMean over the height and width axes of the NHWC batch."""
+        return builder.add("ReduceMean", [x], axes=[1, 2], keepdims=0)
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -74,5 +74,5 @@ class GlobalMaxPool2D(Layer):
         return grad.reshape(n, height, width, channels)
 
     def to_onnx(self, builder, x):
-        """ONNX: ReduceMax over the NHWC image's height and width."""
-        return builder.reduce("ReduceMax", x, axes=[1, 2])
+        """ONNX: ReduceMax over the height and width axes of the NHWC batch."""
+        return builder.add("ReduceMax", [x], axes=[1, 2], keepdims=0)

@@ -57,11 +57,8 @@ class Add(Layer):
         return [grad_z] * self.count
 
     def to_onnx(self, builder, xs):
-        """ONNX: Add nodes summing in forward's order, then the activation's nodes."""
-        z = xs[0]
-        for x in xs[1:]:
-            z = builder.add("Add", [z, x])
-        return builder.activation(self.activation, z)
+        """ONNX: Sum of the inputs, then the activation's nodes."""
+        return builder.activation(self.activation, builder.add("Sum", xs))
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -109,7 +106,7 @@ class Multiply(Layer):
         return grads
 
     def to_onnx(self, builder, xs):
-        """ONNX: Mul nodes multiplying in forward's order, then the activation's nodes."""
+        """ONNX: a chain of Mul, then the activation's nodes."""
         z = xs[0]
         for x in xs[1:]:
             z = builder.add("Mul", [z, x])
@@ -170,5 +167,5 @@ class Concatenate(Layer):
         return np.split(grad_z, self.splits, axis=self.sample_axis + 1)
 
     def to_onnx(self, builder, xs):
-        """ONNX: Concat on the same axis (counted with the batch axis), then the activation."""
-        return builder.activation(self.activation, builder.add("Concat", list(xs), axis=self.sample_axis + 1))
+        """ONNX: Concat along the same axis (batch axis counted), then the activation."""
+        return builder.activation(self.activation, builder.add("Concat", xs, axis=self.sample_axis + 1))

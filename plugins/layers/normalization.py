@@ -119,14 +119,12 @@ class BatchNorm(Layer):
         return grad_x.reshape(shape)
 
     def to_onnx(self, builder, x):
-        """ONNX, the inference form: (x − running_mean) · 1/√(running_var + ε) · γ + β, the
-        factor computed here as forward computes it; the last axis broadcasts, so NHWC
-        images need no transpose."""
-        inv_std = 1.0 / np.sqrt(self.state["running_var"] + self.epsilon)
-        centred = builder.add("Sub", [x, builder.param(self, "running_mean")])
-        normalised = builder.add("Mul", [centred, builder.constant(inv_std, "inv_std")])
-        scaled = builder.add("Mul", [normalised, builder.param(self, "gamma")])
-        return builder.add("Add", [scaled, builder.param(self, "beta")])
+        """ONNX, in inference form: the running statistics folded into one scale and shift
+        per channel, y = x · γ/√(running_var + ε) + (β − running_mean · γ/√(running_var + ε)),
+        a Mul and an Add broadcast over the last axis (any rank, NHWC images included)."""
+        scale = self.params["gamma"] / np.sqrt(self.state["running_var"] + self.epsilon)
+        shift = self.params["beta"] - self.state["running_mean"] * scale
+        return builder.add("Add", [builder.add("Mul", [x, builder.constant(scale, "scale")]), builder.constant(shift, "shift")])
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)

@@ -1,0 +1,375 @@
+"""Recurrent layers: ``simple_rnn``, ``lstm`` and ``gru``, with backpropagation through time
+written out.
+
+Shapes: input ``(N, T, F)``; output ``(N, H)``, the last hidden state, or with
+``return_sequences`` every hidden state ``(N, T, H)``.  Parameters are ``weights`` (F, k·H),
+``recurrent_weights`` (H, k·H) and ``bias`` (k·H,), the k gates side by side along the last
+axis in PyTorch's order (LSTM i, f, g, o; GRU r, z, n), so PyTorch's ``weight_ih_l0`` is
+``weights.T`` and ``weight_hh_l0`` is ``recurrent_weights.T``.
+
+How the work is laid out (the same in all three):
+
+- forward multiplies the inputs of every step by ``weights`` in one matrix product,
+  ``X·W + b`` for all ``N·T`` rows at once; only ``h·U`` must wait for the previous step;
+- states are kept time-major, ``(T, N, ·)``, so a step's slice is one contiguous block;
+- the loop over time steps is the only loop, each step whole-batch matrix products;
+- sigmoid gates are computed as σ(a) = ½·tanh(a/2) + ½, with the ½ folded into a scaled
+  copy of the parameters (``scaled``), so one ``tanh`` over a step's gate block serves every
+  gate (numpy's tanh is several times faster than an exp-based sigmoid);
+- backward walks time in reverse carrying ``dh_next`` (and the LSTM's ``dc_next``), and
+  what does not depend on the carried gradient (the gates' local derivatives) is computed
+  for all steps at once before the loop, so each step is a handful of array operations;
+- the parameter gradients are then one matrix product each over all steps:
+  ``dL/dW = Xᵀ·dG``, ``dL/dU = H_prevᵀ·dG``, ``dL/db = Σ dG``, and ``dL/dx = dG·Wᵀ``.
+
+``activations`` is the hidden-state sequence ``(N, T, H)`` whatever ``return_sequences`` is,
+so TensorBoard shows every step's state.
+"""
+
+import attrs
+import numpy as np
+
+from framework import Layer, activation_spec, component
+from framework.validators import boolean, positive_int
+
+
+def sequence_features(layer, input_shape):
+    """The feature size of a ``(T, F)`` input shape; anything else is an error that says
+    what a recurrent layer needs (the model adds the layer's name and the shape it got)."""
+    if len(input_shape) != 2:
+        raise ValueError(
+            f"{layer.kind or 'a recurrent layer'} needs sequences (None, timesteps, features), "
+            f"got {len(input_shape) + 1}-D input; give the data a time axis (e.g. reshape "
+            "(N, T) to (N, T, 1))"
+        )
+    return input_shape[1]
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class Recurrent(Layer):
+    """What the three recurrent layers share: parameters, shapes and the output rule."""
+
+    gates = 1  # blocks of H columns in weights, recurrent_weights and bias
+
+    units: int = attrs.field(validator=positive_int)
+    return_sequences: bool = attrs.field(default=False, validator=boolean)
+    weight_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
+    recurrent_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
+    bias_init: object = attrs.field(default="zeros", validator=component("initializers"))
+
+    def build(self, input_shape):
+        features = sequence_features(self, input_shape)
+        width = self.gates * self.units
+        self.add_param("weights", (features, width), self.weight_init)
+        self.add_param("recurrent_weights", (self.units, width), self.recurrent_init)
+        self.add_param("bias", (width,), self.bias_init)
+        steps = input_shape[0]
+        return (steps, self.units) if self.return_sequences else (self.units,)
+
+    def input_products(self, x, weights=None, bias=None):
+        """``x_t·W + b`` for every step, time-major ``(T, N, k·H)``, in one matrix product;
+        keeps the time-major inputs for dL/dW."""
+        n, steps, features = x.shape
+        self.inputs = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * n, features)
+        xw = self.inputs @ (self.params["weights"] if weights is None else weights)
+        xw += self.params["bias"] if bias is None else bias
+        return xw.reshape(steps, n, -1)
+
+    def scaled(self, name, sigmoid_blocks):
+        """Parameter ``name`` with the columns of the sigmoid gates halved: with them,
+        tanh of a step's pre-activations gives tanh(a/2) there, and ½·tanh(a/2) + ½ = σ(a)."""
+        value = self.params[name].copy()
+        for block in sigmoid_blocks:
+            value[..., block * self.units : (block + 1) * self.units] *= 0.5
+        return value
+
+    def output(self, states):
+        """The layer's output from the time-major states ``(T, N, H)``."""
+        self.states = states
+        self.activations = states.transpose(1, 0, 2)
+        return self.activations if self.return_sequences else states[-1]
+
+    def output_grads(self, grad_y):
+        """``(gradients of the outputs per step, time-major, or None, the carried gradient
+        into the last step)``: without ``return_sequences`` only the last state has one."""
+        if self.return_sequences:
+            return grad_y.transpose(1, 0, 2), np.zeros_like(self.states[0])
+        return None, np.array(grad_y, dtype=self.states.dtype)
+
+    def parameter_grads(self, grad_gates, grad_recurrent=None):
+        """Fill ``grads`` from the gradients of the gate pre-activations of every step
+        ``(T, N, k·H)`` (for the GRU, the part through ``h·U + c`` comes separately); return
+        dL/dx ``(N, T, F)``."""
+        steps, n, width = grad_gates.shape
+        grad_recurrent = grad_gates if grad_recurrent is None else grad_recurrent
+        flat = grad_gates.reshape(steps * n, width)
+        np.matmul(self.inputs.T, flat, out=self.grads["weights"])
+        np.sum(flat, axis=0, out=self.grads["bias"])
+        # h₋₁ = 0 contributes nothing, so dL/dU pairs h₀…h_{T−2} with steps 1…T−1.
+        previous = self.states[:-1].reshape(-1, self.units)
+        np.matmul(previous.T, grad_recurrent[1:].reshape(-1, width), out=self.grads["recurrent_weights"])
+        if not self.needs_input_grad:
+            return None
+        return (flat @ self.params["weights"].T).reshape(steps, n, -1).transpose(1, 0, 2)
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class SimpleRNN(Recurrent):
+    """Elman's recurrent net (PyTorch's ``nn.RNN``, Keras' ``SimpleRNN``).
+
+    Forward, for t = 0 … T−1 with h₋₁ = 0::
+
+        zₜ = xₜ·W + hₜ₋₁·U + b          (N, H)
+        hₜ = f(zₜ)                      f = ``activation``, tanh by default
+
+    Backward through time, from gₜ = dL/dhₜ given by the layer above (only g_{T−1} without
+    ``return_sequences``), carrying ``dh_next`` = dL/dhₜ through later steps (0 at t = T−1)::
+
+        dhₜ      = gₜ + dh_next
+        δₜ       = f'(zₜ) ⊙ dhₜ           (the activation's backward)
+        dh_next  = δₜ · Uᵀ                 (into step t−1)
+
+    then dL/dW = Σₜ xₜᵀδₜ, dL/dU = Σₜ hₜ₋₁ᵀδₜ, dL/db = Σₜ,batch δₜ, dL/dxₜ = δₜ·Wᵀ.
+    Kept from forward: the inputs, every zₜ (``preactivations``) and hₜ.
+    """
+
+    # What `framework.testing.check_plugin` checks the gradients on.
+    check_cases = [
+        {"params": {"units": 3, "return_sequences": True}, "input_shape": (12, 2)},
+        {"params": {"units": 3}, "input_shape": (5, 2)},
+    ]
+
+    activation: object = attrs.field(default="tanh", converter=activation_spec)
+
+    def forward(self, x, training=False):
+        z = self.input_products(x)  # (T, N, H), each step's U-term added in the loop
+        states = np.empty_like(z)
+        recurrent = self.params["recurrent_weights"]
+        for t in range(len(z)):
+            if t:
+                z[t] += states[t - 1] @ recurrent
+            states[t] = self.activation.forward(z[t])
+        self.pre = z
+        self.preactivations = z.transpose(1, 0, 2)
+        return self.output(states)
+
+    def backward(self, grad_y):
+        grads_out, dh_next = self.output_grads(grad_y)
+        recurrent_t = np.ascontiguousarray(self.params["recurrent_weights"].T)
+        delta = np.empty_like(self.pre)
+        for t in reversed(range(len(delta))):
+            dh = dh_next if grads_out is None else grads_out[t] + dh_next
+            delta[t] = self.activation.backward(self.pre[t], self.states[t], dh)
+            if t:
+                dh_next = delta[t] @ recurrent_t
+        return self.parameter_grads(delta)
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class LSTM(Recurrent):
+    """Long short-term memory (Hochreiter & Schmidhuber), PyTorch's ``nn.LSTM`` equations.
+
+    Forward, for t = 0 … T−1 with h₋₁ = c₋₁ = 0, the four gates side by side in the order
+    i, f, g, o (blocks of H columns)::
+
+        [aᵢ a_f a_g a_o] = xₜ·W + hₜ₋₁·U + b        (N, 4H)
+        i = σ(aᵢ)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
+        cₜ = f ⊙ cₜ₋₁ + i ⊙ g
+        hₜ = o ⊙ tanh(cₜ)
+
+    Backward through time, from gₜ = dL/dhₜ (only g_{T−1} without ``return_sequences``),
+    carrying ``dh_next`` and ``dc_next`` (both 0 at t = T−1)::
+
+        dhₜ  = gₜ + dh_next
+        dcₜ  = dhₜ ⊙ o ⊙ (1 − tanh²(cₜ)) + dc_next
+        daᵢ  = dcₜ ⊙ g ⊙ i(1 − i)          da_f = dcₜ ⊙ cₜ₋₁ ⊙ f(1 − f)
+        da_g = dcₜ ⊙ i ⊙ (1 − g²)          da_o = dhₜ ⊙ tanh(cₜ) ⊙ o(1 − o)
+        dc_next = dcₜ ⊙ f                  dh_next = daₜ · Uᵀ
+
+    then dL/dW = Σₜ xₜᵀdaₜ, dL/dU = Σₜ hₜ₋₁ᵀdaₜ, dL/db = Σₜ,batch daₜ, dL/dxₜ = daₜ·Wᵀ.
+    The factors that multiply dcₜ and dhₜ depend on forward values only, so they are formed
+    for all steps at once before the loop.  Kept from forward: the inputs and, per step, the
+    gates i, f, g, o, cₜ, tanh(cₜ) and hₜ.
+
+    ``unit_forget_bias`` (default true, as Keras): the forget gate's bias starts at 1, so
+    f ≈ σ(1) ≈ 0.73 and the cell keeps its memory from the first step, which lets the
+    gradient reach early steps of long sequences (Jozefowicz et al., 2015); false leaves the
+    bias as ``bias_init`` made it.
+    """
+
+    gates = 4
+    # What `framework.testing.check_plugin` checks the gradients on.
+    check_cases = [
+        {"params": {"units": 3, "return_sequences": True}, "input_shape": (12, 2)},
+        {"params": {"units": 3}, "input_shape": (5, 2)},
+    ]
+
+    unit_forget_bias: bool = attrs.field(default=True, validator=boolean)
+
+    def build(self, input_shape):
+        shape = super().build(input_shape)
+        if self.unit_forget_bias:
+            self.params["bias"][self.units : 2 * self.units] = 1
+        return shape
+
+    def forward(self, x, training=False):
+        hidden = self.units
+        sigmoids = (0, 1, 3)  # i, f, o
+        # (T, N, 4H): pre-activations (halved where a sigmoid follows), then the gates in place
+        gates = self.input_products(x, self.scaled("weights", sigmoids), self.scaled("bias", sigmoids))
+        steps = len(gates)
+        cells, tanh_cells, states = (np.empty(gates.shape[:2] + (hidden,), gates.dtype) for _ in range(3))
+        carried = np.empty_like(cells[0])
+        recurrent = self.scaled("recurrent_weights", sigmoids)
+        product = np.empty_like(gates[0])
+        half = gates.dtype.type(0.5)
+        for t in range(steps):
+            a = gates[t]
+            if t:
+                a += np.matmul(states[t - 1], recurrent, out=product)
+            np.tanh(a, out=a)  # g, and tanh(a/2) for i, f, o
+            for sigmoid in (a[:, : 2 * hidden], a[:, 3 * hidden :]):
+                sigmoid *= half
+                sigmoid += half
+            i, f, g, o = a[:, :hidden], a[:, hidden : 2 * hidden], a[:, 2 * hidden : 3 * hidden], a[:, 3 * hidden :]
+            np.multiply(i, g, out=cells[t])
+            if t:
+                np.multiply(f, cells[t - 1], out=carried)
+                cells[t] += carried
+            np.tanh(cells[t], out=tanh_cells[t])
+            np.multiply(o, tanh_cells[t], out=states[t])
+        self.gate_values, self.cells, self.tanh_cells = gates, cells, tanh_cells
+        return self.output(states)
+
+    def backward(self, grad_y):
+        grads_out, dh_next = self.output_grads(grad_y)
+        steps, n, _ = self.gate_values.shape
+        hidden = self.units
+        gates = self.gate_values.reshape(steps, n, 4, hidden)
+        i, f, g, o = (gates[:, :, k] for k in range(4))
+        previous_cells = np.concatenate([np.zeros_like(self.cells[:1]), self.cells[:-1]])
+        # Local derivatives, all steps at once: da_{i,f,g} = dc ⊙ factor, da_o = dh ⊙ factor.
+        factors = np.empty_like(gates)
+        factors[:, :, 0] = g * i * (1 - i)
+        factors[:, :, 1] = previous_cells * f * (1 - f)
+        factors[:, :, 2] = i * (1 - g * g)
+        factors[:, :, 3] = self.tanh_cells * o * (1 - o)
+        cell_factor = o * (1 - self.tanh_cells * self.tanh_cells)  # dc from dh
+        grad_gates = np.empty_like(gates)
+        recurrent_t = np.ascontiguousarray(self.params["recurrent_weights"].T)
+        dc, dc_next = np.empty_like(dh_next), np.zeros_like(dh_next)
+        for t in reversed(range(steps)):
+            dh = dh_next if grads_out is None else grads_out[t] + dh_next
+            np.multiply(dh, cell_factor[t], out=dc)
+            dc += dc_next
+            np.multiply(dc[:, None, :], factors[t, :, :3], out=grad_gates[t, :, :3])
+            np.multiply(dh, factors[t, :, 3], out=grad_gates[t, :, 3])
+            if t:
+                np.multiply(dc, f[t], out=dc_next)
+                np.matmul(grad_gates[t].reshape(n, 4 * hidden), recurrent_t, out=dh_next)
+        return self.parameter_grads(grad_gates.reshape(steps, n, 4 * hidden))
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class GRU(Recurrent):
+    """Gated recurrent unit (Cho et al.), PyTorch's ``nn.GRU`` equations: the reset gate
+    multiplies ``h·U_n + c_n``, so the recurrent bias ``c`` is a parameter of its own.
+
+    Forward, for t = 0 … T−1 with h₋₁ = 0, gates r, z, n side by side (blocks of H)::
+
+        [x_r x_z x_n] = xₜ·W + b          [u_r u_z u_n] = hₜ₋₁·U + c        (N, 3H)
+        r = σ(x_r + u_r)     z = σ(x_z + u_z)
+        n = tanh(x_n + r ⊙ u_n)
+        hₜ = (1 − z) ⊙ n + z ⊙ hₜ₋₁
+
+    Backward through time, from gₜ = dL/dhₜ (only g_{T−1} without ``return_sequences``),
+    carrying ``dh_next`` (0 at t = T−1)::
+
+        dhₜ  = gₜ + dh_next
+        dn   = dhₜ ⊙ (1 − z) ⊙ (1 − n²)                  (through n's tanh)
+        dz   = dhₜ ⊙ (hₜ₋₁ − n) ⊙ z(1 − z)
+        dr   = dn ⊙ u_n ⊙ r(1 − r)
+        dx-part  [dr dz dn]        → dL/dW = Σₜ xₜᵀ[…], dL/db, dL/dxₜ = […]·Wᵀ
+        du-part  [dr dz dn ⊙ r]    → dL/dU = Σₜ hₜ₋₁ᵀ[…], dL/dc
+        dh_next = dhₜ ⊙ z + [dr dz dn ⊙ r] · Uᵀ
+
+    Every one of dr, dz, dn is dhₜ times a factor of forward values, formed for all steps at
+    once before the loop.  Kept from forward: the inputs and, per step, r, z, n, u_n and hₜ.
+    ``recurrent_bias`` (3H,) is PyTorch's ``bias_hh_l0``; ``bias`` its ``bias_ih_l0``.
+    """
+
+    gates = 3
+    # What `framework.testing.check_plugin` checks the gradients on.
+    check_cases = [
+        {"params": {"units": 3, "return_sequences": True}, "input_shape": (12, 2)},
+        {"params": {"units": 3}, "input_shape": (5, 2)},
+    ]
+
+    def build(self, input_shape):
+        shape = super().build(input_shape)
+        self.add_param("recurrent_bias", (3 * self.units,), self.bias_init)
+        return shape
+
+    def forward(self, x, training=False):
+        hidden = self.units
+        sigmoids = (0, 1)  # r, z
+        xw = self.input_products(x, self.scaled("weights", sigmoids), self.scaled("bias", sigmoids))  # (T, N, 3H)
+        steps, n, _ = xw.shape
+        gates = np.empty((steps, n, 2 * hidden), xw.dtype)  # r, z
+        candidates, recurrent_n, states = (np.empty((steps, n, hidden), xw.dtype) for _ in range(3))
+        recurrent = self.scaled("recurrent_weights", sigmoids)
+        recurrent_bias = self.scaled("recurrent_bias", sigmoids)
+        half = xw.dtype.type(0.5)
+        for t in range(steps):
+            u = states[t - 1] @ recurrent + recurrent_bias if t else np.broadcast_to(recurrent_bias, (n, 3 * hidden))
+            rz = gates[t]
+            np.add(xw[t, :, : 2 * hidden], u[:, : 2 * hidden], out=rz)
+            np.tanh(rz, out=rz)  # tanh(a/2), then σ(a) = ½·tanh(a/2) + ½
+            rz *= half
+            rz += half
+            recurrent_n[t] = u[:, 2 * hidden :]
+            candidate = candidates[t]
+            np.multiply(rz[:, :hidden], recurrent_n[t], out=candidate)
+            candidate += xw[t, :, 2 * hidden :]
+            np.tanh(candidate, out=candidate)
+            # hₜ = n + z ⊙ (hₜ₋₁ − n)
+            if t:
+                np.subtract(states[t - 1], candidate, out=states[t])
+                states[t] *= rz[:, hidden:]
+            else:
+                np.multiply(candidate, -rz[:, hidden:], out=states[t])
+            states[t] += candidate
+        self.gate_values, self.candidates, self.recurrent_n = gates, candidates, recurrent_n
+        return self.output(states)
+
+    def backward(self, grad_y):
+        grads_out, dh_next = self.output_grads(grad_y)
+        hidden = self.units
+        steps, n, _ = self.candidates.shape
+        r, z = self.gate_values[..., :hidden], self.gate_values[..., hidden:]
+        candidate = self.candidates
+        previous = np.concatenate([np.zeros_like(self.states[:1]), self.states[:-1]])
+        # Per step, du = dhₜ ⊙ factor (r, z, n blocks); dx's n block is du's without the r.
+        factors = np.empty((steps, n, 3, hidden), candidate.dtype)
+        factor_n = (1 - z) * (1 - candidate * candidate)
+        factors[:, :, 0] = factor_n * self.recurrent_n * r * (1 - r)
+        factors[:, :, 1] = (previous - candidate) * z * (1 - z)
+        factors[:, :, 2] = factor_n * r
+        grad_u = np.empty_like(factors)
+        grad_h = np.empty_like(candidate)  # dhₜ of each step, for dx's n block after the loop
+        recurrent_t = np.ascontiguousarray(self.params["recurrent_weights"].T)
+        for t in reversed(range(steps)):
+            dh = grad_h[t]
+            if grads_out is None:
+                dh[...] = dh_next
+            else:
+                np.add(grads_out[t], dh_next, out=dh)
+            np.multiply(dh[:, None, :], factors[t], out=grad_u[t])
+            if t:
+                dh_next = grad_u[t].reshape(n, 3 * hidden) @ recurrent_t
+                dh_next += dh * z[t]
+        grad_u = grad_u.reshape(steps, n, 3 * hidden)
+        np.sum(grad_u, axis=(0, 1), out=self.grads["recurrent_bias"])
+        grad_x = grad_u.copy()
+        np.multiply(grad_h, factor_n, out=grad_x[..., 2 * hidden :])
+        return self.parameter_grads(grad_x, grad_u)
