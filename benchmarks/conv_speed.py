@@ -41,7 +41,7 @@ def plugnet_trainer():
 
 def plugnet_run(trainer, x, y):
     start = time.perf_counter()
-    trainer.fit(x, y, epochs=trainer.epoch + 1, batch_size=BATCH)
+    trainer.fit(x, y, epochs=1, batch_size=BATCH)  # one more epoch
     return time.perf_counter() - start
 
 

@@ -81,7 +81,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         logdir = args.logdir or os.path.join(tmp, "long_run")
         marks = sorted({min(100, args.steps), min(1000, args.steps), args.steps})
-        experiment = build(config(args.steps, logdir))
+        experiment = build(config(args.steps, logdir), overwrite=True)  # run again: replaces the last run
         probe = experiment.trainer.add_callback(MemoryProbe(marks))
         start = time.perf_counter()
         summary = experiment.fit()

@@ -37,7 +37,7 @@ def plugnet_setup():
 
 def plugnet_run(trainer, x, y):
     start = time.perf_counter()
-    trainer.fit(x, y, epochs=trainer.epoch + 1, batch_size=BATCH, shuffle=False)
+    trainer.fit(x, y, epochs=1, batch_size=BATCH, shuffle=False)  # one more epoch
     return time.perf_counter() - start
 
 

@@ -75,7 +75,7 @@ def main():
 
     with threadpool_limits(args.threads):
         started = time.perf_counter()
-        experiment = build(config)
+        experiment = build(config, overwrite=True)  # a benchmark run again replaces its last run
         experiment.trainer.add_callback(Report(started))
         print(experiment.trainer.model.summary(), flush=True)
         summary = experiment.fit()

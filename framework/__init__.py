@@ -4,12 +4,18 @@ The public API is the names exported here and the public modules: `framework.tes
 (gradient and protocol checks), `framework.validators` (attrs validators for parameters),
 `framework.checkpoints` (reading and writing checkpoints), `framework.summaries`
 (TensorBoard summaries from numpy arrays), `framework.images` (PNG pictures: decision
-boundaries, image grids) and `framework.event_files` (event files written in the
-background) and `framework.windows` (sliding-window geometry for conv and pooling layers).  Plugins, the built-ins in ``plugins`` included, use nothing else.
+boundaries, image grids), `framework.event_files` (event files written in the
+background), `framework.windows` (sliding-window geometry for conv and pooling layers),
+`framework.rundir` (one run per directory, its lock), `framework.stopping` (stopping a run
+at a step boundary on SIGINT / SIGTERM) and `framework.onnx_export` (ONNX export: the
+`OnnxBuilder` a layer's ``to_onnx`` method uses).  Plugins, the built-ins in ``plugins``
+included, use nothing else.
 """
 
 import importlib
 
+# First of all: later imports from tensorboardX must not import torch (see the module).
+from framework import tensorboardx_protos  # noqa: F401
 from framework import testing
 from framework.base import (
     Activation,
@@ -33,9 +39,10 @@ from framework.data import read_idx, resolve_data_dir, split_train_test
 from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError, did_you_mean
 from framework.formatting import format_logs, format_value
 from framework.hookspecs import hookimpl, hookspec
-from framework.model import Sequential
+from framework.model import Input, Model, Sequential
 from framework.registry import KINDS, component, create, load_plugins, registry, resolve
 from framework.run import run
+from framework.saving import load_model, save_model
 from framework.storage import atomic_write, load_arrays, save_arrays, save_json
 from framework.trainer import Trainer
 
@@ -48,10 +55,12 @@ __all__ = [
     "DataError",
     "Dataset",
     "Initializer",
+    "Input",
     "KINDS",
     "Layer",
     "Loss",
     "Metric",
+    "Model",
     "Optimizer",
     "PluginError",
     "PlugnetError",
@@ -75,6 +84,7 @@ __all__ = [
     "kind_of",
     "load_arrays",
     "load_checkpoint",
+    "load_model",
     "load_plugins",
     "read_idx",
     "registry",
@@ -85,6 +95,7 @@ __all__ = [
     "save_arrays",
     "save_checkpoint",
     "save_json",
+    "save_model",
     "split_train_test",
     "sweep",
     "testing",
@@ -95,11 +106,15 @@ __all__ = [
     "summaries",
     "validators",
     "windows",
+    "onnx_export",
+    "rundir",
+    "stopping",
+    "export_onnx",
 ]
 
 # Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
 # that a script which never writes summaries or sweeps should not pay.
-LAZY_MODULES = ("checkpoints", "event_files", "images", "summaries", "validators", "windows")
+LAZY_MODULES = ("checkpoints", "event_files", "images", "onnx_export", "rundir", "stopping", "summaries", "validators", "windows")
 
 
 def __getattr__(name):
@@ -107,6 +122,10 @@ def __getattr__(name):
         from framework.sweeps import sweep
 
         return sweep
+    if name == "export_onnx":
+        from framework.onnx_export import export_onnx
+
+        return export_onnx
     if name in LAZY_MODULES:
         return importlib.import_module(f"framework.{name}")
     raise AttributeError(f"module 'framework' has no attribute {name!r}")

@@ -91,6 +91,21 @@ class Layer:
     # Whether backward must return dL/dx.  The model clears it on its first layer during
     # training, where nothing consumes that gradient, so layers may skip computing it.
     needs_input_grad = True
+    # A merge layer (add, concatenate) takes a list of inputs: build gets a list of shapes,
+    # forward a list of arrays, and backward returns a list of gradients.
+    multi_input = False
+    # A layer reading integer token ids (embedding): the model keeps that input integer.
+    integer_input = False
+    named = False  # the name was given (config `name`, or create(..., name=...)), not derived
+    _placed = False  # called on a symbolic tensor: the layer has its place in a graph
+
+    def __call__(self, inputs):
+        """Place the layer in a model being described (Keras' functional API): ``inputs`` is
+        a `framework.Input`, another layer's output, or a list of them for a merge layer;
+        returns this layer's symbolic output."""
+        from framework.model import connect
+
+        return connect(self, inputs)
 
     def __getattr__(self, name):
         # Parameters and gradients live in the instance dictionary, created on first use, so

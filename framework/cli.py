@@ -8,12 +8,16 @@ import sys
 from framework.config import add_plugins, apply_overrides, default_config, load_config
 from framework.errors import ConfigError, PlugnetError
 from framework.formatting import format_logs
+from framework.stopping import Interrupted
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="plugnet", description="Train numpy neural networks built from plugins."
     )
+    from framework import __version__
+
+    parser.add_argument("--version", action="version", version=f"plugnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sub):
@@ -32,6 +36,7 @@ def build_parser():
     train = commands.add_parser("train", help="train a model from a TOML config")
     train.add_argument("config", nargs="?", help="TOML config (default: the built-in moons example)")
     train.add_argument("--resume", metavar="LOGDIR", help="continue from the newest checkpoint in LOGDIR")
+    train.add_argument("--overwrite", action="store_true", help="replace the run LOGDIR holds, if any, with a new one")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     common(train)
 
@@ -49,11 +54,55 @@ def build_parser():
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     common(sweep)
 
+    def plugin_option(sub):
+        sub.add_argument(
+            "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+            help="import MODULE as a plugin (repeatable; those the run's config names load anyway)",
+        )
+
+    def data_overrides(sub, what):
+        sub.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help=f"override a key of the run's config for the {what}, e.g. data.n_samples=500 (repeatable)",
+        )
+
+    evaluate = commands.add_parser("evaluate", help="a trained run's metrics on its held-out data")
+    evaluate.add_argument("run", metavar="RUN", help="a run directory (the logdir of plugnet train)")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    data_overrides(evaluate, "data to evaluate on")
+    plugin_option(evaluate)
+
+    predict = commands.add_parser("predict", help="a trained model's predictions for inputs in a file")
+    predict.add_argument("run", metavar="RUN", help="a run directory or a model file (model.save)")
+    predict.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="a .npy, .npz or .csv file of samples, or image files (or directories of them) for an image model",
+    )
+    predict.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions (.npy or .csv)")
+    predict.add_argument("--classes", action="store_true", help="write each sample's arg-max class instead of the outputs")
+    predict.add_argument("--batch-size", type=int, default=None, metavar="N", help="samples per forward pass (default 256)")
+    plugin_option(predict)
+
+    export = commands.add_parser("export", help="write a trained model as an ONNX file")
+    export.add_argument("run", metavar="RUN", help="a run directory or a model file (model.save)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    export.add_argument(
+        "--check", action="store_true",
+        help="run the file in ONNX Runtime on the run's held-out data and print the largest difference from predict",
+    )
+    export.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 17)")
+    data_overrides(export, "data --check runs on")
+    plugin_option(export)
+
     plugins = commands.add_parser("plugins", help="list plugins and what they register")
     plugins.add_argument(
         "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
         help="also load MODULE (repeatable)",
     )
+
+    new_plugin = commands.add_parser("new-plugin", help="write a ready plugin distribution to start from")
+    new_plugin.add_argument("name", metavar="NAME", help="the plugin's Python package name, e.g. my_layers")
+    new_plugin.add_argument("directory", nargs="?", metavar="DIR", help="where to write it (default: ./plugnet-NAME); new or empty")
     return parser
 
 
@@ -86,8 +135,10 @@ def toml_string(text):
 def command_train(args):
     from framework.run import build
 
+    if args.resume and args.overwrite:
+        raise ConfigError(f"--resume continues the run in {args.resume} and --overwrite would replace it: give one of them")
     config = config_from_args(args)
-    experiment = build(config, progress=not args.quiet, resume=args.resume)
+    experiment = build(config, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
     if experiment.trainer.resumed_from_step is not None:
         trainer = experiment.trainer
         print(f"resuming {args.resume} from step {trainer.step} (epoch {trainer.epoch})")
@@ -116,25 +167,112 @@ def command_plugins(args):
 
 
 def command_sweep(args):
-    from framework.sweeps import summary_lines, sweep
+    from framework.sweeps import SweepStopped, summary_lines, sweep
 
-    result = sweep(
-        config_from_args(args),
-        grid=args.grid,
-        trials=args.trials,
-        jobs=args.jobs,
-        storage=args.storage,
-        study=args.study,
-        ray=args.ray,
-        progress=not args.quiet,
-    )
+    try:
+        result = sweep(
+            config_from_args(args),
+            grid=args.grid,
+            trials=args.trials,
+            jobs=args.jobs,
+            storage=args.storage,
+            study=args.study,
+            ray=args.ray,
+            progress=not args.quiet,
+        )
+    except SweepStopped as exc:  # SIGINT or SIGTERM: the running trials stopped at a step
+        print(f"plugnet: {exc}", file=sys.stderr)
+        return exc.exit_status
     print("\n".join(summary_lines(result)))
     if result.interrupted_workers or (result.best is None and any(t.state == "fail" for t in result.trials)):
         return 1
     return 0
 
 
-COMMANDS = {"train": command_train, "plugins": command_plugins, "sweep": command_sweep}
+def command_evaluate(args):
+    import json
+
+    from framework.inference import evaluate_run
+
+    logs, samples = evaluate_run(args.run, args.overrides, args.plugins)
+    if args.json:
+        print(json.dumps(logs))
+    else:
+        print(f"{args.run} on {samples} held-out samples")
+        print(f"test   {format_logs(logs)}")
+    return 0
+
+
+def command_predict(args):
+    from framework.inference import DEFAULT_BATCH_SIZE, check_output_path, predict_to_file, read_inputs
+    from framework.saving import load_model
+
+    check_output_path(args.output)  # before the model and the inputs are read
+    model = load_model(args.run, plugins=args.plugins)
+    x = read_inputs(args.inputs, model)
+    source = args.inputs[0] if len(args.inputs) == 1 else "the input images"
+    batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+    n = predict_to_file(model, x, args.output, classes=args.classes, batch_size=batch_size, source=source)
+    print(f"wrote {'classes' if args.classes else 'predictions'} of {n} samples to {args.output}")
+    return 0
+
+
+def command_export(args):
+    from framework.onnx_export import OPSET, export_onnx
+    from framework.saving import load_model
+
+    opset = OPSET if args.opset is None else args.opset
+    model = load_model(args.run, plugins=args.plugins)
+    path = export_onnx(model, args.output, opset=opset)
+    print(f"wrote {path} (ONNX opset {opset}, {model.num_params:,} parameters)")
+    return check_export(args, model, path) if args.check else 0
+
+
+def check_export(args, model, path):
+    from framework.config import add_plugins, apply_overrides
+    from framework.inference import held_out
+    from framework.onnx_export import CHECK_TOLERANCE, largest_difference
+    from framework.saving import run_config
+
+    if not os.path.isdir(args.run):
+        raise ConfigError("--check runs the model on its run's held-out data: give a run directory, not a model file")
+    config = add_plugins(apply_overrides(run_config(args.run), args.overrides), args.plugins)
+    x, _ = held_out(config, "check")
+    difference, scale = largest_difference(model, path, x)
+    print(f"ONNX Runtime on {len(x)} held-out samples: largest difference from predict {difference:.3g}")
+    if difference > CHECK_TOLERANCE * scale:
+        print(f"plugnet: the difference is above {CHECK_TOLERANCE:g}: the export does not match predict", file=sys.stderr)
+        return 1
+    return 0
+
+
+def command_new_plugin(args):
+    from framework.scaffold import new_plugin
+
+    directory = new_plugin(args.name, args.directory)
+    where = shlex.quote(str(directory))
+    print(f"wrote the plugin '{args.name}' to {directory}/: pyproject.toml, README.md, {args.name}/__init__.py, tests/")
+    steps = [
+        (f"pip install -e {where}", "registers it through its 'plugnet' entry point"),
+        (f"pytest {where}", "plugnet's checks of its layer and activation"),
+        ("plugnet plugins", "lists it"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    print("next:")
+    for command, why in steps:
+        print(f"  {command:<{width}}   # {why}")
+    return 0
+
+
+COMMANDS = {
+    "train": command_train,
+    "plugins": command_plugins,
+    "sweep": command_sweep,
+    "evaluate": command_evaluate,
+    "predict": command_predict,
+    "export": command_export,
+    "new-plugin": command_new_plugin,
+}
 
 
 def main(argv=None):
@@ -154,6 +292,9 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    except Interrupted as exc:  # SIGINT or SIGTERM while training: stopped at a step boundary
+        print(f"plugnet: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("plugnet: interrupted", file=sys.stderr)
         return 130

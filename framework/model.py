@@ -1,4 +1,16 @@
-"""`Sequential`: layers applied in order, with their parameters as one flat vector."""
+"""Models: `Model`, a directed acyclic graph of layers, and `Sequential`, its chain case.
+
+A model is built from symbolic tensors, as in Keras' functional API: `Input` stands for a
+batch of one model input, and calling a layer on symbolic tensors places it in the graph and
+returns its symbolic output.  ``Model(inputs, outputs)`` then orders the layers so that each
+comes after everything it reads (a topological order), names them ``<kind>_<index>`` (unless
+they were named), and builds their parameters.
+
+Forward runs the layers in that order, each on the outputs of the layers (or inputs) it
+reads.  Backward runs them in reverse: a layer receives dL/d(its output), which is the *sum*
+of what every layer reading that output sends back (the multivariate chain rule; a residual
+connection is exactly such a fork), and passes dL/d(its inputs) on.
+"""
 
 import os
 
@@ -10,6 +22,7 @@ from framework.registry import resolve
 from framework.storage import load_arrays, save_arrays
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+DEFAULT_INPUT = "input"  # the name of a Sequential's (or a one-input config's) input
 
 
 def float_dtype(dtype):
@@ -24,118 +37,362 @@ def shape_text(shape):
     return "(None, " + ", ".join(map(str, shape)) + ")" if shape else "(None,)"
 
 
-class Sequential:
-    """A stack of layers.
+# --- symbolic tensors ------------------------------------------------------------------------
 
-    ``layers`` are layer objects, names or ``{"type": ...}`` mappings.  The model builds when
-    it knows its input shape (given here, or the first time it sees data); building names the
-    layers ``<kind>_<index>`` and creates their parameters in ``dtype`` from a generator
-    seeded by ``seed``.
+
+class SymbolicTensor:
+    """What a layer call returns while a model is being described: which layer makes it
+    (``producer``) from which other symbolic tensors (``parents``).  It holds no values."""
+
+    def __init__(self, producer, parents):
+        self.producer = producer
+        self.parents = list(parents)
+
+    @property
+    def name(self):
+        return self.producer.name
+
+    def __repr__(self):
+        return f"<symbolic output of {self.producer.name or kind_of(self.producer)}>"
+
+
+class Input(SymbolicTensor):
+    """A model input: a batch of samples of ``shape`` (without the batch axis).
+
+    ``name`` keys the input's data when a model has several (``{"image": x, ...}``);
+    ``dtype`` may say ``"int64"`` for token ids (a layer with ``integer_input`` says so too).
     """
 
-    def __init__(self, layers, input_shape=None, dtype="float32", seed=None):
-        self.layers = [resolve("layers", spec) for spec in layers]
-        if not self.layers:
-            raise ConfigError("a model needs at least one layer")
+    def __init__(self, shape, name=None, dtype=None):
+        super().__init__(None, [])
+        try:
+            self.shape = tuple(int(n) for n in shape)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Input shape must be a sequence of sizes, got {shape!r}") from None
+        if any(n < 1 for n in self.shape):
+            raise ConfigError(f"Input shape must hold positive sizes, got {shape!r}")
+        self._name = name or DEFAULT_INPUT
+        self.dtype = None if dtype is None else np.dtype(dtype)
+
+    @property
+    def name(self):
+        return self._name
+
+    def __repr__(self):
+        return f"Input({self.shape}, name={self.name!r})"
+
+
+def connect(layer, inputs):
+    """Place ``layer`` in a graph being described, reading ``inputs`` (a symbolic tensor, or
+    a list of them for a ``multi_input`` layer); return its symbolic output.  A layer has
+    one place in one model, so placing it twice is an error naming it."""
+    if getattr(layer, "_placed", False):
+        raise ConfigError(
+            f"layer {layer.name or kind_of(layer)} is already used in a model: a layer object has "
+            "one place in one graph; create another layer for the second use"
+        )
+    many = isinstance(inputs, (list, tuple))
+    parents = list(inputs) if many else [inputs]
+    for parent in parents:
+        if not isinstance(parent, SymbolicTensor):
+            raise ConfigError(
+                f"layer {layer.name or kind_of(layer)} was called on {type(parent).__name__}; "
+                "call layers on framework.Input(...) or on another layer's output"
+            )
+    if getattr(layer, "multi_input", False) != many:
+        what = "a list of tensors" if getattr(layer, "multi_input", False) else "one tensor"
+        raise ConfigError(f"layer {layer.name or kind_of(layer)} takes {what}")
+    layer._placed = True
+    return SymbolicTensor(layer, parents)
+
+
+def _place(layer, parents):
+    """`connect` for models assembled from lists (Sequential, configs): a layer object
+    handed to a new model is re-placed there."""
+    layer._placed = False
+    return connect(layer, parents if getattr(layer, "multi_input", False) else parents[0])
+
+
+def _topological_order(output, inputs):
+    """The layers ``output`` depends on, each after everything it reads (depth-first,
+    parents in order), and the inputs it reaches; raises when the graph is not a model of
+    ``inputs``."""
+    order, reached, state = [], set(), {}
+    stack = [(output, False)]
+    while stack:
+        tensor, expanded = stack.pop()
+        if isinstance(tensor, Input):
+            reached.add(id(tensor))
+            if not any(tensor is given for given in inputs):
+                raise ConfigError(
+                    f"the output depends on input '{tensor.name}', which is not among the model's "
+                    f"inputs ({', '.join(repr(i.name) for i in inputs)})"
+                )
+            continue
+        key = id(tensor.producer)
+        if expanded:
+            state[key] = "done"
+            order.append(tensor)
+            continue
+        if state.get(key) == "done":
+            continue
+        state[key] = "open"
+        stack.append((tensor, True))
+        for parent in reversed(tensor.parents):
+            stack.append((parent, False))
+    unused = [i.name for i in inputs if id(i) not in reached]
+    if unused:
+        raise ConfigError(f"input {', '.join(repr(n) for n in unused)} does not reach the model's output")
+    return order
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+class Model:
+    """A directed acyclic graph of layers with one output.
+
+    ``inputs`` is an `Input` or a list of them; ``outputs`` the symbolic tensor a layer call
+    returned.  Parameters are created in ``dtype`` from a generator seeded by ``seed``.
+    Data for a model of several inputs is a dict keyed by the inputs' names or a tuple in
+    their order.
+    """
+
+    def __init__(self, inputs, outputs, dtype="float32", seed=None):
         self.dtype = float_dtype(dtype)
         self.rng = np.random.default_rng(seed)
-        self.input_shape = None
-        self.output_shape = None
-        self.first_trainable = 0  # set by `build`
+        self._init_graph(inputs, outputs)
+
+    # --- the graph ---------------------------------------------------------------------------
+
+    def _init_graph(self, inputs, outputs):
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not inputs or not all(isinstance(i, Input) for i in inputs):
+            raise ConfigError("a model's inputs must be framework.Input objects")
+        if isinstance(outputs, (list, tuple)):
+            if len(outputs) != 1:
+                raise ConfigError(f"a model has one output, got {len(outputs)}")
+            outputs = outputs[0]
+        if not isinstance(outputs, SymbolicTensor) or isinstance(outputs, Input):
+            raise ConfigError("a model's output must be the output of a layer call")
+        names = [i.name for i in inputs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"the model's inputs need distinct names, got {names}")
+        tensors = _topological_order(outputs, inputs)
+        self.inputs = inputs
+        self.layers = [t.producer for t in tensors]
         for index, layer in enumerate(self.layers):
-            layer.name = f"{kind_of(layer)}_{index}"
-        if input_shape is not None:
-            self.build(input_shape)
+            if not getattr(layer, "named", False):
+                layer.name = f"{kind_of(layer)}_{index}"
+        taken = {}
+        for name in [*names, *(layer.name for layer in self.layers)]:
+            taken[name] = taken.get(name, 0) + 1
+        clashes = sorted(name for name, count in taken.items() if count > 1)
+        if clashes:
+            raise ConfigError(f"names must be unique in a model: {', '.join(clashes)} used more than once")
+        self.inbound = {t.producer.name: [p.name for p in t.parents] for t in tensors}
+        self.output_layer = self.layers[-1]
+        self._plan = [(layer, self.inbound[layer.name], bool(getattr(layer, "multi_input", False))) for layer in self.layers]
+        self.chain = all(
+            not multi and sources == [names[0] if i == 0 else self.layers[i - 1].name]
+            for i, (_, sources, multi) in enumerate(self._plan)
+        ) and len(inputs) == 1
+        self.build([i.shape for i in inputs])
+
+    @property
+    def input_names(self):
+        return [i.name for i in self.inputs]
 
     @property
     def built(self):
-        return self.input_shape is not None
+        return getattr(self, "input_shape", None) is not None
 
-    def build(self, input_shape):
-        shape = tuple(int(n) for n in input_shape)
-        self.input_shape = shape
-        for layer in self.layers:
+    def build(self, input_shapes):
+        """Build every layer in order from the inputs' shapes (a list, one per input)."""
+        shapes = dict(zip(self.input_names, (tuple(int(n) for n in s) for s in input_shapes)))
+        for layer, sources, multi in self._plan:
             layer.dtype = self.dtype
             layer.rng = self.rng
+            given = [shapes[s] for s in sources]
             try:
-                out = layer.build(shape)
+                out = layer.build(given if multi else given[0])
             except ShapeError:
                 raise
             except (ValueError, TypeError) as exc:
-                raise ShapeError(
-                    f"layer {layer.name} cannot take input of shape {shape_text(shape)}: {exc}"
-                ) from exc
-            layer.input_shape, shape = shape, tuple(out)
-            layer.output_shape = shape
-        self.output_shape = shape
-        # Training needs gradients down to the first layer with parameters and no further:
-        # layers before it (flatten, dropout...) and its own input gradient are skipped.
-        self.first_trainable = next(
-            (i for i, layer in enumerate(self.layers) if getattr(layer, "params", None)), len(self.layers)
-        )
-        return shape
+                got = " and ".join(f"{shape_text(s)} from {name}" for s, name in zip(given, sources))
+                raise ShapeError(f"layer {layer.name} cannot take input {got}: {exc}") from exc
+            layer.input_shape = given if multi else given[0]
+            layer.output_shape = shapes[layer.name] = tuple(int(n) for n in out)
+        self.input_shapes = [shapes[name] for name in self.input_names]
+        self.input_shape = self.input_shapes[0] if len(self.inputs) == 1 else self.input_shapes
+        self.output_shape = self.output_layer.output_shape
+        self._plan_backward()
+        return self.output_shape
+
+    def _plan_backward(self):
+        """What training's backward can skip: a layer that has no parameters and reads
+        nothing that depends on one (a flatten or dropout in front) needs no backward, and
+        a layer whose inputs depend on no parameter need not compute dL/dx."""
+        trainable_before = {name: False for name in self.input_names}
+        self._train_steps = []
+        for layer, sources, multi in self._plan:
+            upstream = any(trainable_before[s] for s in sources)
+            has_params = bool(getattr(layer, "params", None))
+            trainable_before[layer.name] = upstream or has_params
+            if upstream or has_params:
+                self._train_steps.append((layer, sources, multi, upstream))
+        # Kept for the chain case and callers that read it: the first layer training visits.
+        first = self._train_steps[0][0] if self._train_steps else None
+        self.first_trainable = self.layers.index(first) if first is not None else len(self.layers)
 
     # --- computing ---------------------------------------------------------------------------
 
-    def check_input(self, x):
-        """Raise `ShapeError` unless ``x`` is a batch of the model's inputs."""
-        shape = tuple(np.shape(x)[1:])
-        if shape != self.input_shape:
-            raise ShapeError(
-                f"input of layer {self.layers[0].name} is incompatible: expected shape "
-                f"{shape_text(self.input_shape)}, got {shape_text(shape)}"
-            )
-
     def forward(self, x, training=False):
-        for layer in self.layers:
-            x = layer.forward(x, training)
-        return x
+        """The output for ``x`` (what `prepare` gives: an array, or a list of arrays in the
+        inputs' order); each layer keeps what its backward needs."""
+        if self.chain:
+            for layer in self.layers:
+                x = layer.forward(x, training)
+            return x
+        values = dict(zip(self.input_names, x if len(self.inputs) > 1 else [x]))
+        for layer, sources, multi in self._plan:
+            values[layer.name] = layer.forward(
+                [values[s] for s in sources] if multi else values[sources[0]], training
+            )
+        return values[self.output_layer.name]
 
-    def backward(self, grad_output, input_grad=True):
-        """Backpropagate the loss gradient with respect to the output; fills every
-        ``layer.grads`` and returns the gradient with respect to the input (None when
-        ``input_grad`` is false: training needs only the parameters' gradients)."""
-        for layer in reversed(self.layers[self._backward_start(input_grad) :]):
-            grad_output = layer.backward(grad_output)
-        return grad_output if input_grad else None
+    def backward(self, grad_output, input_grad=True, preactivation=False):
+        """Backpropagate dL/d(output): fills every ``layer.grads`` and returns dL/d(input)
+        (a list for several inputs; None when ``input_grad`` is false: training needs only
+        the parameters' gradients).  With ``preactivation``, ``grad_output`` is dL/dz of the
+        output layer's net input (a loss fused with the output activation gives it)."""
+        if self.chain:
+            return self._backward_chain(grad_output, input_grad, preactivation)
+        if input_grad:
+            steps = [(layer, sources, multi, True) for layer, sources, multi in self._plan]
+        else:
+            steps = self._train_steps
+        grads = {self.output_layer.name: grad_output}
+        for layer, sources, multi, wanted in reversed(steps):
+            if layer.needs_input_grad is not wanted:
+                layer.needs_input_grad = wanted
+            grad = grads.pop(layer.name)
+            if preactivation and layer is self.output_layer:
+                grad_in = layer.backward_preactivation(grad)
+            else:
+                grad_in = layer.backward(grad)
+            if not wanted:
+                continue
+            for source, g in zip(sources, grad_in if multi else [grad_in]):
+                # A tensor read by several layers gets the sum of their gradients.
+                grads[source] = g if source not in grads else grads[source] + g
+        if not input_grad:
+            return None
+        result = [grads[name] for name in self.input_names]
+        return result if len(result) > 1 else result[0]
 
-    def backward_preactivation(self, grad_preactivation, input_grad=True):
-        """As `backward`, starting from the gradient with respect to the output layer's net
-        input (a loss fused with the output activation gives it directly)."""
-        start = self._backward_start(input_grad)
-        grad = self.layers[-1].backward_preactivation(grad_preactivation)
-        for layer in reversed(self.layers[start:-1]):
-            grad = layer.backward(grad)
+    def _backward_chain(self, grad, input_grad, preactivation):
+        """`backward` for a chain, without the bookkeeping of forks: per-sample training
+        of a small net spends a measurable share of its step there."""
+        layers = self.layers
+        if self.first_trainable < len(layers):
+            layers[self.first_trainable].needs_input_grad = input_grad
+        first = 0 if input_grad else self.first_trainable
+        last = len(layers) - 1
+        if preactivation:
+            grad = layers[last].backward_preactivation(grad)
+            last -= 1
+        for index in range(last, first - 1, -1):
+            grad = layers[index].backward(grad)
         return grad if input_grad else None
 
-    def _backward_start(self, input_grad):
-        """The index of the first layer backward visits; tells that layer whether its input
-        gradient is wanted."""
-        first = self.first_trainable
-        if first < len(self.layers):
-            self.layers[first].needs_input_grad = input_grad
-        return 0 if input_grad else first
+    def backward_preactivation(self, grad_preactivation, input_grad=True):
+        """As `backward`, from dL/dz of the output layer's net input."""
+        return self.backward(grad_preactivation, input_grad, preactivation=True)
+
+    # --- data --------------------------------------------------------------------------------
+
+    def _input_arrays(self, x):
+        """``x`` as a list of arrays in the inputs' order."""
+        if len(self.inputs) == 1:
+            if isinstance(x, dict):
+                if set(x) != {self.inputs[0].name}:
+                    raise DataError(f"the model's input is named '{self.inputs[0].name}', got data for {sorted(x)}")
+                x = x[self.inputs[0].name]
+            return [x]
+        names = self.input_names
+        if isinstance(x, dict):
+            missing = [n for n in names if n not in x]
+            extra = sorted(set(x) - set(names))
+            if missing or extra:
+                raise DataError(
+                    f"the model's inputs are {names}: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}"
+                )
+            return [x[n] for n in names]
+        if isinstance(x, (tuple, list)) and len(x) == len(names):
+            return list(x)
+        raise DataError(f"the model has {len(names)} inputs ({', '.join(names)}): give a dict by name or a tuple")
+
+    def integer_inputs(self):
+        """Names of the inputs that carry integer token ids: an `Input` of an integer dtype,
+        or one read by a layer with ``integer_input``."""
+        found = {i.name for i in self.inputs if i.dtype is not None and np.issubdtype(i.dtype, np.integer)}
+        for layer, sources, _ in self._plan if self.built else []:
+            if getattr(layer, "integer_input", False):
+                found.update(s for s in sources if s in self.input_names)
+        return found
 
     def prepare(self, x, what="x"):
-        """``x`` as an array of the model's dtype, building the model on first sight."""
-        x = np.asarray(x)
-        if x.ndim < 1 or x.shape[0] == 0:
-            raise DataError(f"{what} is empty")
-        if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-            raise DataError(f"{what} must be numeric, got dtype {x.dtype}")
+        """``x`` as the model takes it: arrays of the model's dtype (integer ids kept as
+        integers), one per input, building the model on first sight; `DataError` or
+        `ShapeError` for data that cannot be its input."""
+        arrays = [np.asarray(a) for a in self._input_arrays(x)]
+        names = self.input_names if self.built else [DEFAULT_INPUT]
+        for name, a in zip(names, arrays):
+            label = what if len(arrays) == 1 else f"{what}['{name}']"
+            if a.ndim < 1 or a.shape[0] == 0:
+                raise DataError(f"{label} is empty")
+            if not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
+                raise DataError(f"{label} must be numeric, got dtype {a.dtype}")
+        if len({len(a) for a in arrays}) > 1:
+            raise DataError(f"{what}: the inputs have different numbers of samples: {[len(a) for a in arrays]}")
         if not self.built:
-            self.build(x.shape[1:])
-        self.check_input(x)
-        return np.asarray(x, dtype=self.dtype)
+            self.build([a.shape[1:] for a in arrays])
+        integer = self.integer_inputs()
+        prepared = []
+        for i, (name, a) in enumerate(zip(self.input_names, arrays)):
+            label = what if len(arrays) == 1 else f"{what}['{name}']"
+            shape = tuple(a.shape[1:])
+            if shape != self.input_shapes[i]:
+                reader = next(layer.name for layer, sources, _ in self._plan if name in sources)
+                raise ShapeError(
+                    f"input of layer {reader} is incompatible: expected shape "
+                    f"{shape_text(self.input_shapes[i])}, got {shape_text(shape)}"
+                )
+            if name in integer:
+                if not np.issubdtype(a.dtype, np.integer):
+                    raise DataError(
+                        f"{label} must hold integer token ids (it feeds "
+                        f"{', '.join(l.name for l, s, _ in self._plan if name in s)}), got dtype {a.dtype}"
+                    )
+                prepared.append(a)
+            else:
+                prepared.append(np.asarray(a, dtype=self.dtype))
+        return prepared[0] if len(prepared) == 1 else prepared
+
+    def check_input(self, x):
+        """Raise `ShapeError` unless ``x`` is a batch of the model's inputs."""
+        self.prepare(x)
 
     def predict(self, x, batch_size=None):
         """Outputs for ``x`` in evaluation mode, in batches of ``batch_size`` (all at once by
         default)."""
         x = self.prepare(x)
-        if batch_size is None or batch_size >= len(x):
+        n = num_samples(x)
+        if batch_size is None or batch_size >= n:
             return self.forward(x, training=False)
         return np.concatenate(
-            [self.forward(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+            [self.forward(take_rows(x, slice(i, i + batch_size)), training=False) for i in range(0, n, batch_size)]
         )
 
     # --- parameters --------------------------------------------------------------------------
@@ -150,12 +407,20 @@ class Sequential:
     def grads_list(self):
         return [layer.grads[key] for layer in self.layers for key in layer.params]
 
+    def states(self):
+        """``[(layer name, state name, array)]``: what layers keep but no optimizer trains
+        (batch norm's running statistics)."""
+        return [
+            (layer.name, key, value) for layer in self.layers for key, value in (getattr(layer, "state", None) or {}).items()
+        ]
+
     @property
     def num_params(self):
         return sum(value.size for value in self.params_list())
 
     def get_params(self):
-        """All parameters as one flat vector (a copy), in `parameters` order."""
+        """All parameters as one flat vector (a copy), in `parameters` order; layer state
+        is not a parameter and is not in it."""
         params = self.params_list()
         if not params:
             return np.zeros(0, dtype=self.dtype)
@@ -181,8 +446,11 @@ class Sequential:
             offset += param.size
 
     def state_dict(self):
-        """``{"dense_0/weights": array, ...}``."""
-        return {f"{layer}/{key}": value for layer, key, value in self.parameters()}
+        """``{"dense_0/weights": array, ..., "batch_norm_1/running_mean": array}``: every
+        parameter and every layer state array."""
+        arrays = {f"{layer}/{key}": value for layer, key, value in self.parameters()}
+        arrays.update((f"{layer}/{key}", value) for layer, key, value in self.states())
+        return arrays
 
     def load_state_dict(self, state, source="state"):
         expected = self.state_dict()
@@ -199,10 +467,17 @@ class Sequential:
                 raise ShapeError(
                     f"{source}: {key} has shape {value.shape}, the model's is {param.shape}"
                 )
-            param[...] = value
+        for key, param in expected.items():  # only once everything fits: nothing half-loaded
+            param[...] = state[key]
+
+    def save(self, path):
+        """Save architecture and weights to one ``.npz`` file (no pickle); `framework.load_model` reads it."""
+        from framework.saving import save_model  # saving builds models: imported late, no cycle
+
+        return save_model(self, path)
 
     def save_weights(self, path):
-        """Save the parameters to an ``.npz`` file (no pickle), atomically."""
+        """Save the parameters and layer state to an ``.npz`` file (no pickle), atomically."""
         if not self.built:
             raise ConfigError("the model is not built yet: it has no weights to save")
         save_arrays(path, self.state_dict())
@@ -216,22 +491,174 @@ class Sequential:
     # --- display -----------------------------------------------------------------------------
 
     def summary(self):
-        """A table of layers, output shapes and parameter counts."""
+        """A table of layers, output shapes, parameter counts and, for a graph, what each
+        layer reads."""
         if not self.built:
-            return "Sequential (not built: input shape unknown)"
-        rows = [("layer", "output shape", "params")]
+            return f"{type(self).__name__} (not built: input shape unknown)"
+        header = ("layer", "output shape", "params", *(() if self.chain else ("inputs",)))
+        rows = [header]
+        for i, name in enumerate(self.input_names):
+            if not self.chain:
+                rows.append((f"{name} (input)", shape_text(self.input_shapes[i]), "0", ""))
         for layer in self.layers:
             count = sum(v.size for v in layer.params.values())
-            rows.append((layer.name, shape_text(layer.output_shape), f"{count:,}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        rule = "-" * (sum(widths) + 4)
+            row = (layer.name, shape_text(layer.output_shape), f"{count:,}")
+            rows.append(row if self.chain else (*row, ", ".join(self.inbound[layer.name])))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        rule = "-" * (sum(widths) + 2 * (len(header) - 1))
 
         def line(row):
-            return f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"
+            cells = [f"{row[0]:<{widths[0]}}", f"{row[1]:<{widths[1]}}", f"{row[2]:>{widths[2]}}"]
+            cells += [f"{cell:<{w}}" for cell, w in zip(row[3:], widths[3:])]
+            return "  ".join(cells).rstrip()
 
         body = [line(rows[0]), rule, *map(line, rows[1:]), rule]
-        body.append(f"total parameters: {self.num_params:,}  (input {shape_text(self.input_shape)}, {np.dtype(self.dtype).name})")
+        inputs = ", ".join(shape_text(s) for s in self.input_shapes)
+        body.append(f"total parameters: {self.num_params:,}  (input {inputs}, {np.dtype(self.dtype).name})")
         return "\n".join(body)
 
     def __repr__(self):
-        return f"Sequential({self.layers!r})"
+        return f"{type(self).__name__}({self.layers!r})"
+
+
+class Sequential(Model):
+    """A stack of layers: the `Model` whose layers each read the one before.
+
+    ``layers`` are layer objects, names or ``{"type": ...}`` mappings.  The model builds when
+    it knows its input shape (given here, or the first time it sees data); building names the
+    layers ``<kind>_<index>`` and creates their parameters in ``dtype`` from a generator
+    seeded by ``seed``.
+    """
+
+    def __init__(self, layers, input_shape=None, dtype="float32", seed=None):
+        self.layers = [resolve("layers", spec) for spec in layers]
+        if not self.layers:
+            raise ConfigError("a model needs at least one layer")
+        for layer in self.layers:
+            if getattr(layer, "multi_input", False):
+                raise ConfigError(
+                    f"layer {layer.name or kind_of(layer)} merges several inputs; a Sequential model "
+                    "is a chain: build a Model from Input and layer calls, or give 'inputs' in the config"
+                )
+        self.dtype = float_dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self.inputs = [Input((1,))]
+        self.input_shape = None
+        self.output_shape = None
+        self.first_trainable = 0  # set by `build`
+        self.chain = True
+        for index, layer in enumerate(self.layers):
+            if not getattr(layer, "named", False):
+                layer.name = f"{kind_of(layer)}_{index}"
+        if input_shape is not None:
+            self.build(input_shape)
+
+    def build(self, input_shape):
+        """Build for samples of ``input_shape`` (also accepts a one-item list of shapes)."""
+        shape = input_shape[0] if input_shape and isinstance(input_shape[0], (list, tuple)) else input_shape
+        tensor = Input(tuple(int(n) for n in shape), name=DEFAULT_INPUT)
+        for layer in self.layers:
+            tensor = _place(layer, [tensor])
+        self._init_graph_layers(tensor)
+        return Model.build(self, [shape])
+
+    def _init_graph_layers(self, output):
+        self.inputs = [_root_input(output)]
+        tensors = _topological_order(output, self.inputs)
+        self.inbound = {t.producer.name: [p.name for p in t.parents] for t in tensors}
+        self.output_layer = self.layers[-1]
+        self._plan = [(layer, self.inbound[layer.name], False) for layer in self.layers]
+
+
+def _root_input(tensor):
+    while not isinstance(tensor, Input):
+        tensor = tensor.parents[0]
+    return tensor
+
+
+# --- batches of model inputs -----------------------------------------------------------------
+
+
+def num_samples(x):
+    """The number of samples in model data (an array, or a list of arrays, one per input)."""
+    return len(x[0]) if isinstance(x, list) else len(x)
+
+
+def take_rows(x, index):
+    """Rows ``index`` (a slice or an index array) of model data, input by input."""
+    return [a[index] for a in x] if isinstance(x, list) else x[index]
+
+
+# --- models from configs ---------------------------------------------------------------------
+
+
+def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inputs=None):
+    """The model a config's ``[model]`` describes.
+
+    ``layers`` is the config's list of layer specs.  A spec may hold ``name`` and ``inputs``
+    (names of earlier layers or of model inputs); a spec without ``inputs`` reads the layer
+    listed before it (the first reads the model's input), so a list without any is a
+    `Sequential`.  ``inputs`` optionally names several model inputs, with ``input_shape`` a
+    mapping of their shapes.
+    """
+    specs = [spec if isinstance(spec, dict) else {"type": spec} if isinstance(spec, str) else spec for spec in layers]
+    graph = inputs is not None or any(isinstance(s, dict) and "inputs" in s for s in specs)
+    if not graph:
+        return Sequential(layers, input_shape=input_shape, dtype=dtype, seed=seed)
+    input_names = list(inputs) if inputs is not None else [DEFAULT_INPUT]
+    if len(input_names) == 1 and not isinstance(input_shape, dict):
+        input_shape = {input_names[0]: input_shape}
+    if not isinstance(input_shape, dict) or set(input_shape) != set(input_names):
+        raise ConfigError(f"the model's inputs {input_names} need their shapes (the data's, or model.input_shape)")
+    tensors = {name: Input(input_shape[name], name=name) for name in input_names}
+    previous = tensors[input_names[0]]
+    made = []
+    for index, spec in enumerate(specs):
+        if not isinstance(spec, dict):
+            layer, reads = resolve("layers", spec), None
+        else:
+            spec = dict(spec)
+            reads = spec.pop("inputs", None)
+            layer = resolve("layers", spec)
+        where = f"model.layers.{index} ({spec.get('type') if isinstance(spec, dict) else kind_of(layer)})"
+        if not getattr(layer, "named", False):
+            layer.name = f"{kind_of(layer)}_{index}"
+            layer.named = True
+        if layer.name in tensors:
+            raise ConfigError(f"{where}: the name '{layer.name}' is used twice")
+        if reads is None:
+            parents = [previous]
+        else:
+            if isinstance(reads, str):
+                reads = [reads]
+            if not isinstance(reads, list) or not reads or not all(isinstance(r, str) for r in reads):
+                raise ConfigError(f"{where}: 'inputs' must be a list of layer or input names, got {reads!r}")
+            parents = []
+            for read in reads:
+                if read not in tensors:
+                    later = [s.get("name") for s in specs[index:] if isinstance(s, dict)]
+                    if read in later or read == layer.name:
+                        raise ConfigError(
+                            f"{where}: input '{read}' comes later in the list; a layer can only read "
+                            "layers listed before it"
+                        )
+                    raise ConfigError(
+                        f"{where}: no layer or model input named '{read}'; known so far: {', '.join(tensors)}"
+                    )
+                parents.append(tensors[read])
+        if getattr(layer, "multi_input", False):
+            if reads is None:
+                raise ConfigError(f"{where}: a merge layer needs 'inputs', the names of the layers it merges")
+            tensor = _place(layer, parents)
+        else:
+            if len(parents) != 1:
+                raise ConfigError(f"{where}: layer {layer.name} takes one input, got {len(parents)}: {reads}")
+            tensor = _place(layer, parents)
+        tensors[layer.name] = previous = tensor
+        made.append(layer)
+    # The last layer listed is the output; every other layer must lead to it.
+    model = Model([tensors[n] for n in input_names], previous, dtype=dtype, seed=seed)
+    dangling = [layer.name for layer in made if layer not in model.layers]
+    if dangling:
+        raise ConfigError(f"layers {', '.join(dangling)} do not lead to the output (the last layer listed)")
+    return model

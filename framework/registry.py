@@ -7,6 +7,7 @@ every registration hook, one plugin at a time, so a clash or a failure names its
 """
 
 import importlib
+import importlib.metadata
 import inspect
 from collections.abc import Mapping
 
@@ -43,6 +44,7 @@ BUILTIN_PLUGINS = (
 
 _manager = None
 _registry = None
+_distributions = {}  # entry-point plugin name -> the distribution that provides it
 
 
 def plugin_manager():
@@ -53,16 +55,41 @@ def plugin_manager():
         pm.add_hookspecs(hookspecs)
         for module_name in BUILTIN_PLUGINS:
             pm.register(importlib.import_module(module_name), name=module_name)
-        try:
-            pm.load_setuptools_entrypoints(PROJECT)
-        except Exception as exc:  # a broken third-party distribution
-            raise PluginError(f"could not load a '{PROJECT}' entry point: {exc}") from exc
+        load_entry_points(pm)
         _manager = pm
     return _manager
 
 
+def load_entry_points(pm):
+    """Register the ``plugnet`` entry points of the installed distributions, as pluggy's
+    ``load_setuptools_entrypoints`` does, but one that fails names itself and its
+    distribution (pluggy's would end in the bare exception)."""
+    for entry_point in importlib.metadata.entry_points(group=PROJECT):
+        if pm.get_plugin(entry_point.name) is not None or pm.is_blocked(entry_point.name):
+            continue
+        dist = entry_point.dist
+        try:
+            pm.register(entry_point.load(), name=entry_point.name)
+        except Exception as exc:  # a broken third-party distribution: anything may come out
+            where = f" of the distribution {dist.name} {dist.version}" if dist is not None else ""
+            raise PluginError(
+                f"the '{PROJECT}' entry point '{entry_point.name}' ({entry_point.value}){where} "
+                f"failed to load: {error_text(exc)}"
+            ) from exc
+        _distributions[entry_point.name] = dist
+
+
+def error_text(exc):
+    """An exception as one line: an import's own message, otherwise the exception's type and
+    message (``RuntimeError: ...``, ``SyntaxError: invalid syntax (x.py, line 3)``)."""
+    if isinstance(exc, ImportError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def load_plugins(module_names):
-    """Import and register plugin modules by name (``--plugin`` / config ``plugins``)."""
+    """Import and register plugin modules by name (``--plugin`` / config ``plugins``); a
+    module that raises anything while it is imported is a `PluginError` naming it."""
     global _registry
     pm = plugin_manager()
     for module_name in module_names:
@@ -70,8 +97,8 @@ def load_plugins(module_names):
             continue
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise PluginError(f"cannot import plugin module '{module_name}': {exc}") from exc
+        except Exception as exc:  # a plugin's module may raise anything: its own bug, not ours
+            raise PluginError(f"cannot import plugin module '{module_name}': {error_text(exc)}") from exc
         if pm.is_registered(module):
             continue
         pm.register(module, name=module_name)
@@ -84,9 +111,9 @@ def plugin_origin(plugin):
     name = pm.get_name(plugin)
     if name in BUILTIN_PLUGINS:
         return "built-in"
-    for registered, dist in pm.list_plugin_distinfo():
-        if registered is plugin:
-            return f"distribution {dist.project_name} {dist.version}"
+    dist = _distributions.get(name)
+    if dist is not None:
+        return f"distribution {dist.name} {dist.version}"
     return "module"
 
 
@@ -146,8 +173,12 @@ class Registry:
         """``{plugin name: {kind: [names]}}`` in registration order."""
         return self._by_plugin
 
-    def create(self, kind, name, **params):
+    def create(self, kind, name, /, **params):
         factory = self.entry(kind, name).factory
+        # Every layer may be named (a model's layers read each other by name).
+        layer_name = params.pop("name", None) if kind == "layers" else None
+        if layer_name is not None and (not isinstance(layer_name, str) or not layer_name):
+            raise ConfigError(f"layer '{name}': name must be a non-empty string, got {layer_name!r}")
         check_parameters(factory, params, f"{SINGULAR[kind]} '{name}'")
         try:
             component = factory(**params)
@@ -160,6 +191,8 @@ class Registry:
                 component.kind = name
             except AttributeError:  # a slotted third-party object; the name is cosmetic
                 pass
+        if layer_name is not None:
+            component.name, component.named = layer_name, True
         return component
 
     def resolve(self, kind, spec):
@@ -249,7 +282,7 @@ def registry():
     return _registry
 
 
-def create(kind, name, **params):
+def create(kind, name, /, **params):
     """Make the component registered as ``name`` of ``kind`` (``"layers"``, ``"losses"``...)."""
     return registry().create(kind, name, **params)
 

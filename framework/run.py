@@ -1,5 +1,6 @@
 """Training from a config: what ``plugnet train`` and `framework.run` do."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -7,17 +8,18 @@ import shutil
 import attrs
 import numpy as np
 
-from framework.checkpoints import latest_whole_checkpoint, restore_checkpoint
+from framework.checkpoints import latest_whole_checkpoint, list_checkpoints, restore_checkpoint
 from framework.config import check_config
 from framework.errors import ConfigError, DataError, PlugnetError
-from framework.model import Sequential
+from framework.model import model_from_config
 from framework.registry import load_plugins, resolve
-from framework.storage import save_json
+from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunLock, check_logdir, claim
+from framework.saving import MODEL_FILE, save_run_model
+from framework.stopping import GracefulStop, Interrupted
+from framework.storage import atomic_write, json_safe, save_json
 from framework.trainer import Trainer
 
 DEFAULT_LOGDIR = "runs"
-SUMMARY_FILE = "summary.json"  # the run's final metrics, steps, epochs and seconds
-CONFIG_FILE = "config.json"  # the run's config, saved in its logdir so `--resume` finds it
 
 
 @attrs.define
@@ -31,20 +33,42 @@ class Experiment:
     x_test: np.ndarray
     y_test: np.ndarray
     created_logdir: bool = False  # the logdir did not exist before this run
+    lock: RunLock | None = None  # this process's lock on the logdir, held until fit ends
+    stop: GracefulStop = attrs.field(factory=GracefulStop)  # `stop.request()` stops at a step boundary
 
     @property
     def logdir(self):
         return self.trainer.logdir
 
-    def fit(self):
-        """Train as the config says; write ``LOGDIR/summary.json`` and return it."""
+    def fit(self, *, handle_signals=True):
+        """Train as the config says; write ``LOGDIR/summary.json`` and return it.
+
+        With ``handle_signals`` (in the main thread), SIGINT and SIGTERM stop training at
+        the next step boundary (see `framework.stopping`); a run stopped so, or by
+        ``stop.request()``, ends with its callbacks' ``on_train_end`` (the checkpoint of
+        that step, closed event files) and raises `Interrupted` instead of writing the
+        summary.  The logdir's lock is released when this returns or raises.
+        """
+        try:
+            with self.stop if handle_signals else contextlib.nullcontext():
+                summary = self._fit()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        return summary
+
+    def _fit(self):
         train = self.config["train"]
-        validation = (self.x_test, self.y_test) if len(self.x_test) else None
+        validation = (self.x_test, self.y_test) if len(self.y_test) else None
+        if self.stop not in self.trainer.callbacks:
+            self.trainer.add_callback(self.stop)
         try:
             self.trainer.fit(
                 self.x_train,
                 self.y_train,
-                epochs=train.get("epochs", 1),
+                # The config's epochs count in all: a resumed run trains what is left of them.
+                epochs=max(train.get("epochs", 1), self.trainer.epoch),
+                initial_epoch=self.trainer.epoch,
                 batch_size=train.get("batch_size"),
                 shuffle=train.get("shuffle", True),
                 validation_data=validation,
@@ -56,9 +80,20 @@ class Experiment:
             if self.created_logdir and self.trainer.step == 0:
                 shutil.rmtree(self.logdir, ignore_errors=True)
             raise
+        if self.stop.requested:
+            raise self.interrupted()
+        save_run_model(self.trainer.model, os.path.join(self.logdir, MODEL_FILE))  # the final weights
         summary = self.summary()
         save_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
         return summary
+
+    def interrupted(self):
+        """The `Interrupted` of a run stopped at a step boundary, naming the checkpoint of
+        that step if the run wrote one."""
+        step = self.trainer.step
+        found = list_checkpoints(self.logdir)
+        checkpoint = found[-1][1] if found and found[-1][0] == step else None
+        return Interrupted(self.stop.signum, step=step, logdir=self.logdir, checkpoint=checkpoint)
 
     def summary(self):
         trainer = self.trainer
@@ -69,17 +104,25 @@ class Experiment:
         return summary
 
 
-def build(config, *, progress=False, resume=None):
+def build(config, *, progress=False, resume=None, overwrite=False):
     """Check ``config``, load its plugins and data, build the model and the trainer.
 
     With ``resume`` (a logdir), the trainer continues from that logdir's newest whole
     checkpoint, and the run's logdir is ``resume``.  Everything that can be wrong with the
     input (a corrupt checkpoint included) is found here, before the run's config is saved as
     ``LOGDIR/config.json`` and before any other file is written.
+
+    A logdir holds one run (`framework.rundir`): a new run into one that holds a run is a
+    `ConfigError` naming it, unless ``overwrite``, which removes the old run once the input
+    has passed every check.  The logdir is locked for this process until the experiment's
+    `fit` ends; one in use by a live process is refused, whatever ``resume`` and
+    ``overwrite`` say.
     """
     check_config(config)
     if resume is not None:
         config = {**config, "logging": {**config.get("logging", {}), "logdir": os.fspath(resume)}}
+    logdir = config.get("logging", {}).get("logdir") or os.path.join(DEFAULT_LOGDIR, config["data"]["type"])
+    check_logdir(logdir, resume=resume is not None, overwrite=overwrite)  # early: before the data load
     load_plugins(config.get("plugins", []))
     seed = config.get("seed", 0)
     data = resolve("datasets", config["data"])
@@ -91,14 +134,13 @@ def build(config, *, progress=False, resume=None):
             f"dataset '{config['data']['type']}' must return (x_train, y_train, x_test, y_test): {exc}"
         ) from exc
     model_config = config["model"]
-    model = Sequential(
+    model = model_from_config(
         model_config["layers"],
         input_shape=model_config.get("input_shape", x_train.shape[1:]),
         dtype=model_config.get("dtype", "float32"),
         seed=seed,
     )
     train = config.get("train", {})
-    logdir = config.get("logging", {}).get("logdir") or os.path.join(DEFAULT_LOGDIR, config["data"]["type"])
     trainer = Trainer(
         model,
         loss=train["loss"],
@@ -122,14 +164,21 @@ def build(config, *, progress=False, resume=None):
         trainer.add_callback(spec)
     if resume is not None:
         restore_checkpoint(trainer, latest_whole_checkpoint(resume))
+    config_text = run_config_text(config)
     created = not os.path.exists(logdir)
-    save_run_config(logdir, config)
-    return Experiment(config, trainer, x_train, y_train, x_test, y_test, created_logdir=created)
-
-
-def save_run_config(logdir, config):
+    lock = claim(logdir, resume=resume is not None, overwrite=overwrite)
     try:
-        save_json(os.path.join(logdir, CONFIG_FILE), config)
+        atomic_write(os.path.join(logdir, CONFIG_FILE), lambda f: f.write(config_text))
+    except BaseException:
+        lock.release()
+        raise
+    return Experiment(config, trainer, x_train, y_train, x_test, y_test, created_logdir=created, lock=lock)
+
+
+def run_config_text(config):
+    """``config`` as the JSON text of ``LOGDIR/config.json``; a `ConfigError` if it cannot be."""
+    try:
+        return (json.dumps(json_safe(config), indent=2, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as exc:  # a value JSON cannot hold (a TOML date)
         raise ConfigError(f"the config cannot be saved with the run: {exc}") from exc
 
@@ -151,15 +200,18 @@ def load_run_config(logdir):
     return config
 
 
-def run(config=None, *, progress=False, resume=None):
+def run(config=None, *, progress=False, resume=None, overwrite=False):
     """Train from a config mapping as ``plugnet train`` does; write ``LOGDIR/summary.json``
     and return it: final ``train`` (and ``test``) metrics, ``steps``, ``epochs``, ``seconds``.
 
     ``resume=LOGDIR`` continues that run from its newest whole checkpoint, with the config
-    saved in it unless ``config`` is given (e.g. with more epochs).
+    saved in it unless ``config`` is given (e.g. with more epochs).  A logdir that already
+    holds a run is refused (`ConfigError`) unless ``overwrite=True`` replaces that run.
+    SIGINT or SIGTERM stops training at a step boundary and raises
+    `framework.stopping.Interrupted` (a `KeyboardInterrupt`).
     """
     if config is None:
         if resume is None:
             raise ConfigError("run() needs a config, or resume=LOGDIR")
         config = load_run_config(resume)
-    return build(config, progress=progress, resume=resume).fit()
+    return build(config, progress=progress, resume=resume, overwrite=overwrite).fit()

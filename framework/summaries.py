@@ -331,6 +331,13 @@ OP_TYPES = {
     "tanh": "Tanh",
     "sigmoid": "Sigmoid",
     "softmax": "Softmax",
+    "add": "AddN",
+    "multiply": "Mul",
+    "concatenate": "ConcatV2",
+    "batch_norm": "FusedBatchNormV3",
+    "layer_norm": "LayerNorm",
+    "global_avgpool2d": "Mean",
+    "global_maxpool2d": "Max",
 }
 MAIN_OPS = {"dense": "matmul", "conv2d": "conv2d"}
 
@@ -356,7 +363,11 @@ def layer_ops(layer):
     activation = getattr(layer, "activation", None)
     activation_name = kind_of(activation) if activation is not None and not isinstance(activation, str) else None
     if not params:
-        return [(activation_name if kind == "activation" and activation_name else kind, ())]
+        if kind == "activation" and activation_name:
+            return [(activation_name, ())]
+        if activation_name and activation_name != "identity":  # a merge with an activation
+            return [(kind, ()), (activation_name, ())]
+        return [(kind, ())]
     ops = [(MAIN_OPS.get(kind, kind), tuple(p for p in params if p != "bias"))]
     if "bias" in params:
         ops.append(("bias_add", ("bias",)))
@@ -389,25 +400,36 @@ def op_type(name):
 
 
 def model_graph(model, loss=None):
-    """A `GraphDef` of a built `Sequential`: an ``input`` placeholder, then for each layer a
+    """A `GraphDef` of a built model: a placeholder per model input, then for each layer a
     node per op (``dense_0/matmul``, ``dense_0/bias_add``, ``dense_0/tanh``) wired in order,
-    each parameter a variable node feeding its op (``dense_0/weights``), and with ``loss``
-    a ``loss`` node fed by the output and a ``labels`` placeholder.  Every node carries its
-    ``_output_shapes`` (batch axis -1), so TensorBoard labels the edges with shapes."""
+    the first fed by the last op of each layer (or input) it reads, so a graph model shows
+    its branches and merges; each parameter a variable node feeding its op
+    (``dense_0/weights``); and with ``loss`` a ``loss`` node fed by the output and a
+    ``labels`` placeholder.  Every node carries its ``_output_shapes`` (batch axis -1), so
+    TensorBoard labels the edges with shapes."""
     dtype = types_pb2.DT_DOUBLE if np.dtype(model.dtype) == np.float64 else types_pb2.DT_FLOAT
-    nodes = [_node("input", "Placeholder", [], (-1, *model.input_shape), dtype)]
-    previous = "input"
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        names, shapes = model.input_names, model.input_shapes
+    else:  # a duck-typed model without inputs: one, named "input"
+        names, shapes = ["input"], [model.input_shape]
+    nodes = [_node(name, "Placeholder", [], (-1, *shape), dtype) for name, shape in zip(names, shapes)]
+    last_op = {name: name for name in names}  # what a reader of each tensor connects to
+    inbound = getattr(model, "inbound", None)
+    previous = names[0]
     for layer in model.layers:
         shape = (-1, *getattr(layer, "output_shape", ()))
         params = getattr(layer, "params", {}) or {}
         for name, value in params.items():
             nodes.append(_node(f"{layer.name}/{name}", "VariableV2", [], value.shape, dtype))
+        feeds = [last_op[source] for source in inbound[layer.name]] if inbound else [previous]
         for index, (op, reads) in enumerate(layer_ops(layer)):
             name = f"{layer.name}/{op}"
-            inputs = [previous, *(f"{layer.name}/{p}" for p in reads if p in params)]
+            inputs = [*feeds, *(f"{layer.name}/{p}" for p in reads if p in params)]
             extra = {"layer": repr(layer)} if index == 0 else {}
             nodes.append(_node(name, op_type(op), inputs, shape, dtype, **extra))
-            previous = name
+            feeds = [name]
+        last_op[layer.name] = previous = feeds[0]
     if loss is not None:
         nodes.append(_node("labels", "Placeholder", [], (-1,), dtype))
         nodes.append(_node("loss", op_type(kind_of(loss)), [previous, "labels"], (), dtype, loss=repr(loss)))

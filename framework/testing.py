@@ -27,7 +27,7 @@ import numpy as np
 import pluggy
 
 from framework import hookspecs
-from framework.model import Sequential
+from framework.model import Input, Model, Sequential
 from framework.registry import PROJECT, resolve
 
 EPS = 1e-5
@@ -90,31 +90,44 @@ def label(component):
 def check_layer(layer, input_shape=(4,), *, batch=3, training=(False, True), seed=0, eps=EPS, tol=TOL):
     """Check a layer (an object, a registered name or a ``{"type": ...}`` mapping).
 
-    The layer is built in float64 inside a one-layer `Sequential`, which sets its name,
-    dtype and generator as any model does.  Checked: the output shape is the one ``build``
-    promised (with the batch axis); ``grads`` has the keys and shapes of ``params``; writing
-    the flat parameter vector and reading it back is exact and in place; and, in each
-    ``training`` mode, backward's gradients with respect to the input and every parameter
-    match finite differences of Σ g ⊙ forward(x).  A layer with ``backward_preactivation``
-    (used when a loss fuses with its activation) must agree with ``backward`` as well.
+    The layer is built in float64 inside a one-layer model, which sets its name, dtype and
+    generator as any model does; a ``multi_input`` layer (a merge) takes a list of input
+    shapes and is checked with respect to each input.  Checked: the output shape is the one
+    ``build`` promised (with the batch axis); ``grads`` has the keys and shapes of
+    ``params``; writing the flat parameter vector and reading it back is exact and in place;
+    layer ``state`` (running statistics) is saved and restored through the model's
+    ``state_dict``; forward and backward leave their arguments unchanged (a graph hands one
+    array to several layers); and, in each ``training`` mode, backward's gradients with
+    respect to the input(s) and every parameter match finite differences of
+    Σ g ⊙ forward(x).  A layer with ``backward_preactivation`` (used when a loss fuses with
+    its activation) must agree with ``backward`` as well.
 
     Layers that draw random numbers while training (dropout, noise) get a fresh generator
     with the same seed before every forward call, so each call draws the same mask and the
-    function being differentiated is deterministic.
+    function being differentiated is deterministic.  A layer that keeps state while training
+    (batch norm's running averages) is checked on the function its training forward
+    computes, which does not read that state.
     """
     layer = resolve("layers", layer)
     if getattr(layer, "integer_input", False):  # token ids: see check_token_layer
         return check_token_layer(layer, input_shape, batch=batch, training=training, seed=seed, eps=eps, tol=tol)
-    model = Sequential([layer], input_shape=input_shape, dtype="float64", seed=seed)
+    multi = bool(getattr(layer, "multi_input", False))
+    if multi:
+        inputs = [Input(shape, name=f"input_{i}") for i, shape in enumerate(input_shape)]
+        layer._placed = False  # a layer checked twice gets a new place each time
+        model = Model(inputs, layer(inputs), dtype="float64", seed=seed)
+    else:
+        model = Sequential([layer], input_shape=input_shape, dtype="float64", seed=seed)
     layer = model.layers[0]
     layer.needs_input_grad = True  # a model's first layer may skip dL/dx; the check needs it
     what = f"layer {label(layer)}"
     rng = np.random.default_rng(seed)
-    errors = [check_param_round_trip(model, layer, rng, what)]
-    x = rng.normal(size=(batch, *model.input_shape))
+    errors = [check_param_round_trip(model, layer, rng, what), check_state_round_trip(model, layer, rng, what)]
+    shapes = model.input_shapes
+    xs = [rng.normal(size=(batch, *shape)) for shape in shapes]
     g = rng.normal(size=(batch, *model.output_shape))
     for mode in training:
-        errors.append(check_layer_mode(layer, x, g, mode, seed, eps, tol, f"{what} (training={mode})"))
+        errors.append(check_layer_mode(layer, xs, multi, g, mode, seed, eps, tol, f"{what} (training={mode})"))
     return max(errors)
 
 
@@ -137,35 +150,78 @@ def check_param_round_trip(model, layer, rng, what):
     return 0.0
 
 
-def check_layer_mode(layer, x, g, training, seed, eps, tol, what):
-    def forward():
-        layer.rng = np.random.default_rng(seed)  # the same dropout mask on every call
-        return layer.forward(x.copy(), training)
+def check_state_round_trip(model, layer, rng, what):
+    """A layer's ``state`` (arrays it keeps but no optimizer trains) is float64 here, is no
+    parameter, and comes back exactly from the model's ``state_dict``."""
+    state = getattr(layer, "state", None) or {}
+    if not isinstance(state, dict):
+        raise AssertionError(f"{what}: state must be a dict of arrays, got {type(state).__name__}")
+    for key, value in state.items():
+        check_shape(value, np.shape(value), f"{what}: state['{key}']")
+        if key in layer.params:
+            raise AssertionError(f"{what}: '{key}' is both a parameter and state")
+    if not state:
+        return 0.0
+    saved = {key: np.array(value) for key, value in model.state_dict().items()}
+    for value in state.values():
+        value += rng.normal(size=value.shape)
+    model.load_state_dict(saved)
+    for key, value in state.items():
+        if not np.array_equal(value, saved[f"{layer.name}/{key}"]):
+            raise AssertionError(f"{what}: state['{key}'] does not come back from the model's state_dict")
+    return 0.0
 
-    y = forward()
+
+def check_layer_mode(layer, xs, multi, g, training, seed, eps, tol, what):
+    def forward(arrays):
+        layer.rng = np.random.default_rng(seed)  # the same dropout mask on every call
+        return layer.forward(arrays if multi else arrays[0], training)
+
+    given = [x.copy() for x in xs]
+    y = forward(given)
+    for x, kept in zip(xs, given):
+        if not np.array_equal(x, kept):
+            raise AssertionError(f"{what}: forward changed its input in place; a graph may hand it to other layers")
     check_shape(y, g.shape, f"{what}: forward output")
-    grad_x = np.array(layer.backward(g.copy()))
+    upstream = g.copy()
+    grad_in = layer.backward(upstream)
+    if not np.array_equal(upstream, g):
+        raise AssertionError(f"{what}: backward changed its gradient argument in place")
+    if multi:
+        if not isinstance(grad_in, (list, tuple)) or len(grad_in) != len(xs):
+            raise AssertionError(f"{what}: backward must return a list of {len(xs)} gradients, one per input")
+        grad_xs = [np.array(gx) for gx in grad_in]
+    else:
+        grad_xs = [np.array(grad_in)]
     grads = {key: np.array(value) for key, value in layer.grads.items()}
     if set(grads) != set(layer.params):
         raise AssertionError(f"{what}: after backward, grads keys {sorted(grads)} != params keys {sorted(layer.params)}")
-    check_shape(grad_x, x.shape, f"{what}: backward's gradient with respect to the input")
+    errors = []
+    for i, (x, grad_x) in enumerate(zip(given, grad_xs)):
+        name = f"input {i}" if multi else "the input"
+        check_shape(grad_x, x.shape, f"{what}: backward's gradient with respect to {name}")
+
+        def objective():
+            return np.vdot(g, forward(given))
+
+        errors.append(compare(grad_x, numeric_gradient(objective, x, eps), f"{what}: gradient with respect to {name}", tol))
 
     def objective():
-        return np.vdot(g, forward())
+        return np.vdot(g, forward(given))
 
-    errors = [compare(grad_x, numeric_gradient(objective, x, eps), f"{what}: gradient with respect to the input", tol)]
     for key, param in layer.params.items():
         errors.append(compare(grads[key], numeric_gradient(objective, param, eps), f"{what}: gradient of '{key}'", tol))
 
     activation = getattr(layer, "activation", None)
     if hasattr(layer, "backward_preactivation") and activation is not None:
-        forward()
+        forward(given)
         if layer.preactivations is not None:
             grad_z = activation.backward(layer.preactivations, layer.activations, g.copy())
         else:  # no separate activation: the output is the net input
             grad_z = g.copy()
         via_z = layer.backward_preactivation(grad_z)
-        errors.append(compare(via_z, grad_x, f"{what}: backward_preactivation against backward", tol))
+        for i, (a, b) in enumerate(zip(via_z if multi else [via_z], grad_xs)):
+            errors.append(compare(a, b, f"{what}: backward_preactivation against backward (input {i})", tol))
         for key in layer.params:
             errors.append(compare(layer.grads[key], grads[key], f"{what}: backward_preactivation's '{key}'", tol))
     return max(errors)

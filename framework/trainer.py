@@ -9,6 +9,7 @@ import pluggy
 from framework.base import kind_of
 from framework.errors import ConfigError, DataError
 from framework.hookspecs import TrainingHooks
+from framework.model import num_samples, take_rows
 from framework.registry import PROJECT, resolve
 
 TRAINING_HOOKS = [name for name in vars(TrainingHooks) if name.startswith("on_")]
@@ -117,15 +118,18 @@ class Trainer:
     # --- data ----------------------------------------------------------------------------------
 
     def check_data(self, x, y, what="training"):
-        """``(x, y)`` as arrays the model takes; raises `DataError` / `ShapeError` for data
-        that cannot train it (wrong shapes, NaN or inf, mismatched lengths, bad targets)."""
+        """``(x, y)`` as arrays the model takes (``x`` a list of arrays for a model of several
+        inputs); raises `DataError` / `ShapeError` for data that cannot train it (wrong
+        shapes, NaN or inf, mismatched lengths, bad targets)."""
         x = self.model.prepare(x, f"{what} x")
         y = np.asarray(y)
-        if y.shape[:1] != x.shape[:1]:
-            raise DataError(f"{what} x has {len(x)} samples but y has {len(y) if y.ndim else 0}")
+        n = num_samples(x)
+        if y.shape[:1] != (n,):
+            raise DataError(f"{what} x has {n} samples but y has {len(y) if y.ndim else 0}")
         if np.issubdtype(y.dtype, np.floating):
             y = y.astype(self.model.dtype, copy=False)
-        check_finite(x, f"{what} x")
+        for array in x if isinstance(x, list) else [x]:
+            check_finite(array, f"{what} x")
         check_finite(y, f"{what} y")
         check_targets = getattr(self.loss, "check_targets", None)  # optional in the protocol
         if check_targets is not None:
@@ -177,9 +181,17 @@ class Trainer:
 
     # --- training ------------------------------------------------------------------------------
 
-    def fit(self, x, y, epochs=1, batch_size=None, shuffle=True, validation_data=None, evaluate_every=None):
-        """Train until ``epochs`` epochs are done in all (a resumed trainer continues from
-        ``self.epoch``), or until a callback sets ``stop_training``.
+    def fit(
+        self, x, y, epochs=1, batch_size=None, shuffle=True, validation_data=None, evaluate_every=None,
+        initial_epoch=None,
+    ):
+        """Train ``epochs`` more epochs (a second call continues where the first ended, as
+        Keras' ``fit`` does), or until a callback sets ``stop_training``.
+
+        ``initial_epoch`` (Keras' meaning) makes ``epochs`` the epoch to end at instead:
+        a trainer resumed from a checkpoint at epoch 2 of a 5-epoch run finishes it with
+        ``fit(..., epochs=5, initial_epoch=trainer.epoch)`` (the epoch it was in the middle
+        of is finished first).  It must be the trainer's ``epoch``.
 
         ``batch_size`` of 1 trains per sample; ``None`` trains on the full batch.  Held-out
         ``validation_data`` are evaluated after each epoch, every ``evaluate_every`` steps
@@ -190,7 +202,7 @@ class Trainer:
             xv, yv = validation_data
             if len(xv):
                 self.validation_data = self.check_data(xv, yv, "held-out")
-        n = len(x)
+        n = num_samples(x)
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
             raise ConfigError(f"batch_size must be a positive integer or omitted, got {batch_size!r}")
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
@@ -198,7 +210,12 @@ class Trainer:
         if evaluate_every is not None and (not isinstance(evaluate_every, int) or evaluate_every < 1):
             raise ConfigError(f"evaluate_every must be a positive integer, got {evaluate_every!r}")
         self._batch_size = batch_size = min(batch_size or n, n)
-        self.epochs = epochs
+        if initial_epoch is not None and initial_epoch != self.epoch:
+            raise ConfigError(
+                f"initial_epoch={initial_epoch!r}, but this trainer is at epoch {self.epoch}: "
+                "give initial_epoch=trainer.epoch (after a resume) or leave it out"
+            )
+        self.epochs = epochs = epochs if initial_epoch is not None else self.epoch + epochs  # where this fit ends
         full_batch = getattr(self.optimizer, "full_batch", False)
         self.steps_per_epoch = 1 if full_batch else math.ceil(n / batch_size)
         self.stop_training = False
@@ -253,8 +270,8 @@ class Trainer:
 
     def _fit_batches(self, x, y, epochs, batch_size, shuffle, hooks, evaluate_every):
         model, loss, optimizer = self.model, self.loss, self.optimizer
-        n = len(x)
-        last = model.layers[-1]
+        n = num_samples(x)
+        last = model.output_layer
         link = getattr(getattr(last, "activation", None), "link", None)
         fuses_with = getattr(loss, "fuses_with", None)  # optional: a loss may not fuse at all
         fused = link is not None and hasattr(last, "backward_preactivation") and bool(fuses_with and fuses_with(link))
@@ -269,11 +286,9 @@ class Trainer:
                 self.epoch_rng_state = self.rng.bit_generator.state
             else:  # resuming mid-epoch: replay this epoch's order from its saved state
                 self.rng.bit_generator.state = self.epoch_rng_state
-            if shuffle:
-                order = self.rng.permutation(n)
-                xs, ys = x[order], y[order]
-            else:
-                xs, ys = x, y
+            # Batches are taken from the data by index, not from a shuffled copy of it: the
+            # copy would hold the whole training set twice.
+            order = self.rng.permutation(n) if shuffle else None
             if self.batch_in_epoch == 0 and hooks["on_epoch_begin"]:
                 hooks["on_epoch_begin"](trainer=self, epoch=epoch)
             if self.batch_in_epoch == 0 or self.epoch_totals is None:
@@ -282,8 +297,8 @@ class Trainer:
             totals = self.epoch_totals
             seen = 0  # samples of this epoch trained in this call
             for start in range(self.batch_in_epoch * batch_size, n, batch_size):
-                xb = xs[start : start + batch_size]
-                yb = ys[start : start + batch_size]
+                rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+                xb, yb = take_rows(x, rows), y[rows]
                 step = self.step
                 if batch_begin:
                     batch_begin(trainer=self, step=step, batch=(xb, yb))
@@ -301,7 +316,7 @@ class Trainer:
                 logs = {"loss": float(value)}
                 for name, metric in metrics.items():
                     logs[name] = float(metric(y_pred, yb))
-                count = len(xb)
+                count = len(yb)
                 for key, item in logs.items():
                     totals[key] += item * count
                 seen += count

@@ -22,6 +22,9 @@ class Identity(Activation):
     def backward(self, z, a, grad_a):
         return grad_a
 
+    def to_onnx(self, builder, x):
+        return x
+
 
 @attrs.define
 class Sigmoid(Activation):
@@ -39,6 +42,9 @@ class Sigmoid(Activation):
     def backward(self, z, a, grad_a):
         return grad_a * a * (1 - a)
 
+    def to_onnx(self, builder, x):
+        return builder.add("Sigmoid", [x])
+
 
 @attrs.define
 class Tanh(Activation):
@@ -50,6 +56,9 @@ class Tanh(Activation):
     def backward(self, z, a, grad_a):
         return grad_a * (1 - a * a)
 
+    def to_onnx(self, builder, x):
+        return builder.add("Tanh", [x])
+
 
 @attrs.define
 class ReLU(Activation):
@@ -60,6 +69,9 @@ class ReLU(Activation):
 
     def backward(self, z, a, grad_a):
         return grad_a * (z > 0)
+
+    def to_onnx(self, builder, x):
+        return builder.add("Relu", [x])
 
 
 @attrs.define
@@ -73,6 +85,9 @@ class LeakyReLU(Activation):
 
     def backward(self, z, a, grad_a):
         return np.where(z > 0, grad_a, self.alpha * grad_a)
+
+    def to_onnx(self, builder, x):
+        return builder.add("LeakyRelu", [x], alpha=self.alpha)
 
 
 @attrs.define
@@ -94,6 +109,9 @@ class Softmax(Activation):
 
     def backward(self, z, a, grad_a):
         return a * (grad_a - np.sum(grad_a * a, axis=-1, keepdims=True))
+
+    def to_onnx(self, builder, x):
+        return builder.add("Softmax", [x], axis=-1)
 
 
 @hookimpl

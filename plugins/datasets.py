@@ -13,8 +13,10 @@ import os
 import attrs
 import numpy as np
 
-from framework import DataError, Dataset, hookimpl, read_idx, resolve_data_dir, split_train_test
+from framework import DataError, Dataset, hookimpl, read_idx, split_train_test
 from framework.validators import boolean, fraction, non_negative, positive_int, whole_number
+
+DATA_ENV = "PLUGNET_DATA"  # the root of file-based datasets, as framework.resolve_data_dir reads it
 
 # --- parameter validators beyond framework.validators' --------------------------------------
 
@@ -260,9 +262,7 @@ IDX_FILES = {
 
 
 def find_idx_file(directory, name):
-    dotted = name.replace("-idx", ".idx")
-    candidates = [name, name + ".gz", dotted, dotted + ".gz"]
-    for candidate in candidates:
+    for candidate in idx_spellings(name):
         path = os.path.join(directory, candidate)
         if os.path.isfile(path):
             return path
@@ -307,25 +307,82 @@ def subset(x, y, count, rng):
     return x[keep], y[keep]
 
 
+def optional_urls(instance, attribute, value):
+    if value is None or isinstance(value, str):
+        return
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{attribute.name} must be a base URL or a list of them, got {value!r}")
+
+
+def optional_hashes(instance, attribute, value):
+    if value is not None and not (
+        isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    ):
+        raise ValueError(f"{attribute.name} must map file names to digests ('md5:...' or 'sha256:...'), got {value!r}")
+
+
+def has_idx_files(directory):
+    return all(
+        any(os.path.isfile(os.path.join(directory, c)) for c in idx_spellings(name)) for name in IDX_FILES.values()
+    )
+
+
+def idx_spellings(name):
+    dotted = name.replace("-idx", ".idx")
+    return [name, name + ".gz", dotted, dotted + ".gz"]
+
+
+def download_failure(exc):
+    """A short reason for one failed download: a line, not requests' page of text."""
+    import requests
+
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, requests.ConnectionError):
+        return "could not connect"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, ValueError) and "hash" in str(exc):
+        return "its digest does not match the published one (a corrupt or changed file; not kept)"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+
 @attrs.define
 class MNIST(Dataset):
     """MNIST handwritten digits from the four official IDX files (gzipped or not).
 
-    Files are read from ``path``, or from ``$PLUGNET_DATA/mnist`` when no path is given.  The
-    official test files are the held-out split.  Images are ``(N, 28, 28, 1)`` float32 in
+    Files are read from ``path``, else ``$PLUGNET_DATA/mnist``, else the user's cache
+    directory (``~/.cache/plugnet/mnist`` on Linux).  Where none holds them, the four
+    gzipped files are downloaded on first use, through `pooch <https://www.fatiando.org/pooch>`_:
+    into ``path`` if given, else into the cache; from ``url`` (a base URL, or a list tried
+    in turn; default: the public mirrors, one after another); each checked against its
+    published MD5 digest (``hashes`` replaces them), written to a temporary file and renamed
+    into place only when it matches, so a corrupt or cut-off download is never kept.
+
+    The official test files are the held-out split.  Images are ``(N, 28, 28, 1)`` float32 in
     [0, 1] (``flatten = true`` gives ``(N, 784)``), labels integer classes 0–9.
     ``train_samples`` / ``test_samples`` use a random subset (drawn with the run's seed).
     """
 
     directory_name = "mnist"
+    mirrors = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+    # The digests published with the dataset (torchvision checks the same ones).
+    digests = {
+        "train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "md5:d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "md5:9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "md5:ec29112dd5afa0611ce80d1b7f02629c",
+    }
 
     path: str | None = attrs.field(default=None, validator=optional_path)
     train_samples: int | None = attrs.field(default=None, validator=optional_positive_int)
     test_samples: int | None = attrs.field(default=None, validator=optional_positive_int)
     flatten: bool = attrs.field(default=False, validator=boolean)
+    url: str | list | None = attrs.field(default=None, validator=optional_urls)
+    hashes: dict | None = attrs.field(default=None, validator=optional_hashes)
 
     def load(self, rng):
-        directory = resolve_data_dir(self.path, self.directory_name)
+        directory = self.files_directory()
         files = {key: find_idx_file(directory, name) for key, name in IDX_FILES.items()}
         x_train, y_train = read_pair(files["train_images"], files["train_labels"])
         x_test, y_test = read_pair(files["test_images"], files["test_labels"])
@@ -336,13 +393,91 @@ class MNIST(Dataset):
             x_test = x_test.reshape(len(x_test), -1)
         return x_train, y_train, x_test, y_test
 
+    # --- where the files are, downloading them if nowhere -----------------------------------
+
+    def cache_directory(self):
+        import pooch
+
+        return os.path.join(pooch.os_cache("plugnet"), self.directory_name)
+
+    def files_directory(self):
+        """The first of ``path``, ``$PLUGNET_DATA/<name>`` and the cache directory that holds
+        the four files, else ``path`` (or the cache) after downloading them there."""
+        if self.path is not None:
+            candidates = [os.fspath(self.path)]
+        else:
+            root = os.environ.get(DATA_ENV)
+            candidates = [os.path.join(root, self.directory_name)] if root else []
+            candidates.append(self.cache_directory())
+        for directory in candidates:
+            if has_idx_files(directory):
+                return directory
+        self.download(candidates[-1])
+        return candidates[-1]
+
+    def download(self, directory):
+        bases = [self.url] if isinstance(self.url, str) else list(self.url or self.mirrors)
+        hashes = self.hashes if self.hashes is not None else self.digests
+        created = not os.path.isdir(directory)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"dataset '{self.directory_name}' cannot download into {directory}: {exc.strerror or exc}") from exc
+        missing = [
+            name for name in IDX_FILES.values()
+            if not any(os.path.isfile(os.path.join(directory, c)) for c in idx_spellings(name))
+        ]  # fmt: skip
+        try:
+            for name in missing:
+                self.download_file(name, directory, bases, hashes, partial=len(missing) < len(IDX_FILES))
+        except DataError:
+            if created and not os.listdir(directory):
+                os.rmdir(directory)  # leave nothing behind
+            raise
+
+    def download_file(self, name, directory, bases, hashes, partial):
+        import pooch
+
+        filename = name + ".gz"
+        if filename not in hashes:
+            raise DataError(f"dataset '{self.directory_name}': hashes has no digest for {filename}")
+        failures = []
+        for base in bases:
+            url = base.rstrip("/") + "/" + filename
+            try:
+                pooch.retrieve(url, known_hash=hashes[filename], fname=filename, path=directory, progressbar=True)
+                return
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, then the next mirror tried
+                failures.append(f"{url}: {download_failure(exc)}")
+        files = ", ".join(name + ".gz" for name in IDX_FILES.values())
+        if partial:  # a directory of the user's with a file missing: name it first
+            problem = f"missing file {name} (or {filename}) in {directory}, and it could not be downloaded"
+        else:
+            problem = f"dataset '{self.directory_name}' could not download {filename}"
+        raise DataError(
+            f"{problem} ({'; '.join(failures)}). Without a network, put its four files ({files}) "
+            f"in {directory}, or give path = \"DIR\" in [data] or set ${DATA_ENV} to a directory "
+            f"holding '{self.directory_name}/'"
+        )
+
 
 @attrs.define
 class FashionMNIST(MNIST):
     """Fashion-MNIST (Zalando's clothing images): MNIST's file names, shapes and labels,
-    read from ``path`` or ``$PLUGNET_DATA/fashion_mnist``."""
+    read from ``path``, ``$PLUGNET_DATA/fashion_mnist`` or the cache, downloaded there on
+    first use as MNIST is."""
 
     directory_name = "fashion_mnist"
+    mirrors = (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    )
+    digests = {
+        "train-images-idx3-ubyte.gz": "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "md5:25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
+    }
 
 
 @hookimpl

@@ -448,5 +448,5 @@ def test_cli_prints_epoch_lines_unless_quiet(capsys):
     out, err = capsys.readouterr()
     assert [line.split("  ")[0] for line in err.splitlines()] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert out.startswith("trained 3 epochs")
-    assert main(["train", "--epochs", "3", "--logdir", "run", "--quiet"]) == 0
+    assert main(["train", "--epochs", "3", "--logdir", "run", "--quiet", "--overwrite"]) == 0
     assert capsys.readouterr().err == ""

@@ -265,7 +265,7 @@ def test_resume_with_the_trainer_api(tmp_path):
         interrupted.fit(x, y, epochs=3, batch_size=8)
     resumed = trainer()
     assert resume(resumed, tmp_path / "api").endswith("step-6.npz")
-    resumed.fit(x, y, epochs=3, batch_size=8)
+    resumed.fit(x, y, epochs=3, batch_size=8, initial_epoch=resumed.epoch)  # 3 in all
     assert_same_params(resumed.model.state_dict(), straight.model.state_dict())
     assert resumed.history == straight.history
 
@@ -464,9 +464,9 @@ def test_callback_state_is_saved_and_restored(tmp_path):
         experiment.fit()
     saved = load_checkpoint(tmp_path / "checkpoints" / "step-8.npz")["state"]["callbacks"]
     assert saved == {"counter": {"batches": 8}}
-    fresh = build(config)
+    fresh = build(config, resume=tmp_path)
     counter = fresh.trainer.add_callback(Counter())
-    resume(fresh.trainer, tmp_path)
+    resume(fresh.trainer, tmp_path)  # again, now that the counter is there to restore
     assert counter.batches == 8
     fresh.fit()
     assert counter.batches == 12

@@ -41,6 +41,24 @@ LAYER_CASES = {
         {"params": {"pool_size": 2}, "input_shape": (4, 4, 2)},
         {"params": {"pool_size": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)},
     ],
+    "add": [
+        {"input_shape": [(4,), (4,)]},
+        {"params": {"activation": "relu"}, "input_shape": [(3, 3, 2)] * 3},
+    ],
+    "multiply": [{"input_shape": [(4,), (4,)]}, {"params": {"activation": "tanh"}, "input_shape": [(2, 3)] * 3}],
+    "concatenate": [
+        {"input_shape": [(3,), (2,), (1,)]},
+        {"params": {"axis": 1}, "input_shape": [(2, 3), (1, 3)]},
+        {"params": {"axis": -2, "activation": "sigmoid"}, "input_shape": [(2, 2, 3), (2, 1, 3)]},
+    ],
+    "batch_norm": [
+        {"input_shape": (3,)},
+        {"params": {"momentum": 0.3, "epsilon": 1e-3}, "input_shape": (3, 2, 2)},
+        {"input_shape": (4, 3), "batch": 2},
+    ],
+    "layer_norm": [{"input_shape": (5,)}, {"params": {"epsilon": 1e-3}, "input_shape": (3, 4)}],
+    "global_avgpool2d": [{"input_shape": (3, 2, 4)}],
+    "global_maxpool2d": [{"input_shape": (3, 3, 2)}],
 }
 
 ACTIVATION_CASES = {"leaky_relu": [{}, {"params": {"alpha": 0.2}}], "softmax": [{"shape": (3, 4)}, {"shape": (2, 3, 5)}]}
@@ -66,7 +84,9 @@ def cases(kind, table):
     return [
         pytest.param(name, case, id=f"{name}-{i}")
         for name in registry().names(kind)
-        for i, case in enumerate(table.get(name, [{}]))
+        for i, case in enumerate(
+            table.get(name) or getattr(registry().entry(kind, name).factory, "check_cases", None) or [{}]
+        )
     ]
 
 

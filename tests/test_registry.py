@@ -1,8 +1,13 @@
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+
 import pytest
 
 import framework
 from framework import ConfigError, PluginError, create, registry
-import importlib
 
 registry_module = importlib.import_module("framework.registry")
 
@@ -88,3 +93,96 @@ def test_plugin_module_by_name_registers_components(fresh_registry):
     cube = create("activations", "cube")
     assert cube.kind == "cube"
     assert registry().by_plugin()["cube_plugin"] == {"activations": ["cube"]}
+
+
+# --- plugin modules that raise while they are imported ---------------------------------------
+
+RAISING_MODULES = [
+    ("raise RuntimeError('the GPU is not ready')", "RuntimeError: the GPU is not ready"),
+    ("def register_layers(:\n    pass\n", "SyntaxError: "),
+    ("import no_such_dependency_xyz", "No module named 'no_such_dependency_xyz'"),
+    ("1 / 0", "ZeroDivisionError: division by zero"),
+]
+
+
+@pytest.mark.parametrize(("source", "error"), RAISING_MODULES)
+def test_plugin_module_that_raises_on_import_is_named(fresh_registry, tmp_path, monkeypatch, source, error):
+    (tmp_path / "raising_plugin.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "raising_plugin", raising=False)
+    with pytest.raises(PluginError) as info:
+        framework.load_plugins(["raising_plugin"])
+    assert str(info.value).startswith(f"cannot import plugin module 'raising_plugin': {error}")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["--plugin", "config"])
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_command_with_a_raising_plugin_module_is_one_message_exit_2(tmp_path, where, command):
+    (tmp_path / "raising_plugin.py").write_text("raise RuntimeError('the GPU is not ready')\n")
+    args = [sys.executable, "-m", "framework", command, "--quiet", "--epochs", "1", "--logdir", "runs/never"]
+    if where == "--plugin":
+        args += ["--plugin", "raising_plugin"]
+    else:
+        args += ["--set", 'plugins=["raising_plugin"]']
+    if command == "sweep":
+        args += ["--grid", "model.layers.0.units=2,3", "--jobs", "2"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == "plugnet: error: cannot import plugin module 'raising_plugin': RuntimeError: the GPU is not ready\n"
+    assert not (tmp_path / "runs").exists()
+
+
+BROKEN_DISTRIBUTION = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "plugnet-broken"
+version = "0.3.1"
+
+[project.entry-points.plugnet]
+broken = "plugnet_broken"
+
+[tool.setuptools]
+py-modules = ["plugnet_broken"]
+"""
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory):
+    """A directory holding an installed throw-away distribution, ``plugnet-broken``, whose
+    ``plugnet`` entry point names a module that raises when imported."""
+    for tool in ("pip", "setuptools"):
+        if importlib.util.find_spec(tool) is None:
+            pytest.skip(f"{tool} is not installed, so the throw-away plugin cannot be built")
+    root = tmp_path_factory.mktemp("broken")
+    source = root / "source"
+    source.mkdir()
+    (source / "pyproject.toml").write_text(BROKEN_DISTRIBUTION)
+    (source / "plugnet_broken.py").write_text("raise RuntimeError('this plugin needs a licence key')\n")
+    target = root / "site"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(source)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert built.returncode == 0, f"pip could not install the throw-away plugin:\n{built.stderr}"
+    assert (target / "plugnet_broken-0.3.1.dist-info" / "entry_points.txt").exists()
+    return target
+
+
+@pytest.mark.parametrize("command", [["plugins"], ["train", "--quiet", "--epochs", "1", "--logdir", "runs/never"]])
+def test_entry_point_that_fails_to_load_names_its_distribution(broken_site, tmp_path, command):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(broken_site), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "framework", *command], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "plugnet: error: the 'plugnet' entry point 'broken' (plugnet_broken) of the distribution "
+        "plugnet-broken 0.3.1 failed to load: RuntimeError: this plugin needs a licence key\n"
+    )
+    assert not (tmp_path / "runs").exists()

@@ -5,6 +5,7 @@ import csv
 import glob
 import itertools
 import json
+import multiprocessing.forkserver
 import os
 import pwd
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import optuna
@@ -23,8 +25,8 @@ from framework.cli import main
 from framework.sweeps import sweep
 from framework.sweeps.space import parse_grid_option, split_values
 from framework.sweeps.storage import open_storage
-from framework.sweeps.study import enqueue_grid, recover_stale
-from framework.sweeps.trial import OWNER, POINT, VOID
+from framework.sweeps.study import enqueue_grid, process_alive, recover_stale
+from framework.sweeps.trial import OWNER, POINT, STOPPED, VOID
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "support")
 TENSORBOARD = {"type": "tensorboard", "histogram_every": 0, "image_every": 0, "graph": False}
@@ -313,6 +315,85 @@ def test_stale_trials_are_recovered_by_heartbeat_or_dead_process(tmp_path):
     waiting = [json.loads(t.user_attrs[POINT]) for t in study.get_trials() if t.state.name == "WAITING"]
     assert waiting == [{"model.layers.0.units": 2}, {"model.layers.0.units": 4}]
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith("trial-")) == ["trial-0001"]
+
+
+# --- how workers start, and stopping them ---------------------------------------------------
+
+
+def test_workers_start_without_forking_this_process(tmp_path, monkeypatch, recwarn):
+    """Workers come from a fork server: this process, which holds threads (here one of a
+    caller's own), never forks (Python 3.12+ warns that such a child may deadlock)."""
+
+    def forbidden():
+        raise AssertionError("the sweep process forked")
+
+    monkeypatch.setattr(os, "fork", forbidden)
+    idle = threading.Event()
+    thread = threading.Thread(target=idle.wait)
+    thread.start()
+    try:
+        result = sweep(tiny_config(str(tmp_path / "server"), params={"model.layers.0.units": [2, 3]}), jobs=2)
+    finally:
+        idle.set()
+        thread.join()
+    assert [t.state for t in result.trials] == ["complete", "complete"]
+    study = journal_study(os.path.join(result.logdir, "study.journal"), result.study)
+    owners = {t.user_attrs[OWNER]["pid"] for t in study.get_trials()}
+    assert len(owners) == 2 and os.getpid() not in owners
+    assert not [w for w in recwarn if "fork" in str(w.message)]
+    server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)  # CPython's
+    if server is not None:  # the server itself forks with no thread but its own
+        with open(f"/proc/{server}/status") as f:
+            assert "Threads:\t1\n" in f.read()
+
+
+def wait_for(condition, process, timeout=120):
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(("jobs", "signum"), [(2, signal.SIGTERM), (1, signal.SIGINT)])
+def test_a_signal_stops_the_trials_and_the_same_command_finishes_them(tmp_path, jobs, signum):
+    logdir = tmp_path / "stopped"
+    config = write_toml(tmp_path / "sweep.toml", logdir, "[2, 3, 4]", epochs=150, batch_size=10)
+    command = [sys.executable, "-W", "always::DeprecationWarning", "-m", "framework", "sweep", config, "--quiet"]
+    command += ["--jobs", str(jobs)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(glob.glob(str(logdir / "trial-*" / "train"))) >= jobs, process)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum, err
+    assert err.count("\n") == 1 and err.startswith(f"plugnet: sweep stopped ({name}): trial-"), err
+    assert err.endswith("stopped; run the same command again to finish them\n")
+    rows = read_csv(logdir / "sweep.csv")
+    stopped = [int(r["number"]) for r in rows if r["state"] == "stopped"]
+    assert 1 <= len(stopped) <= jobs and all(f"trial-{n:04d}" in err for n in stopped)
+    study = journal_study(logdir / "study.journal", "stopped")
+    for number in stopped:  # left for the next run, by a worker that stopped it and is gone
+        trial = study.trials[number]
+        assert trial.state == optuna.trial.TrialState.RUNNING and trial.user_attrs[STOPPED] == name
+        assert not process_alive(trial.user_attrs[OWNER]["pid"], trial.user_attrs[OWNER]["start"])
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "multi-threaded" not in err + rerun.stderr  # Python 3.12+'s warning about fork()
+    rows = read_csv(logdir / "sweep.csv")
+    assert sorted(int(r["model.layers.0.units"]) for r in rows) == [2, 3, 4]
+    assert {r["state"] for r in rows} == {"complete"}
+    study = journal_study(logdir / "study.journal", "stopped")
+    assert sorted(json.loads(p)["model.layers.0.units"] for p in completed_points(study)) == [2, 3, 4]
+    for number in stopped:  # run again under another number; what it had written is gone
+        assert study.trials[number].user_attrs[VOID] == "interrupted"
+        assert not (logdir / f"trial-{number:04d}").exists()
 
 
 # --- samplers and pruning --------------------------------------------------------------------

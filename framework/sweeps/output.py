@@ -28,7 +28,7 @@ from framework.storage import atomic_write
 from framework.summaries import experiment_value, metric_tag
 from framework.sweeps.space import Choice
 from framework.sweeps.study import counting
-from framework.sweeps.trial import ERROR, POINT, SECONDS, SUMMARY
+from framework.sweeps.trial import ERROR, POINT, SECONDS, STOPPED, SUMMARY
 
 EXPERIMENT_SUFFIX = ".sweep"
 STATES = {
@@ -42,7 +42,8 @@ STATES = {
 
 @attrs.frozen
 class TrialResult:
-    """One trial of a sweep: ``state`` is complete, pruned, fail, running or waiting;
+    """One trial of a sweep: ``state`` is complete, pruned, fail, running, waiting or
+    stopped (by a signal: the sweep run again runs it again);
     ``metrics`` its final ``train.*`` / ``test.*`` values; ``value`` the sweep metric's."""
 
     number: int
@@ -86,7 +87,7 @@ def results(study, spec, logdir):
         found.append(
             TrialResult(
                 number=trial.number,
-                state=STATES.get(trial.state, trial.state.name.lower()),
+                state="stopped" if STOPPED in attrs_ else STATES.get(trial.state, trial.state.name.lower()),
                 params=params,
                 metrics=metrics,
                 value=value,

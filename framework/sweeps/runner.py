@@ -2,9 +2,10 @@
 
 Optuna decides what to try and keeps the study (by default in ``LOGDIR/study.journal``);
 plugnet's own training runs each trial as an ordinary run directory ``LOGDIR/trial-NNNN``.
-Workers are this process (``jobs=1``), forked processes (``jobs=N``) or Ray tasks; all of
-them meet only in the storage, so processes on other machines pointed at the same storage
-and study join the same sweep.  See `framework.sweeps.study` for how each trial runs once.
+Workers are this process (``jobs=1``), processes forked from a fork server (``jobs=N``) or
+Ray tasks; all of them meet only in the storage, so processes on other machines pointed at
+the same storage and study join the same sweep.  See `framework.sweeps.study` for how each
+trial runs once, and `framework.sweeps.stopping` for what SIGINT and SIGTERM do.
 """
 
 import contextlib
@@ -14,13 +15,14 @@ import os
 import signal
 import sys
 import traceback
-from multiprocessing import connection
+from multiprocessing import connection, forkserver
 
 import attrs
 import optuna
 
 from framework.config import add_plugins, apply_overrides
 from framework.errors import ConfigError, PlugnetError
+from framework.registry import BUILTIN_PLUGINS
 from framework.sweeps.output import (
     SweepResult,
     TrialResult,
@@ -31,10 +33,11 @@ from framework.sweeps.output import (
     write_experiment,
 )
 from framework.sweeps.space import Choice, parse_sweep
+from framework.sweeps.stopping import StopRequest, SweepStopped, signal_handlers
 from framework.sweeps.storage import open_storage, redact, release
 from framework.sweeps.study import STUDY_METRIC, Plan, counts, encode, enqueue_grid, recover_stale, work
 
-__all__ = ["SweepResult", "TrialResult", "sweep", "summary_lines"]
+__all__ = ["SweepResult", "SweepStopped", "TrialResult", "sweep", "summary_lines"]
 
 DEFAULT_LOGDIR = "runs"
 RAY_EXTRA = 'pip install "plugnet[ray]"'
@@ -67,13 +70,20 @@ def sweep(
     throw-away cluster on this machine); ``logdir``, ``seed``, ``overrides`` (``KEY=VALUE``)
     and ``plugins`` as for training; ``progress``: a bar over the trials on a terminal.
 
-    Bad input raises `ConfigError` before anything is written.
+    Bad input raises `ConfigError` before anything is written.  SIGINT or SIGTERM stops
+    the running trials at their next step and raises `SweepStopped` (a `KeyboardInterrupt`);
+    calling ``sweep`` again with the same arguments runs them again and finishes the sweep.
+    With ``jobs`` above 1, a script that calls ``sweep`` does so under ``if __name__ ==
+    "__main__":``, as Python's fork server, which starts the workers, needs.
     """
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise ConfigError(f"--jobs must be a whole number of workers, at least 1; got {jobs!r}")
     if ray is not None and not ray_installed():
         raise ConfigError(f"--ray needs Ray, which is not installed: {RAY_EXTRA}")
     config = with_options(config, overrides, seed, plugins)
+    workers = jobs or 1
+    # Started first, so that its imports run beside the set-up below.
+    context = worker_context() if ray is None and workers > 1 else None
     base, spec = parse_sweep(config, grid, trials)
     if spec.sampler == "grid":
         spec = attrs.evolve(spec, trials=len(spec.grid()))
@@ -94,7 +104,6 @@ def sweep(
         store = open_storage(url)
     handle = prepare(store, study_name, spec, url)
     cores = available_cores()
-    workers = jobs or 1
     plan = Plan(
         config=base,
         spec=spec,
@@ -121,10 +130,10 @@ def sweep(
         if ray is not None:
             lost = run_ray(plan, ray, jobs, handle, bar, refresh)
         elif workers == 1:
-            work(plan, 0, report=lambda number, state: (bar.update(1), refresh()))
+            run_here(plan, bar, refresh)
         else:
             release(store)  # the children open their own connections
-            lost = run_processes(plan, workers, bar, refresh)
+            lost = run_processes(plan, workers, context, bar, refresh)
     finally:
         bar.close()
         refresh()
@@ -140,6 +149,23 @@ def sweep(
         keys=spec.keys,
         interrupted_workers=lost,
     )
+
+
+def run_here(plan, bar, refresh):
+    """The one worker in this process; SIGINT and SIGTERM stop its trial (`StopRequest`)."""
+    stop, stopped = StopRequest(), []
+
+    def report(number, state):
+        if state == "stopped":
+            stopped.append(number)
+        else:
+            bar.update(1)
+        refresh()
+
+    with stop.handling():
+        work(plan, 0, report=report, stop=stop)
+    if stop.requested:
+        raise SweepStopped(stop.signum, stopped)
 
 
 def ray_installed():
@@ -236,32 +262,97 @@ def progress_bar(progress, total, initial):
 
 # --- worker processes ------------------------------------------------------------------------
 
+# What the worker server imports once, so that every worker forked from it starts warm.
+WARM_MODULES = ("framework.cli", "framework.run", "framework.sweeps.runner", *BUILTIN_PLUGINS)
+# The worker server forks, so it must hold no thread but its own: numpy's BLAS would start
+# its thread pool as the server imports numpy.  Each worker sets its own BLAS threads
+# (threadpoolctl, `Plan.threads`) once forked.
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
-def die_with_parent():
-    """Ask Linux to send SIGTERM to this worker when the sweep process dies, so a killed
-    sweep leaves no orphans training on (their trials are found and run again)."""
+
+@contextlib.contextmanager
+def environment(values):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def worker_context():
+    """Where worker processes come from: Python's fork server, started here (once per
+    process) with plugnet imported (not the config's plugins: one that fails to import is
+    reported by the sweep's checks, not by a server's traceback).
+
+    Never a fork of this process: it holds threads (BLAS, event writers, a progress bar's
+    monitor, a caller's own), and a child forked from it could inherit a lock one of them
+    held, and hang.  The fork server is a fresh interpreter, single-threaded when it forks;
+    its children start warm, as forked ones did.  Started before the sweep's own set-up, so
+    its imports run beside it.  Where there is no fork server (not POSIX), workers spawn.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WARM_MODULES))  # a server already running keeps its own
+    with environment(ONE_THREAD):
+        forkserver.ensure_running()
+    return context
+
+
+def die_with_parent(sweep_pid):
+    """Ask Linux to send SIGTERM to this worker when its parent (the fork server, which
+    exits with the sweep process) dies, so a killed sweep leaves no orphans training on
+    (their trials are found and run again); exit now if the sweep is already gone."""
+    parent = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def worker_process(plan, index, messages, parent):
-    """A worker process; ``messages`` is the write end of its pipe to the sweep process."""
-    die_with_parent()
+    try:
+        os.kill(sweep_pid, 0)
+    except ProcessLookupError:
+        os._exit(143)
+    except PermissionError:
+        pass
     if os.getppid() != parent:  # the parent died before the request above took effect
         os._exit(143)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def adopt_environment(environ):
+    """The sweep process's environment as it is now: the fork server keeps the one it was
+    started with, and a forked worker would have seen the sweep's own."""
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)
+
+
+def worker_process(plan, index, messages, sweep_pid, environ):
+    """A worker process; ``messages`` is the write end of its pipe to the sweep process."""
+    die_with_parent(sweep_pid)
+    adopt_environment(environ)
+    # Its own process group: Ctrl-C at a terminal reaches the sweep process alone, which
+    # passes it on once (a second signal would stop the running trial at once).
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    stop = StopRequest()
     try:
-        work(plan, index, report=lambda number, state: messages.send(("trial", number, state)))
+        with stop.handling():
+            work(plan, index, report=lambda number, state: messages.send(("trial", number, state)), stop=stop)
     except PlugnetError as exc:
         messages.send(("error", type(exc).__name__, str(exc)))
         sys.exit(2)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(128 + (stop.signum or signal.SIGINT))
     except SystemExit:
         raise
     except BaseException:
         traceback.print_exc()
         sys.exit(1)
+    if stop.signum is not None:
+        sys.exit(128 + stop.signum)
 
 
 def worker_error(kind, text):
@@ -270,48 +361,78 @@ def worker_error(kind, text):
     return ConfigError(text) if kind in ("ConfigError", "MetricMissing") else PlugnetError(text)
 
 
-def start_method():
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-
-
-def run_processes(plan, jobs, bar, refresh):
-    """``jobs`` worker processes; returns how many ended abnormally."""
-    context = multiprocessing.get_context(start_method())
+def run_processes(plan, jobs, context, bar, refresh):
+    """``jobs`` worker processes; returns how many ended abnormally.  SIGINT and SIGTERM
+    here are passed on to the workers, whose running trials stop at their next step; then
+    `SweepStopped` is raised."""
     pipes, processes = [], []
-    for i in range(jobs):
-        receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(
-            target=worker_process, args=(plan, i, sender, os.getpid()), name=f"plugnet-sweep-{i}"
-        )
-        process.start()
-        sender.close()  # the worker holds the write end: end of file when it exits
-        pipes.append(receiver)
-        processes.append(process)
-    errors = []
-    try:
-        # Wake on a message or an end of file, never on a timer: the sweep ends the moment
-        # its last worker does.
-        while pipes:
-            for pipe in connection.wait(pipes):
-                try:
-                    message = pipe.recv()
-                except EOFError:
-                    pipes.remove(pipe)
-                    continue
-                if message[0] == "trial":
-                    bar.update(1)
-                    refresh()
-                else:
-                    errors.append(message)
-    finally:
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.terminate()
-                process.join()
+    forward = Forwarder(processes)
+    with forward.handling():
+        for i in range(jobs):
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
+                target=worker_process, args=(plan, i, sender, os.getpid(), dict(os.environ)),
+                name=f"plugnet-sweep-{i}",
+            )  # fmt: skip
+            process.start()
+            sender.close()  # the worker holds the write end: end of file when it exits
+            pipes.append(receiver)
+            processes.append(process)
+            if forward.signum is not None:  # stopped while starting them
+                forward.send(process)
+        errors, stopped = [], []
+        try:
+            # Wake on a message or an end of file, never on a timer: the sweep ends the
+            # moment its last worker does.
+            while pipes:
+                for pipe in connection.wait(pipes):
+                    try:
+                        message = pipe.recv()
+                    except EOFError:
+                        pipes.remove(pipe)
+                        continue
+                    if message[0] == "trial":
+                        if message[2] == "stopped":
+                            stopped.append(message[1])
+                        else:
+                            bar.update(1)
+                        refresh()
+                    else:
+                        errors.append(message)
+        finally:
+            for process in processes:
+                process.join(timeout=None if forward.signum is not None else 30)
+                if process.is_alive():
+                    process.terminate()
+                    process.join()
     if errors:
         raise worker_error(*errors[0][1:])
+    if forward.signum is not None:
+        raise SweepStopped(forward.signum, stopped)
     return sum(1 for p in processes if p.exitcode not in (0, None))
+
+
+class Forwarder:
+    """The sweep process's SIGINT and SIGTERM handler while workers run: each signal is
+    passed on to every live worker (the first stops their trials at the next step, a second
+    at once)."""
+
+    def __init__(self, processes):
+        self.processes = processes
+        self.signum = None
+
+    def handle(self, signum, frame):
+        self.signum = self.signum or signum
+        for process in self.processes:
+            self.send(process, signum)
+
+    def send(self, process, signum=None):
+        with contextlib.suppress(OSError, ValueError):  # ended meanwhile
+            if process.is_alive():
+                os.kill(process.pid, signum or self.signum)
+
+    def handling(self):
+        return signal_handlers(self.handle)
 
 
 # --- Ray -------------------------------------------------------------------------------------

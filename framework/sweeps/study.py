@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 
 from framework.sweeps.space import point_key
 from framework.sweeps.storage import open_storage
-from framework.sweeps.trial import OWNER, POINT, VOID, MetricMissing, run_trial
+from framework.sweeps.trial import OWNER, POINT, STOPPED, VOID, MetricMissing, run_trial
 
 STUDY_METRIC = "plugnet_metric"  # the study's metric, so a re-run with another one is refused
 HEARTBEAT_SECONDS = 15.0
@@ -118,6 +118,8 @@ def process_alive(pid, start):
 
 
 def is_stale(trial, now):
+    if STOPPED in trial.user_attrs:  # stopped by a signal: to be run again
+        return True
     owner = trial.user_attrs.get(OWNER)
     if not isinstance(owner, Mapping):  # taken but not yet stamped, or by an old worker
         started = trial.datetime_start.timestamp() if trial.datetime_start else now
@@ -147,8 +149,8 @@ def encode(params):
 
 
 def recover_stale(study, storage, plan):
-    """Mark trials whose worker is gone as interrupted, enqueue their points again and drop
-    what they had written; return how many."""
+    """Mark trials whose worker is gone, and trials stopped by a signal, as interrupted,
+    enqueue their points again and drop what they had written; return how many."""
     now = time.time()
     recovered = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -289,9 +291,10 @@ def load(plan, storage, index=0):
     )
 
 
-def work(plan, index=0, report=None):
-    """One worker: take trials and run them until the study has nothing left to run.
-    ``report(number, state)`` is called after each trial."""
+def work(plan, index=0, report=None, stop=None):
+    """One worker: take trials and run them until the study has nothing left to run, or
+    until ``stop`` (a `StopRequest`) is requested.  ``report(number, state)`` is called after
+    each trial."""
     from threadpoolctl import threadpool_limits
 
     storage = open_storage(plan.storage)
@@ -300,7 +303,7 @@ def work(plan, index=0, report=None):
     done = 0
     try:
         with threadpool_limits(limits=plan.threads):
-            while True:
+            while stop is None or not stop.requested:
                 recover_stale(study, storage, plan)
                 claimed = take_waiting(study, storage)
                 if claimed is None and plan.spec.sampler != "grid":
@@ -309,7 +312,7 @@ def work(plan, index=0, report=None):
                     return done
                 heartbeat.watch(claimed.tid)
                 try:
-                    state = run_trial(plan, study, storage, claimed)
+                    state = run_trial(plan, study, storage, claimed, stop)
                 except BaseException as exc:
                     if not isinstance(exc, MetricMissing):
                         interrupt(study, storage, plan, claimed)
@@ -319,5 +322,6 @@ def work(plan, index=0, report=None):
                 done += 1
                 if report is not None:
                     report(claimed.number, state)
+            return done
     finally:
         heartbeat.stop()

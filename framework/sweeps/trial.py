@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Mapping
 
@@ -15,6 +16,7 @@ from framework.config import flatten_config, set_key
 from framework.errors import ConfigError, PlugnetError
 from framework.hookspecs import hookimpl
 from framework.sweeps.space import Choice, point_key
+from framework.sweeps.stopping import signal_name
 
 logger = logging.getLogger("plugnet.sweep")
 
@@ -25,6 +27,7 @@ OWNER = "plugnet_owner"  # host, pid, process start and heartbeat of the worker 
 SUMMARY = "plugnet_summary"  # the run's flattened summary.json
 SECONDS = "plugnet_seconds"  # wall time of the whole trial
 ERROR = "plugnet_error"
+STOPPED = "plugnet_stopped"  # the signal that stopped the trial: it runs again from the start
 
 
 def suggest(trial, spec):
@@ -59,8 +62,9 @@ class Reporter:
 
     kind = "sweep_reporter"
 
-    def __init__(self, trial, metric):
+    def __init__(self, trial, metric, stop=None):
         self.trial = trial
+        self.stop = stop  # the worker's `StopRequest`: a stopped trial's session is no success
         section, _, name = metric.partition(".")
         self.log_key = {"train": name, "test": f"val_{name}"}.get(section)
         self.pruned = False
@@ -84,7 +88,8 @@ class Reporter:
     def on_train_end(self, trainer):
         # TensorBoard's statuses are success, failure, running and unknown: a pruned trial
         # is neither a success nor a failure, and filters apart from both.
-        self.write_session(trainer, "unknown" if self.pruned else "success")
+        stopped = self.stop is not None and self.stop.requested
+        self.write_session(trainer, "unknown" if self.pruned or stopped else "success")
 
     @hookimpl
     def on_exception(self, trainer, exception):
@@ -127,8 +132,13 @@ class MetricMissing(ConfigError):
     """The runs' summary.json lacks the sweep's metric."""
 
 
-def run_trial(plan, study, storage, claimed):
-    """Train one trial and tell the study how it went; return its state's name."""
+def run_trial(plan, study, storage, claimed, stop=None):
+    """Train one trial and tell the study how it went; return its state's name.
+
+    With ``stop`` (the worker's `StopRequest`), a signal stops the trial at its next step
+    (or, a second one, at once): it is then marked stopped and left to be run again, and
+    ``"stopped"`` returned.
+    """
     from framework.run import build
 
     spec = plan.spec
@@ -136,12 +146,20 @@ def run_trial(plan, study, storage, claimed):
     tid = claimed.tid
     params = suggest(claimed.trial, spec)
     storage.set_trial_user_attr(tid, POINT, point_key(params))
-    reporter = Reporter(claimed.trial, spec.metric)
+    reporter = Reporter(claimed.trial, spec.metric, stop)
     try:
         config = trial_config(plan, params, claimed.number)
-        experiment = build(config)
+        experiment = build(config, overwrite=True)  # a trial cut off by a crash runs again afresh
         experiment.trainer.add_callback(reporter)
+        if stop is not None:
+            experiment.trainer.add_callback(stop)
         summary = experiment.fit()
+    except KeyboardInterrupt as exc:
+        if stop is None:
+            raise
+        # A second signal, or a run that raises when a signal stops it: stopped all the same.
+        stop.request(getattr(exc, "signum", None) or signal.SIGINT)
+        return mark_stopped(storage, claimed, stop, started)
     except Exception as exc:
         storage.set_trial_user_attr(tid, ERROR, f"{type(exc).__name__}: {exc}")
         storage.set_trial_user_attr(tid, SECONDS, round(time.perf_counter() - started, 3))
@@ -149,6 +167,8 @@ def run_trial(plan, study, storage, claimed):
         if not isinstance(exc, PlugnetError):
             logger.warning("trial %d failed: %s: %s", claimed.number, type(exc).__name__, exc)
         return "fail"
+    if stop is not None and stop.stopped is experiment.trainer:  # not a signal after the end
+        return mark_stopped(storage, claimed, stop, started)
     flat = flatten_config(summary)
     storage.set_trial_user_attr(tid, SUMMARY, flat)
     storage.set_trial_user_attr(tid, SECONDS, round(time.perf_counter() - started, 3))
@@ -170,3 +190,11 @@ def run_trial(plan, study, storage, claimed):
         return "fail"
     study.tell(claimed.number, float(value))
     return "complete"
+
+
+def mark_stopped(storage, claimed, stop, started):
+    """A trial stopped by a signal: marked, and left RUNNING for whoever next looks for work
+    in the study to run again (`framework.sweeps.study.recover_stale`)."""
+    storage.set_trial_user_attr(claimed.tid, SECONDS, round(time.perf_counter() - started, 3))
+    storage.set_trial_user_attr(claimed.tid, STOPPED, signal_name(stop.signum))  # last: then it may be taken over
+    return "stopped"

@@ -20,7 +20,9 @@ def position(trainer):
 @attrs.define(eq=False)
 class Checkpoint(Callback):
     """Write ``LOGDIR/checkpoints/step-<N>.npz`` after every ``every`` steps (never, if
-    omitted) and once at the end, keeping the newest ``keep`` files (0 keeps all).
+    omitted) and once at the end, keeping the newest ``keep`` files (0 keeps all).  The end
+    includes a stop at a step boundary (SIGINT, SIGTERM: `framework.stopping`), so a
+    stopped run resumes from the very step it stopped at.
 
     A checkpoint holds what `framework.checkpoints` lists — parameters, optimizer state,
     counters, generator states — so ``plugnet train --resume LOGDIR`` continues the run
@@ -49,7 +51,10 @@ class Checkpoint(Callback):
         if self.every and trainer.step % self.every == 0:
             self.save(trainer)
 
-    @hookimpl
+    # tryfirst: the checkpoint is the trainer's state at its last step, written before other
+    # callbacks' ends change the model (early stopping putting the best weights back), so
+    # resuming a run stopped by a signal continues the very weights it stopped with.
+    @hookimpl(tryfirst=True)
     def on_train_end(self, trainer):
         # The last step's checkpoint may predate the end of its epoch; then it is rewritten
         # with the finished epoch, so resuming a finished run does not replay its end.

@@ -1,14 +1,22 @@
 """`progress`: a progress bar on a terminal, one line per epoch anywhere else."""
 
 import sys
+import warnings
 from time import perf_counter
 from typing import ClassVar
 
 import attrs
 from attrs.validators import ge, instance_of, optional
-from tqdm import tqdm
+from tqdm import std
+
+with warnings.catch_warnings():  # its "notebook mode" notice: that mode is what is wanted
+    warnings.simplefilter("ignore", std.TqdmExperimentalWarning)
+    from tqdm.autonotebook import tqdm  # in Jupyter, the notebook's widget bar (tqdm.auto less asyncio)
 
 from framework import Callback, format_logs, hookimpl
+
+# Inside a Jupyter kernel tqdm.autonotebook is the widget bar, and standard error is no terminal.
+IN_NOTEBOOK = tqdm is not std.tqdm
 
 MAX_LINES = 100  # with `every` left out, a run prints about this many epoch lines at most
 REDRAW_SECONDS = 0.1  # the bar is redrawn at most this often
@@ -42,8 +50,9 @@ def compact_logs(logs):
 class Progress(Callback):
     """Shows how training goes, on ``file`` (standard error when not given).
 
-    On a terminal: one tqdm bar over every step of the run, titled with the epoch, with the
-    last finished epoch's loss and metrics (and held-out ``val_`` values) beside it.  It is
+    On a terminal, and in a Jupyter notebook (tqdm's widget there): one tqdm bar over every
+    step of the run, titled with the epoch, with the last finished epoch's loss and metrics
+    (and held-out ``val_`` values) beside it.  It is
     redrawn at most ten times a second; between redraws a step costs one clock reading.
 
     Elsewhere (a log file, a pipe, CI): one line per epoch,
@@ -81,7 +90,10 @@ class Progress(Callback):
         self._stream = sys.stderr if self.file is None else self.file
         self._logs, self._logs_shown = {}, None
         self._epochs_done = self._epoch_printed = trainer.epoch
-        use_bar = is_terminal(self._stream) if self.bar is None else self.bar
+        if self.bar is None:
+            use_bar = is_terminal(self._stream) or (IN_NOTEBOOK and self.file is None)
+        else:
+            use_bar = self.bar
         if use_bar:
             total = trainer.epochs * trainer.steps_per_epoch
             # miniters=1 and mininterval=0 hand the pacing to on_batch_end: tqdm draws each

@@ -6,6 +6,7 @@ Layout of a run's directory (``trainer.logdir``)::
 
     LOGDIR/train/   loss, metrics, lr; per layer L and tensor T: L/T/{mean,stddev,max,min}
                     and the histogram L/T; the graph; input samples; decision boundary; text
+                    and, with ``projector``, layers' activations for the Projector tab
     LOGDIR/test/    loss and metrics of each evaluation on held-out data
     LOGDIR/         the run's hyper-parameters and final metrics (HParams tab, one row)
 """
@@ -21,9 +22,10 @@ import numpy as np
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
-from framework import Callback, ConfigError, hookimpl
+from framework import Callback, ConfigError, atomic_write, hookimpl
 from framework.event_files import EventFileWriter
 from framework.images import class_labels, decision_boundary, image_grid, image_value
+from framework.stopping import interrupted_by
 from framework.summaries import (
     code_block,
     component_hparams,
@@ -60,6 +62,11 @@ def attention_image(weights):
     return np.round(np.kron(scaled, np.ones((cell, cell))) * 255).astype(np.uint8)
 
 
+def layer_names(instance, attribute, value):
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValueError(f"{attribute.name} must be a list of layer names, e.g. [\"dense_0\"], got {value!r}")
+
+
 def is_image_shape(shape):
     """NHWC images (1, 3 or 4 channels) or HW grey images, as opposed to feature vectors."""
     return (len(shape) == 3 and shape[2] in (1, 3, 4)) or (len(shape) == 2 and min(shape) >= 4)
@@ -82,6 +89,13 @@ class TensorBoard(Callback):
     graph, the config and the model summary are written when training starts; the
     hyper-parameters against the final metrics at the end.
 
+    ``projector`` names layers (``["dense_0"]``) whose activations on up to
+    ``projector_samples`` held-out samples (or, without held-out data, the first training
+    samples), labelled with their classes, go to the Projector tab at the end of training
+    and every ``projector_every`` epochs (0: only at the end): ``LOGDIR/train/projector/``
+    holds the vectors and labels as TSV files, ``LOGDIR/train/projector_config.pbtxt`` lists
+    them.
+
     The defaults keep the time in its hooks to about 2% of a dense MNIST network's training
     (B1): statistics take four reads of each array and no copy, a step's values go out as
     one event, and a background thread does the file I/O (woken every ``flush_secs``, or
@@ -97,6 +111,9 @@ class TensorBoard(Callback):
     hparams: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     flush_secs: float = attrs.field(default=10.0, converter=float, validator=attrs.validators.gt(0))
     logdir: str | None = attrs.field(default=None, converter=attrs.converters.optional(os.fspath))
+    projector: list = attrs.field(factory=list, validator=layer_names)
+    projector_every: int = attrs.field(default=0, validator=whole_number(0))
+    projector_samples: int = attrs.field(default=1000, validator=whole_number(1))
 
     train_writer: object = attrs.field(default=None, init=False, repr=False)
     test_writer: object = attrs.field(default=None, init=False, repr=False)
@@ -112,6 +129,8 @@ class TensorBoard(Callback):
     _last_attention_step: int | None = attrs.field(default=None, init=False, repr=False)
     _started: float = attrs.field(default=0.0, init=False, repr=False)
     _first_step: int = attrs.field(default=0, init=False, repr=False)
+    _embeddings: list = attrs.field(factory=list, init=False, repr=False)
+    _projector_points: list | None = attrs.field(default=None, init=False, repr=False)
 
     # --- writers -------------------------------------------------------------------------------
 
@@ -157,6 +176,7 @@ class TensorBoard(Callback):
         self._want_samples = self.images > 0 and is_image_shape(tuple(model.input_shape))
         self._want_attention, self._attention_sample = bool(attention_layers(model)), None
         self._last_attention_step = None
+        self.start_projector(trainer)
 
     @hookimpl
     def on_batch_begin(self, trainer, step, batch):
@@ -169,6 +189,8 @@ class TensorBoard(Callback):
         if self._points is not None and trainer.epoch == self._points_epoch:
             if sum(len(x) for x, _ in self._points) < BOUNDARY_POINTS:
                 self._points.append(batch)
+        if self._projector_points is not None and sum(len(x) for x, _ in self._projector_points) < self.projector_samples:
+            self._projector_points.append((batch[0].copy(), np.asarray(batch[1]).copy()))
 
     @hookimpl
     def on_batch_end(self, trainer, step, logs):
@@ -220,14 +242,20 @@ class TensorBoard(Callback):
         if self.image_every and (epoch + 1) % self.image_every == 0:
             self.write_boundary(trainer)
             self.write_attention(trainer)
+        if self.projector and self.projector_every and (epoch + 1) % self.projector_every == 0:
+            self.write_projector(trainer)
 
     @hookimpl
     def on_train_end(self, trainer):
         try:
             self.write_boundary(trainer)
             self.write_attention(trainer)
+            if self.projector:
+                self.write_projector(trainer)
             if self.hparams:
-                self.write_hparams(trainer, "success")
+                # A run stopped by a signal neither failed nor succeeded (TensorBoard has no
+                # "interrupted"): "unknown", as for an exception raised by Ctrl-C.
+                self.write_hparams(trainer, "unknown" if interrupted_by(trainer) else "success")
         finally:
             self.close()
 
@@ -297,3 +325,76 @@ class TensorBoard(Callback):
         write_hparams_session(
             self._root, hparams, final_metrics(trainer), status, step=trainer.step, start_time=self._started
         )
+
+    # --- projector ----------------------------------------------------------------------------
+    #
+    # TensorBoard's Projector reads LOGDIR/train/projector_config.pbtxt: one `embeddings` entry
+    # per tensor, naming a TSV of vectors (a row per sample) and a TSV of metadata (a label per
+    # row), both relative to the config's directory.
+
+    def start_projector(self, trainer):
+        self._embeddings = []
+        self._projector_points = None
+        if not self.projector:
+            return
+        known = [layer.name for layer in trainer.model.layers]
+        for name in self.projector:
+            if name not in known:
+                raise ConfigError(
+                    f"tensorboard callback: projector names layer '{name}', which the model does not have; "
+                    f"its layers: {', '.join(known)}"
+                )
+        if trainer.validation_data is None:  # no held-out data: the first training samples seen
+            self._projector_points = []
+
+    def projector_data(self, trainer):
+        if trainer.validation_data is not None:
+            x, y = trainer.validation_data
+        elif self._projector_points:
+            x = np.concatenate([x for x, _ in self._projector_points])
+            y = np.concatenate([y for _, y in self._projector_points])
+        else:
+            return None
+        return x[: self.projector_samples], y[: self.projector_samples]
+
+    def write_projector(self, trainer):
+        """Each ``projector`` layer's activations on the held-out samples (their labels as
+        metadata), for the Projector tab, at the current step."""
+        data = self.projector_data(trainer)
+        step = trainer.step
+        if data is None or any(entry["step"] == step for entry in self._embeddings):
+            return
+        model = trainer.model
+        x, y = data
+        model.predict(x)  # one pass in evaluation mode; each layer keeps its activations
+        labels = class_labels(y)
+        root = os.path.join(self._root, "train")
+        for layer in model.layers:
+            if layer.name not in self.projector:
+                continue
+            activations = getattr(layer, "activations", None)
+            if activations is None:
+                logger.warning("projector: layer %s keeps no activations; nothing written for it", layer.name)
+                continue
+            folder = f"projector/{step:08d}/{layer.name}"
+            vectors = np.asarray(activations, dtype=np.float64).reshape(len(x), -1)
+            write_tsv(os.path.join(root, folder, "tensors.tsv"), vectors)
+            entry = {"step": step, "name": f"{layer.name}/activations (step {step})", "tensors": f"{folder}/tensors.tsv"}
+            if labels is not None:
+                write_tsv(os.path.join(root, folder, "metadata.tsv"), labels.reshape(-1, 1), fmt="%d")
+                entry["metadata"] = f"{folder}/metadata.tsv"
+            self._embeddings.append(entry)
+        text = "".join(projector_entry(entry) for entry in self._embeddings)
+        atomic_write(os.path.join(root, "projector_config.pbtxt"), lambda f: f.write(text.encode()))
+
+
+def write_tsv(path, rows, fmt="%.7g"):
+    atomic_write(path, lambda f: np.savetxt(f, rows, fmt=fmt, delimiter="\t"))
+
+
+def projector_entry(entry):
+    """One ``embeddings`` entry of a projector config (protocol-buffer text format)."""
+    lines = [f'  tensor_name: "{entry["name"]}"', f'  tensor_path: "{entry["tensors"]}"']
+    if "metadata" in entry:
+        lines.append(f'  metadata_path: "{entry["metadata"]}"')
+    return "embeddings {\n" + "\n".join(lines) + "\n}\n"

@@ -122,3 +122,12 @@ class Conv2D(Layer):
                     n, *self.out_size, channels
                 )
         return crop_images(grad_x, self.pads, height, width)
+
+    def to_onnx(self, builder, x):
+        """ONNX: Conv on the NCHW transpose (weights as (F, C, kh, kw)), with "same" padding
+        as explicit, possibly asymmetric, pads; the activation after transposing back."""
+        inputs = [builder.to_nchw(x), builder.param(self, "weights", lambda w: w.transpose(3, 2, 0, 1))]
+        if self.use_bias:
+            inputs.append(builder.param(self, "bias"))
+        y = builder.add("Conv", inputs, **builder.window_attributes(self, self.kernel_size))
+        return builder.activation(self.activation, builder.to_nhwc(y))

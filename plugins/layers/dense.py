@@ -65,6 +65,13 @@ class Dense(Layer):
         grad_x = grad_z @ self.params["weights"].T
         return grad_x if len(shape) == 2 else grad_x.reshape(*shape[:-1], -1)
 
+    def to_onnx(self, builder, x):
+        """ONNX: MatMul by ``weights``, Add ``bias``, then the activation's nodes."""
+        z = builder.add("MatMul", [x, builder.param(self, "weights")])
+        if self.use_bias:
+            z = builder.add("Add", [z, builder.param(self, "bias")])
+        return builder.activation(self.activation, z)
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class ActivationLayer(Layer):
@@ -81,3 +88,7 @@ class ActivationLayer(Layer):
 
     def backward_preactivation(self, grad_z):
         return grad_z
+
+    def to_onnx(self, builder, x):
+        """ONNX: the activation's nodes."""
+        return builder.activation(self.activation, x)

@@ -30,3 +30,7 @@ class Dropout(Layer):
 
     def backward(self, grad_y):
         return grad_y if self.mask is None else grad_y * self.mask
+
+    def to_onnx(self, builder, x):
+        """ONNX: Identity (dropout drops nothing at inference)."""
+        return builder.add("Identity", [x])

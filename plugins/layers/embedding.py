@@ -63,6 +63,10 @@ class Embedding(Layer):
         np.add.at(grad, self.ids.ravel(), grad_y.reshape(-1, self.output_dim))
         return None
 
+    def to_onnx(self, builder, x):
+        """ONNX: Gather of the ids' rows of ``weights``."""
+        return builder.add("Gather", [builder.param(self, "weights"), x], axis=0)
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class PositionalEmbedding(Layer):
@@ -112,6 +116,11 @@ class PositionalEmbedding(Layer):
         np.sum(grad_y, axis=0, out=grad[: self.steps])
         return grad_y
 
+    def to_onnx(self, builder, x):
+        """ONNX: Add of the first T rows of ``weights`` (T, the model's sequence length)."""
+        steps = self.input_shape[0]
+        return builder.add("Add", [x, builder.param(self, "weights", lambda w: w[:steps])])
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class GlobalAvgPool1D(Layer):
@@ -136,3 +145,7 @@ class GlobalAvgPool1D(Layer):
     def backward(self, grad_y):
         n, steps, features = self.input_batch_shape
         return np.broadcast_to((grad_y / steps)[:, None, :], (n, steps, features)).copy()
+
+    def to_onnx(self, builder, x):
+        """ONNX: ReduceMean over the time axis."""
+        return builder.add("ReduceMean", [x], axes=[1], keepdims=0)

@@ -105,6 +105,11 @@ class MaxPool2D(Pool2D):
         grad = self.spread(grad_row_max, 2, self.padded_shape, lambda k: column_winner == k)
         return self.finish_backward(grad)
 
+    def to_onnx(self, builder, x):
+        """ONNX: MaxPool on the NCHW transpose (its pads never win the maximum, as -inf here)."""
+        y = builder.add("MaxPool", [builder.to_nchw(x)], **builder.window_attributes(self, self.pool_size))
+        return builder.to_nhwc(y)
+
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class AvgPool2D(Pool2D):
@@ -142,3 +147,10 @@ class AvgPool2D(Pool2D):
         share = grad_y / self.counts
         grad_row_sums = self.spread(share, 1, self.row_sums_shape)
         return self.finish_backward(self.spread(grad_row_sums, 2, self.padded_shape))
+
+    def to_onnx(self, builder, x):
+        """ONNX: AveragePool on the NCHW transpose, counting real pixels only
+        (``count_include_pad=0``), as ``counts`` does here."""
+        attributes = builder.window_attributes(self, self.pool_size)
+        y = builder.add("AveragePool", [builder.to_nchw(x)], count_include_pad=0, **attributes)
+        return builder.to_nhwc(y)

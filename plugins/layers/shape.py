@@ -22,6 +22,10 @@ class Flatten(Layer):
     def backward(self, grad_y):
         return grad_y.reshape(self.input_batch_shape)
 
+    def to_onnx(self, builder, x):
+        """ONNX: Flatten from axis 1; values stay NHWC, so the order is numpy's here."""
+        return builder.add("Flatten", [x], axis=1)
+
 
 def shape_tuple(value):
     shape = tuple(value)
@@ -58,3 +62,8 @@ class Reshape(Layer):
 
     def backward(self, grad_y):
         return grad_y.reshape(self.input_batch_shape)
+
+    def to_onnx(self, builder, x):
+        """ONNX: Reshape to (batch, *target_shape), the batch axis left to ONNX (-1)."""
+        shape = builder.constant([-1, *self.resolved_shape], "shape")
+        return builder.add("Reshape", [x, shape])

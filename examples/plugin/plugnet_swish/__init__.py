@@ -4,6 +4,8 @@ It registers a ``swish`` activation and a ``gaussian_noise`` layer through the s
 built-ins use.  Install it (``pip install examples/plugin``) and both names work in any config:
 
     layers = [{ type = "dense", units = 16, activation = "swish" }, ...]
+
+Each also has a ``to_onnx`` method, so models using them export with ``plugnet export``.
 """
 
 import attrs
@@ -30,6 +32,11 @@ class Swish(Activation):
         s = self._sigmoid(z)
         return grad_a * (s + self.beta * z * s * (1 - s))
 
+    def to_onnx(self, builder, x):
+        """ONNX (for ``plugnet export``): x · Sigmoid(β·x), three nodes."""
+        scaled = builder.add("Mul", [x, builder.constant(self.beta, "beta")])
+        return builder.add("Mul", [x, builder.add("Sigmoid", [scaled])])
+
 
 @attrs.define
 class GaussianNoise(Layer):
@@ -47,6 +54,10 @@ class GaussianNoise(Layer):
 
     def backward(self, grad_y):
         return grad_y
+
+    def to_onnx(self, builder, x):
+        """ONNX (for ``plugnet export``): an exported model predicts, so no noise: Identity."""
+        return builder.add("Identity", [x])
 
 
 @hookimpl

@@ -1,0 +1,177 @@
+"""Normalisation layers: ``batch_norm`` and ``layer_norm``, with PyTorch's semantics.
+
+Both standardise values to zero mean and unit variance and then scale and shift them by
+learnt ``gamma`` and ``beta``; they differ in what the statistics are taken over.  Batch
+norm takes them per channel over the batch (and every spatial position), so in training a
+sample's output depends on the rest of its batch, and at evaluation it uses running averages
+kept as layer ``state``.  Layer norm takes them per sample over its features, so training and
+evaluation are the same.
+"""
+
+import attrs
+import numpy as np
+
+from framework import DataError, Layer
+from framework.validators import fraction
+
+# How the normalised value's gradient folds back through the statistics it was made with
+# (both layers share it).  With x̂ = (x − μ)/σ over n values and g = dL/dx̂:
+#   dL/dx = (1/σ) · (g − mean(g) − x̂ · mean(g ⊙ x̂))
+# since μ and σ depend on every x: d x̂ᵢ/d xⱼ = (δᵢⱼ − 1/n − x̂ᵢ x̂ⱼ / n) / σ.
+
+
+def positive_float(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"'{attribute.name}' must be a number > 0, got {value!r}")
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class BatchNorm(Layer):
+    """Batch normalisation over every axis but the last (the features, or an image's
+    channels): ``(N, F)``, ``(N, T, F)`` and NHWC ``(N, H, W, C)`` alike, as PyTorch's
+    ``BatchNorm1d`` / ``BatchNorm2d``.
+
+    Training, over the n = N·H·W values of each channel:
+        μ = mean(x),  σ² = mean((x − μ)²)  (biased),  x̂ = (x − μ) / √(σ² + ε),
+        y = γ ⊙ x̂ + β;
+        running_mean ← (1 − momentum)·running_mean + momentum·μ,
+        running_var  ← (1 − momentum)·running_var + momentum·σ²·n/(n − 1)  (unbiased).
+    Evaluation:  y = γ ⊙ (x − running_mean) / √(running_var + ε) + β.
+
+    Backward in training, from g = dL/dy (sums over the n values of a channel):
+        dL/dβ = Σ g,  dL/dγ = Σ g ⊙ x̂,
+        dL/dx = γ/√(σ² + ε) · (g − (dL/dβ)/n − x̂ ⊙ (dL/dγ)/n).
+    In evaluation the statistics are constants: dL/dx = γ/√(running_var + ε) ⊙ g.
+
+    ``gamma`` starts at 1 and ``beta`` at 0; ``running_mean`` at 0 and ``running_var`` at 1
+    (the layer's ``state``: saved with the weights and in checkpoints, never trained).
+    Training needs at least two values per channel: with one, the variance is undefined
+    (PyTorch refuses it too).
+    """
+
+    check_cases = [
+        {"params": {}, "input_shape": (3,)},
+        {"params": {"momentum": 0.5}, "input_shape": (2, 2, 3)},
+    ]
+
+    momentum: float = attrs.field(default=0.1, validator=fraction)
+    epsilon: float = attrs.field(default=1e-5, validator=positive_float)
+
+    def build(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError("batch_norm needs inputs with a features or channels axis")
+        channels = input_shape[-1]
+        self.add_param("gamma", (channels,), {"type": "constant", "value": 1.0})
+        self.add_param("beta", (channels,), "zeros")
+        self.state = {
+            "running_mean": np.zeros(channels, dtype=self.dtype),
+            "running_var": np.ones(channels, dtype=self.dtype),
+        }
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])  # one row per value of each channel
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not training:
+            self.training_pass = False
+            self.inv_std = 1.0 / np.sqrt(self.state["running_var"] + self.epsilon)
+            self.normalised = (flat - self.state["running_mean"]) * self.inv_std
+            return (self.normalised * gamma + beta).reshape(shape)
+        n = flat.shape[0]
+        if n < 2:
+            raise DataError(
+                f"layer {self.name} got one value per channel in training (a batch of 1 "
+                f"sample of shape {shape[1:]}): the batch variance is undefined; use batches "
+                "of two or more, or layer_norm"
+            )
+        mean = flat.mean(axis=0)
+        centred = flat - mean
+        var = np.einsum("ij,ij->j", centred, centred) / n
+        inv_std = 1.0 / np.sqrt(var + self.epsilon)
+        self.normalised = centred * inv_std  # x̂, kept for backward
+        self.inv_std = inv_std
+        self.training_pass = True
+        m = self.momentum
+        running_mean, running_var = self.state["running_mean"], self.state["running_var"]
+        running_mean *= 1 - m
+        running_mean += m * mean
+        running_var *= 1 - m
+        running_var += (m * n / (n - 1)) * var
+        return (self.normalised * gamma + beta).reshape(shape)
+
+    def backward(self, grad_y):
+        shape = grad_y.shape
+        g = grad_y.reshape(-1, shape[-1])
+        xhat = self.normalised
+        dbeta = g.sum(axis=0)
+        dgamma = np.einsum("ij,ij->j", g, xhat)
+        self.grads["beta"][...] = dbeta
+        self.grads["gamma"][...] = dgamma
+        if not self.needs_input_grad:
+            return None
+        scale = self.params["gamma"] * self.inv_std
+        if not self.training_pass:  # running statistics: constants
+            return (g * scale).reshape(shape)
+        n = g.shape[0]
+        grad_x = (g - dbeta / n) * scale
+        grad_x -= xhat * (dgamma * scale / n)
+        return grad_x.reshape(shape)
+
+    def to_onnx(self, builder, x):
+        """ONNX, in inference form: the running statistics folded into one scale and shift
+        per channel, y = x · γ/√(running_var + ε) + (β − running_mean · γ/√(running_var + ε)),
+        a Mul and an Add broadcast over the last axis (any rank, NHWC images included)."""
+        scale = self.params["gamma"] / np.sqrt(self.state["running_var"] + self.epsilon)
+        shift = self.params["beta"] - self.state["running_mean"] * scale
+        return builder.add("Add", [builder.add("Mul", [x, builder.constant(scale, "scale")]), builder.constant(shift, "shift")])
+
+
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
+class LayerNorm(Layer):
+    """Layer normalisation over the last axis of each sample (each token of a sequence), as
+    PyTorch's ``LayerNorm(features)``: with F features,
+
+        μ = mean(x),  σ² = mean((x − μ)²),  x̂ = (x − μ) / √(σ² + ε),  y = γ ⊙ x̂ + β.
+
+    Backward, from g = dL/dy (means over the F features of one sample):
+        dL/dβ = Σ_samples g,  dL/dγ = Σ_samples g ⊙ x̂,
+        with h = γ ⊙ g:  dL/dx = (h − mean(h) − x̂ ⊙ mean(h ⊙ x̂)) / √(σ² + ε).
+    The same in training and evaluation.
+    """
+
+    check_cases = [{"params": {}, "input_shape": (5,)}, {"params": {}, "input_shape": (3, 4)}]
+
+    epsilon: float = attrs.field(default=1e-5, validator=positive_float)
+
+    def build(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError("layer_norm needs inputs with a features axis")
+        self.add_param("gamma", (input_shape[-1],), {"type": "constant", "value": 1.0})
+        self.add_param("beta", (input_shape[-1],), "zeros")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        mean = x.mean(axis=-1, keepdims=True)
+        centred = x - mean
+        var = np.mean(centred * centred, axis=-1, keepdims=True)
+        self.inv_std = 1.0 / np.sqrt(var + self.epsilon)
+        self.normalised = centred * self.inv_std
+        return self.normalised * self.params["gamma"] + self.params["beta"]
+
+    def backward(self, grad_y):
+        xhat = self.normalised
+        features = grad_y.shape[-1]
+        self.grads["beta"][...] = grad_y.reshape(-1, features).sum(axis=0)
+        self.grads["gamma"][...] = np.einsum("ij,ij->j", grad_y.reshape(-1, features), xhat.reshape(-1, features))
+        if not self.needs_input_grad:
+            return None
+        h = grad_y * self.params["gamma"]
+        return (
+            h - h.mean(axis=-1, keepdims=True) - xhat * np.mean(h * xhat, axis=-1, keepdims=True)
+        ) * self.inv_std
+
+    def to_onnx(self, builder, x):
+        """ONNX: LayerNormalization over the last axis (an operator from opset 17)."""
+        inputs = [x, builder.param(self, "gamma"), builder.param(self, "beta")]
+        return builder.add("LayerNormalization", inputs, axis=-1, epsilon=float(self.epsilon))

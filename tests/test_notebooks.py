@@ -1,0 +1,44 @@
+"""Every notebook in examples/notebooks runs from top to bottom without an error (nbclient, a
+real Jupyter kernel); a TensorBoard that one starts is stopped afterwards, by its pid."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("tensorboard")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "examples" / "notebooks").glob("*.ipynb"))
+
+
+def tensorboards():
+    from tensorboard import manager
+
+    return {info.pid for info in manager.get_all()}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path):
+    notebook = nbformat.read(path, as_version=4)
+    before = tensorboards()
+    try:
+        client = nbclient.NotebookClient(
+            notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        )
+        client.execute()  # raises CellExecutionError naming the cell on any error
+    finally:
+        for pid in tensorboards() - before:  # only the TensorBoard this notebook started
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_there_are_three_notebooks():
+    assert [p.stem for p in NOTEBOOKS] == ["backpropagation_by_hand", "gradient_check", "tensorboard_in_jupyter"]
