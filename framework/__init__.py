@@ -37,7 +37,7 @@ from framework.base import (
 from framework.checkpoints import load_checkpoint, resume, save_checkpoint
 from framework.data import read_idx, resolve_data_dir, split_train_test
 from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError, did_you_mean
-from framework.formatting import format_logs, format_value
+from framework.formatting import format_logs, format_value, report
 from framework.hookspecs import hookimpl, hookspec
 from framework.model import Input, Model, Sequential
 from framework.registry import KINDS, component, create, load_plugins, registry, resolve
@@ -88,6 +88,7 @@ __all__ = [
     "load_plugins",
     "read_idx",
     "registry",
+    "report",
     "resolve",
     "resolve_data_dir",
     "resume",

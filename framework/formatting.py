@@ -15,3 +15,14 @@ def format_value(value):
 def format_logs(logs):
     """``loss 0.1234  accuracy 0.9500  val_loss ...`` in the logs' own order."""
     return "  ".join(f"{key} {format_value(value)}" for key, value in logs.items())
+
+
+def report(message):
+    """Print a one-line message on stderr.  `tqdm.write` lifts any progress bar drawn there
+    out of the way and redraws it below, so the message never lands inside a bar; callbacks
+    of every plugin use it for what they tell the user (an early stop, a NaN)."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)

@@ -15,15 +15,7 @@ import signal
 import threading
 
 from framework.hookspecs import hookimpl
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def signal_name(signum):
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
+from framework.stopping import SIGNALS, signal_name
 
 
 @contextlib.contextmanager

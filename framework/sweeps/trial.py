@@ -16,7 +16,7 @@ from framework.config import flatten_config, set_key
 from framework.errors import ConfigError, PlugnetError
 from framework.hookspecs import hookimpl
 from framework.sweeps.space import Choice, point_key
-from framework.sweeps.stopping import signal_name
+from framework.stopping import signal_name
 
 logger = logging.getLogger("plugnet.sweep")
 

@@ -6,8 +6,7 @@ from typing import ClassVar
 import attrs
 from attrs.validators import ge, in_, instance_of
 
-from framework import Callback, ConfigError, did_you_mean, format_value, hookimpl
-from plugins.callbacks.reporting import report
+from framework import Callback, ConfigError, did_you_mean, format_value, hookimpl, report
 
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error")
 

@@ -6,8 +6,7 @@ from typing import ClassVar
 import attrs
 import numpy as np
 
-from framework import Callback, hookimpl
-from plugins.callbacks.reporting import report
+from framework import Callback, hookimpl, report
 
 
 @attrs.define(eq=False)
