@@ -402,3 +402,24 @@ def test_cli_export_check_runs_the_file_on_held_out_data(tmp_path):
     assert blocked.returncode == 2
     assert blocked.stderr.startswith("plugnet: error: cannot write the ONNX file") and blocked.stderr.count("\n") == 1
     assert "Traceback" not in blocked.stderr
+
+
+def test_cli_export_check_on_a_trained_lstm_run(tmp_path):
+    """A trained recurrent model (weights moved away from their initial values) through
+    `plugnet export --check`: the LSTM operator's re-laid-out gates give predict's outputs."""
+    from framework.run import build
+
+    build(
+        {
+            "seed": 0,
+            "data": {"type": "adding_problem", "length": 12, "n_samples": 300},
+            "model": {"layers": [{"type": "lstm", "units": 8, "return_sequences": True}, {"type": "gru", "units": 6}, {"type": "dense", "units": 1}]},
+            "train": {"loss": "mse", "epochs": 2, "batch_size": 32},
+            "logging": {"logdir": str(tmp_path / "run")},
+        }
+    ).fit()
+    result = cli("export", "run", "-o", "adding.onnx", "--check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if "largest difference" in l)
+    assert float(line.rsplit(" ", 1)[1]) <= TOLERANCE
+    assert {"lstm_0/LSTM", "gru_1/GRU"} <= {node.name for node in onnx.load(tmp_path / "adding.onnx").graph.node}
