@@ -134,7 +134,10 @@ def test_recurrent_layers_export_as_onnx_operators(kind, params, operator):
 def test_sequence_layers_export_in_float64(kind):
     """ONNX Runtime's recurrent kernels are float32 only: a float64 model's steps are unrolled,
     and match predict to float64 precision."""
-    params = {"num_heads": 2, "causal": True} if kind == "multi_head_attention" else {"units": 4, "return_sequences": True}
+    if kind == "multi_head_attention":
+        params = {"num_heads": 2, "causal": True}
+    else:
+        params = {"units": 4, "return_sequences": True}
     model = randomize(Sequential([layer(kind, **params)], input_shape=(5, 4), dtype="float64", seed=0))
     proto = to_onnx(model)
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
@@ -144,7 +147,8 @@ def test_sequence_layers_export_in_float64(kind):
 def test_recurrent_layer_with_a_plugin_activation_unrolls_through_its_exporter(monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "examples", "plugin"))
     framework.load_plugins(["plugnet_swish"])
-    model = randomize(Sequential([layer("simple_rnn", units=3, activation={"type": "swish", "beta": 1.5})], input_shape=(4, 2), seed=0))
+    swish = {"type": "swish", "beta": 1.5}
+    model = randomize(Sequential([layer("simple_rnn", units=3, activation=swish)], input_shape=(4, 2), seed=0))
     assert onnx_difference(model, random_inputs((4, 2))) <= TOLERANCE
     cube = Sequential([layer("simple_rnn", units=3, activation=Cube())], input_shape=(4, 2))
     with pytest.raises(PluginError, match=r"activation 'cube' .* in layer simple_rnn_0 .*to_onnx\(self, builder, x\)"):
@@ -413,7 +417,13 @@ def test_cli_export_check_on_a_trained_lstm_run(tmp_path):
         {
             "seed": 0,
             "data": {"type": "adding_problem", "length": 12, "n_samples": 300},
-            "model": {"layers": [{"type": "lstm", "units": 8, "return_sequences": True}, {"type": "gru", "units": 6}, {"type": "dense", "units": 1}]},
+            "model": {
+                "layers": [
+                    {"type": "lstm", "units": 8, "return_sequences": True},
+                    {"type": "gru", "units": 6},
+                    {"type": "dense", "units": 1},
+                ]
+            },
             "train": {"loss": "mse", "epochs": 2, "batch_size": 32},
             "logging": {"logdir": str(tmp_path / "run")},
         }

@@ -128,7 +128,8 @@ class MultiHeadAttention(Layer):
         heads_shape = builder.constant([0, 0, self.num_heads, size // self.num_heads], "heads_shape")
 
         def projected(name, perm):
-            y = builder.add("Add", [builder.add("MatMul", [x, builder.param(self, f"{name}_weights")]), builder.param(self, f"{name}_bias")])
+            y = builder.add("MatMul", [x, builder.param(self, f"{name}_weights")])
+            y = builder.add("Add", [y, builder.param(self, f"{name}_bias")])  # (N, T, D)
             return builder.add("Transpose", [builder.add("Reshape", [y, heads_shape])], perm=perm)
 
         q = projected("query", [0, 2, 1, 3])  # (N, h, T, d)

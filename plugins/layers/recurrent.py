@@ -162,7 +162,8 @@ class Recurrent(Layer):
     def unrolled_onnx(self, builder, x):
         """The forward equations step by step over the model's T steps: one MatMul for every
         step's ``x·W + b``, then per step a Gather of its slice and the layer's ``onnx_step``."""
-        products = builder.add("Add", [builder.add("MatMul", [x, builder.param(self, "weights")]), builder.param(self, "bias")])
+        products = builder.add("MatMul", [x, builder.param(self, "weights")])
+        products = builder.add("Add", [products, builder.param(self, "bias")])  # (N, T, k·H)
         # What every step uses, made once: U, the gates' split sizes (and the GRU's c).
         shared = {
             "recurrent_weights": builder.param(self, "recurrent_weights"),
@@ -225,9 +226,9 @@ class SimpleRNN(Recurrent):
     ONNX_ACTIVATIONS = {"tanh": ("Tanh",), "sigmoid": ("Sigmoid",), "relu": ("Relu",), "identity": ("Affine", 1.0, 0.0)}
 
     def onnx_attributes(self, builder):
-        kind = kind_of(self.activation)
         if builder.dtype != np.float32:
             return None
+        kind = kind_of(self.activation)
         if kind == "leaky_relu":
             return {"activations": ["LeakyRelu"], "activation_alpha": [float(self.activation.alpha)]}
         if kind not in self.ONNX_ACTIVATIONS:
