@@ -108,7 +108,8 @@ class OnnxBuilder:
         elif np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
             array = array.astype(np.int64)
         tensor_name = self.unique(self.scoped(name))
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), tensor_name))
+        # np.require keeps a scalar 0-d (a Gather index must be one to drop its axis).
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.require(array, requirements="C"), tensor_name))
         return tensor_name
 
     def param(self, layer, key, transform=None):

@@ -22,10 +22,6 @@ from framework.onnx_export import OnnxBuilder, export_onnx, onnx_session, run_on
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-5
 
-# The recurrent layers and attention have no ONNX exporter yet (ONNX's RNN / LSTM / GRU
-# operators with their gate order mapped, and attention's MatMul / Softmax, are still to come);
-# exporting them is the clear error every layer without `to_onnx` gives.
-NOT_YET_EXPORTED = {"simple_rnn", "lstm", "gru", "multi_head_attention"}
 # Layers that take token ids or several inputs: exported in the tests of graph and token models.
 EXPORTED_IN_GRAPHS = {"add", "multiply", "concatenate", "embedding"}
 
@@ -37,7 +33,9 @@ def layer(kind, **params):
 def onnx_difference(model, x):
     """Largest |ONNX Runtime - predict| over ``x``, the exported file checked and run."""
     proto = to_onnx(model)
-    got = run_onnx(onnx_session(proto), x.astype(model.dtype))
+    # As the model takes it (token ids kept integers), ids as the int64 the graph declares.
+    fed = model.prepare(x)
+    got = run_onnx(onnx_session(proto), fed.astype(np.int64) if np.issubdtype(fed.dtype, np.integer) else fed)
     expected = model.predict(x)
     assert got.shape == expected.shape and got.dtype == expected.dtype
     return float(np.max(np.abs(got - expected)))
@@ -83,6 +81,26 @@ LAYER_CASES = [
     ("global_maxpool2d", {}, (4, 3, 2)),
     ("global_avgpool1d", {}, (6, 3)),
     ("positional_embedding", {"max_length": 8}, (6, 3)),
+    # Recurrent layers: ONNX's RNN / LSTM / GRU operators with the gates re-ordered; a
+    # simple_rnn activation ONNX's RNN cannot name (softmax) unrolls its steps.
+    ("simple_rnn", {"units": 4}, (6, 3)),
+    ("simple_rnn", {"units": 4, "return_sequences": True}, (6, 3)),
+    ("simple_rnn", {"units": 3, "activation": "relu", "return_sequences": True}, (5, 2)),
+    ("simple_rnn", {"units": 3, "activation": "sigmoid"}, (5, 2)),
+    ("simple_rnn", {"units": 3, "activation": "identity", "return_sequences": True}, (5, 2)),
+    ("simple_rnn", {"units": 3, "activation": {"type": "leaky_relu", "alpha": 0.3}}, (5, 2)),
+    ("simple_rnn", {"units": 3, "activation": "softmax", "return_sequences": True}, (5, 2)),
+    ("simple_rnn", {"units": 5, "activation": "softmax"}, (4, 2)),
+    ("lstm", {"units": 4}, (6, 3)),
+    ("lstm", {"units": 4, "return_sequences": True}, (6, 3)),
+    ("lstm", {"units": 3, "unit_forget_bias": False, "return_sequences": True}, (1, 2)),
+    ("gru", {"units": 4}, (6, 3)),
+    ("gru", {"units": 4, "return_sequences": True}, (6, 3)),
+    ("gru", {"units": 3, "return_sequences": True}, (1, 2)),
+    ("multi_head_attention", {"num_heads": 2}, (5, 8)),
+    ("multi_head_attention", {"num_heads": 2, "causal": True}, (5, 8)),
+    ("multi_head_attention", {"num_heads": 4, "causal": True}, (7, 4)),
+    ("multi_head_attention", {"num_heads": 1}, (1, 3)),
 ]
 
 
@@ -91,16 +109,64 @@ LAYER_CASES = [
 def test_every_builtin_layer_has_a_case():
     import plugins.layers
 
-    covered = {kind for kind, _, _ in LAYER_CASES} | NOT_YET_EXPORTED | EXPORTED_IN_GRAPHS
+    covered = {kind for kind, _, _ in LAYER_CASES} | EXPORTED_IN_GRAPHS
     assert covered == set(plugins.layers.register_layers())  # the built-ins, not a test's plugins
 
 
-@pytest.mark.parametrize("kind", sorted(NOT_YET_EXPORTED))
-def test_layers_without_an_exporter_are_one_clear_error(kind):
-    params = {"num_heads": 2} if kind == "multi_head_attention" else {"units": 3}
-    model = Sequential([layer(kind, **params)], input_shape=(5, 4), seed=0)
-    with pytest.raises(framework.PluginError, match=r"cannot be exported to ONNX: give its class a method to_onnx"):
-        to_onnx(model)
+@pytest.mark.parametrize(
+    "kind, params, operator",
+    [("simple_rnn", {"activation": "relu"}, "RNN"), ("lstm", {}, "LSTM"), ("gru", {}, "GRU")],
+)
+def test_recurrent_layers_export_as_onnx_operators(kind, params, operator):
+    """One ONNX operator per layer (not unrolled steps), named after the layer, with its
+    weights in ONNX's layout (1, k·H, F) and (1, k·H, H) and the bias (1, 2·k·H)."""
+    model = randomize(Sequential([layer(kind, units=4, **params)], input_shape=(6, 3), seed=0))
+    proto = to_onnx(model)
+    (node,) = [n for n in proto.graph.node if n.op_type == operator]
+    assert node.name == f"{kind}_0/{operator}"
+    assert [n.op_type for n in proto.graph.node].count("MatMul") == 0
+    shapes = {t.name: list(t.dims) for t in proto.graph.initializer}
+    gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[operator]
+    assert [shapes[name] for name in node.input[1:4]] == [[1, gates * 4, 3], [1, gates * 4, 4], [1, 2 * gates * 4]]
+
+
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "multi_head_attention"])
+def test_sequence_layers_export_in_float64(kind):
+    """ONNX Runtime's recurrent kernels are float32 only: a float64 model's steps are unrolled,
+    and match predict to float64 precision."""
+    if kind == "multi_head_attention":
+        params = {"num_heads": 2, "causal": True}
+    else:
+        params = {"units": 4, "return_sequences": True}
+    model = randomize(Sequential([layer(kind, **params)], input_shape=(5, 4), dtype="float64", seed=0))
+    proto = to_onnx(model)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    assert onnx_difference(model, np.random.default_rng(0).normal(size=(6, 5, 4))) <= 1e-12
+
+
+def test_recurrent_layer_with_a_plugin_activation_unrolls_through_its_exporter(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "examples", "plugin"))
+    framework.load_plugins(["plugnet_swish"])
+    swish = {"type": "swish", "beta": 1.5}
+    model = randomize(Sequential([layer("simple_rnn", units=3, activation=swish)], input_shape=(4, 2), seed=0))
+    assert onnx_difference(model, random_inputs((4, 2))) <= TOLERANCE
+    cube = Sequential([layer("simple_rnn", units=3, activation=Cube())], input_shape=(4, 2))
+    with pytest.raises(PluginError, match=r"activation 'cube' .* in layer simple_rnn_0 .*to_onnx\(self, builder, x\)"):
+        to_onnx(cube)
+
+
+def test_stacked_recurrent_and_attention_model_exports():
+    """Sequences through an LSTM, a causal attention over its states and a GRU, in one graph."""
+    model = randomize(
+        Sequential(
+            [layer("lstm", units=8, return_sequences=True), layer("multi_head_attention", num_heads=2, causal=True),
+             layer("layer_norm"), layer("gru", units=4, return_sequences=True), layer("simple_rnn", units=3),
+             layer("dense", units=2)],
+            input_shape=(7, 3), seed=0,
+        ),
+        seed=2,
+    )
+    assert onnx_difference(model, random_inputs((7, 3), n=33)) <= TOLERANCE
 
 
 def test_graph_models_export_merges_batch_norm_and_layer_norm():
@@ -167,28 +233,26 @@ def example_models():
         config = load_config(path)
         if "model" not in config:
             continue
-        kinds = {spec.get("type") if isinstance(spec, dict) else spec for spec in config["model"]["layers"]}
-        marks = [pytest.mark.skip(reason="recurrent and attention layers have no exporter yet")] if kinds & NOT_YET_EXPORTED else []
-        cases.append(pytest.param(config, id=os.path.basename(path), marks=marks))
+        cases.append(pytest.param(config, id=os.path.basename(path)))
     return cases
 
 
-def example_input_shape(config):
+def example_inputs(config):
+    """Five inputs of the example's data: random pixels for MNIST (the official files may be
+    absent; their shape is known), else the dataset's own samples (token ids for a token model)."""
     if config["data"]["type"] in ("mnist", "fashion_mnist"):
-        return (28, 28, 1)  # the official files may be absent; their shape is known
+        return np.random.default_rng(0).random((5, 28, 28, 1)).astype(np.float32)
     small = {**config["data"]}
     if "n_samples" in small:
         small["n_samples"] = 50
-    x_train = create("datasets", small.pop("type"), **small).load(np.random.default_rng(0))[0]
-    return x_train.shape[1:]
+    return create("datasets", small.pop("type"), **small).load(np.random.default_rng(0))[0][:5]
 
 
 @pytest.mark.parametrize("config", example_models())
 def test_example_models(config):
     model = config["model"]
-    shape = example_input_shape(config)
-    net = model_from_config(model["layers"], input_shape=shape, dtype=model.get("dtype", "float32"), seed=0)
-    x = np.random.default_rng(0).random((5, *shape)).astype(net.dtype)
+    x = example_inputs(config)
+    net = model_from_config(model["layers"], input_shape=x.shape[1:], dtype=model.get("dtype", "float32"), seed=0)
     assert onnx_difference(net, x) <= TOLERANCE
 
 
@@ -342,3 +406,30 @@ def test_cli_export_check_runs_the_file_on_held_out_data(tmp_path):
     assert blocked.returncode == 2
     assert blocked.stderr.startswith("plugnet: error: cannot write the ONNX file") and blocked.stderr.count("\n") == 1
     assert "Traceback" not in blocked.stderr
+
+
+def test_cli_export_check_on_a_trained_lstm_run(tmp_path):
+    """A trained recurrent model (weights moved away from their initial values) through
+    `plugnet export --check`: the LSTM operator's re-laid-out gates give predict's outputs."""
+    from framework.run import build
+
+    build(
+        {
+            "seed": 0,
+            "data": {"type": "adding_problem", "length": 12, "n_samples": 300},
+            "model": {
+                "layers": [
+                    {"type": "lstm", "units": 8, "return_sequences": True},
+                    {"type": "gru", "units": 6},
+                    {"type": "dense", "units": 1},
+                ]
+            },
+            "train": {"loss": "mse", "epochs": 2, "batch_size": 32},
+            "logging": {"logdir": str(tmp_path / "run")},
+        }
+    ).fit()
+    result = cli("export", "run", "-o", "adding.onnx", "--check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if "largest difference" in l)
+    assert float(line.rsplit(" ", 1)[1]) <= TOLERANCE
+    assert {"lstm_0/LSTM", "gru_1/GRU"} <= {node.name for node in onnx.load(tmp_path / "adding.onnx").graph.node}

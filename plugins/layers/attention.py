@@ -34,6 +34,9 @@ class MultiHeadAttention(Layer):
 
     Kept from forward: x, Q, K, V, P (``attention_weights``, which TensorBoard draws) and O.
     PyTorch's ``in_proj_weight`` is ``[W_qᵀ; W_kᵀ; W_vᵀ]`` and ``out_proj.weight`` is ``W_oᵀ``.
+
+    ONNX export: the same steps as MatMul, Add, Reshape / Transpose, Mul, Softmax; the causal
+    mask an additive constant (T, T) of 0 and −∞ (T, the model's sequence length).
     """
 
     # What `framework.testing.check_plugin` checks the gradients on.
@@ -118,3 +121,27 @@ class MultiHeadAttention(Layer):
                 else:
                     grad_x += part
         return None if grad_x is None else grad_x.reshape(n, steps, size)
+
+    def to_onnx(self, builder, x):
+        """ONNX: the forward equations, heads split by Reshape (N, T, h, d) and Transpose."""
+        steps, size = self.input_shape
+        heads_shape = builder.constant([0, 0, self.num_heads, size // self.num_heads], "heads_shape")
+
+        def projected(name, perm):
+            y = builder.add("MatMul", [x, builder.param(self, f"{name}_weights")])
+            y = builder.add("Add", [y, builder.param(self, f"{name}_bias")])  # (N, T, D)
+            return builder.add("Transpose", [builder.add("Reshape", [y, heads_shape])], perm=perm)
+
+        q = projected("query", [0, 2, 1, 3])  # (N, h, T, d)
+        k_t = projected("key", [0, 2, 3, 1])  # Kᵀ, (N, h, d, T)
+        v = projected("value", [0, 2, 1, 3])  # (N, h, T, d)
+        scale = 1.0 / np.sqrt(size // self.num_heads)
+        scores = builder.add("Mul", [builder.add("MatMul", [q, k_t]), builder.constant(scale, "scale")])  # (N, h, T, T)
+        if self.causal:
+            mask = np.where(np.triu(np.ones((steps, steps), bool), 1), -np.inf, 0.0)
+            scores = builder.add("Add", [scores, builder.constant(mask, "causal_mask")])
+        weights = builder.add("Softmax", [scores], axis=-1)  # P
+        heads = builder.add("Transpose", [builder.add("MatMul", [weights, v])], perm=[0, 2, 1, 3])  # (N, T, h, d)
+        merged = builder.add("Reshape", [heads, builder.constant([0, 0, size], "merged_shape")])  # O, (N, T, D)
+        y = builder.add("MatMul", [merged, builder.param(self, "output_weights")])
+        return builder.add("Add", [y, builder.param(self, "output_bias")])

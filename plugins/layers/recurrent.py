@@ -24,12 +24,21 @@ How the work is laid out (the same in all three):
 
 ``activations`` is the hidden-state sequence ``(N, T, H)`` whatever ``return_sequences`` is,
 so TensorBoard shows every step's state.
+
+ONNX export (``to_onnx``): ONNX's own RNN / LSTM / GRU operator, one forward direction,
+with the gate blocks re-ordered to ONNX's (LSTM i, o, f, c; GRU z, r, h with
+``linear_before_reset=1``, which is PyTorch's GRU), ``W = weightsᵀ``, ``R =
+recurrent_weightsᵀ`` and ``B = [bias, recurrent bias or 0]``; Transposes around it, since
+ONNX Runtime runs only the time-major layout (``layout=1`` is refused).  Where ONNX Runtime
+has no kernel for the operator — float64 models (its recurrent kernels are float32 only),
+a ``simple_rnn`` activation that ONNX's RNN cannot name (softmax, a plugin's) — the steps
+are unrolled into MatMul and element-wise nodes over the model's fixed T instead.
 """
 
 import attrs
 import numpy as np
 
-from framework import Layer, activation_spec, component
+from framework import Layer, activation_spec, component, kind_of
 from framework.validators import boolean, positive_int
 
 
@@ -113,6 +122,77 @@ class Recurrent(Layer):
         return (flat @ self.params["weights"].T).reshape(steps, n, -1).transpose(1, 0, 2)
 
 
+    # --- ONNX export -------------------------------------------------------------------------
+
+    onnx_operator = "RNN"  # ONNX's operator for the layer
+    onnx_gate_order = (0,)  # plugnet's gate blocks in the order ONNX's operator takes them
+
+    def onnx_layout(self, value):
+        """A ``(…, k·H)`` parameter as ONNX's ``(1, k·H, …)``: gate blocks in ONNX's order,
+        transposed, with the one direction in front."""
+        blocks = np.split(value, self.gates, axis=-1)
+        return np.concatenate([blocks[k] for k in self.onnx_gate_order], axis=-1).T[None]
+
+    def onnx_attributes(self, builder):
+        """The operator's attributes, or None where ONNX Runtime cannot run it."""
+        return {} if builder.dtype == np.float32 else None
+
+    def to_onnx(self, builder, x):
+        """ONNX: the layer's own ONNX operator on the time-major input, or its steps unrolled
+        where ONNX Runtime has no kernel for it (see the module's docstring)."""
+        attributes = self.onnx_attributes(builder)
+        if attributes is None:
+            return self.unrolled_onnx(builder, x)
+        time_major = builder.add("Transpose", [x], perm=[1, 0, 2], name="to_time_major")  # (T, N, F)
+        recurrent_bias = self.params.get("recurrent_bias", np.zeros_like(self.params["bias"]))
+        bias = np.concatenate([self.onnx_layout(self.params["bias"]), self.onnx_layout(recurrent_bias)], axis=-1)
+        inputs = [
+            time_major,
+            builder.param(self, "weights", self.onnx_layout),  # (1, k·H, F)
+            builder.param(self, "recurrent_weights", self.onnx_layout),  # (1, k·H, H)
+            builder.constant(bias, "bias"),  # (1, 2·k·H)
+        ]
+        # Y (T, 1, N, H) every step's state, Y_h (1, N, H) the last one.
+        states, last = builder.add(self.onnx_operator, inputs, outputs=2, hidden_size=self.units, **attributes)
+        if not self.return_sequences:
+            return builder.add("Squeeze", [last, builder.constant([0], "axes")])
+        states = builder.add("Squeeze", [states, builder.constant([1], "axes")])
+        return builder.add("Transpose", [states], perm=[1, 0, 2], name="to_batch_major")
+
+    def unrolled_onnx(self, builder, x):
+        """The forward equations step by step over the model's T steps: one MatMul for every
+        step's ``x·W + b``, then per step a Gather of its slice and the layer's ``onnx_step``."""
+        products = builder.add("MatMul", [x, builder.param(self, "weights")])
+        products = builder.add("Add", [products, builder.param(self, "bias")])  # (N, T, k·H)
+        # What every step uses, made once: U, the gates' split sizes (and the GRU's c).
+        shared = {
+            "recurrent_weights": builder.param(self, "recurrent_weights"),
+            "split": builder.constant([self.units] * self.gates, "split"),
+        }
+        if "recurrent_bias" in self.params:
+            shared["recurrent_bias"] = builder.param(self, "recurrent_bias")
+        state, cell, states = None, None, []
+        for t in range(self.input_shape[0]):
+            a = builder.add("Gather", [products, builder.constant(t, "step")], axis=1)  # (N, k·H)
+            state, cell = self.onnx_step(builder, a, state, cell, shared)
+            states.append(state)
+        if not self.return_sequences:
+            return state
+        axis = builder.constant([1], "axes")
+        steps = [builder.add("Unsqueeze", [h, axis]) for h in states]
+        return builder.add("Concat", steps, axis=1) if len(steps) > 1 else steps[0]
+
+    def onnx_gates(self, builder, a, shared):
+        """``a`` (N, k·H) split into its k gate blocks."""
+        return builder.add("Split", [a, shared["split"]], outputs=self.gates, axis=-1)
+
+    def onnx_recurrent_sum(self, builder, a, state, shared):
+        """``a + hₜ₋₁·U`` (just ``a`` at the first step, where h₋₁ = 0)."""
+        if state is None:
+            return a
+        return builder.add("Add", [a, builder.add("MatMul", [state, shared["recurrent_weights"]])])
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class SimpleRNN(Recurrent):
     """Elman's recurrent net (PyTorch's ``nn.RNN``, Keras' ``SimpleRNN``).
@@ -140,6 +220,28 @@ class SimpleRNN(Recurrent):
     ]
 
     activation: object = attrs.field(default="tanh", converter=activation_spec)
+
+
+    # ONNX's RNN activations that match a plugnet activation: (name, alpha, beta).
+    ONNX_ACTIVATIONS = {"tanh": ("Tanh",), "sigmoid": ("Sigmoid",), "relu": ("Relu",), "identity": ("Affine", 1.0, 0.0)}
+
+    def onnx_attributes(self, builder):
+        if builder.dtype != np.float32:
+            return None
+        kind = kind_of(self.activation)
+        if kind == "leaky_relu":
+            return {"activations": ["LeakyRelu"], "activation_alpha": [float(self.activation.alpha)]}
+        if kind not in self.ONNX_ACTIVATIONS:
+            return None  # unrolled, the activation through its own exporter
+        name, *coefficients = self.ONNX_ACTIVATIONS[kind]
+        attributes = {"activations": [name]}
+        if coefficients:
+            attributes.update(activation_alpha=[coefficients[0]], activation_beta=[coefficients[1]])
+        return attributes
+
+    def onnx_step(self, builder, a, state, cell, shared):
+        """hₜ = f(xₜ·W + b + hₜ₋₁·U)."""
+        return builder.activation(self.activation, self.onnx_recurrent_sum(builder, a, state, shared)), None
 
     def forward(self, x, training=False):
         z = self.input_products(x)  # (T, N, H), each step's U-term added in the loop
@@ -205,6 +307,19 @@ class LSTM(Recurrent):
     ]
 
     unit_forget_bias: bool = attrs.field(default=True, validator=boolean)
+
+
+    onnx_operator = "LSTM"
+    onnx_gate_order = (0, 3, 1, 2)  # ONNX's i, o, f, c from plugnet's i, f, g, o
+
+    def onnx_step(self, builder, a, state, cell, shared):
+        """cₜ = σ(a_f) ⊙ cₜ₋₁ + σ(aᵢ) ⊙ tanh(a_g),  hₜ = σ(a_o) ⊙ tanh(cₜ)."""
+        i, f, g, o = self.onnx_gates(builder, self.onnx_recurrent_sum(builder, a, state, shared), shared)
+        cell_in = builder.add("Mul", [builder.add("Sigmoid", [i]), builder.add("Tanh", [g])])
+        if cell is not None:
+            cell_in = builder.add("Add", [cell_in, builder.add("Mul", [builder.add("Sigmoid", [f]), cell])])
+        state = builder.add("Mul", [builder.add("Sigmoid", [o]), builder.add("Tanh", [cell_in])])
+        return state, cell_in
 
     def build(self, input_shape):
         shape = super().build(input_shape)
@@ -304,6 +419,25 @@ class GRU(Recurrent):
         {"params": {"units": 3, "return_sequences": True}, "input_shape": (12, 2)},
         {"params": {"units": 3}, "input_shape": (5, 2)},
     ]
+
+
+    onnx_operator = "GRU"
+    onnx_gate_order = (1, 0, 2)  # ONNX's z, r, h from plugnet's r, z, n
+
+    def onnx_attributes(self, builder):
+        # The reset gate multiplies h·U_n + c_n, as here and in PyTorch.
+        return None if builder.dtype != np.float32 else {"linear_before_reset": 1}
+
+    def onnx_step(self, builder, a, state, cell, shared):
+        """r, z = σ(x_{r,z} + u_{r,z}),  n = tanh(x_n + r ⊙ u_n),  hₜ = n + z ⊙ (hₜ₋₁ − n)."""
+        c = shared["recurrent_bias"]  # u = hₜ₋₁·U + c, just c at the first step
+        u = c if state is None else builder.add("Add", [builder.add("MatMul", [state, shared["recurrent_weights"]]), c])
+        (x_r, x_z, x_n), (u_r, u_z, u_n) = self.onnx_gates(builder, a, shared), self.onnx_gates(builder, u, shared)
+        r = builder.add("Sigmoid", [builder.add("Add", [x_r, u_r])])
+        z = builder.add("Sigmoid", [builder.add("Add", [x_z, u_z])])
+        n = builder.add("Tanh", [builder.add("Add", [x_n, builder.add("Mul", [r, u_n])])])
+        change = builder.add("Neg", [n]) if state is None else builder.add("Sub", [state, n])
+        return builder.add("Add", [n, builder.add("Mul", [z, change])]), None
 
     def build(self, input_shape):
         shape = super().build(input_shape)
