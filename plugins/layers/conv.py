@@ -12,7 +12,7 @@ import numpy as np
 import scipy.fft
 
 from framework import Layer, ShapeError, activate, activation_spec, component, preactivation_grad
-from framework.parallel import workers
+from framework.parallel import elementwise, split_rows, workers
 from framework.validators import positive_int
 from framework.windows import crop_images, pad_images, padding_name, pair, window_geometry, window_slice, windows
 
@@ -111,7 +111,7 @@ class Conv2D(Layer):
         self.batch = x.shape[0]
         z = self.fft_forward(x) if self.uses_fft else self.im2col_forward(x, training)
         if self.use_bias:
-            z += self.params["bias"]
+            elementwise(np.add, z, self.params["bias"], out=z)
         return activate(self, z)
 
     def backward(self, grad_y):
@@ -135,7 +135,8 @@ class Conv2D(Layer):
         padded = pad_images(x, self.pads)
         view = windows(padded, self.kernel_size, self.strides, self.out_size)
         cols = self.buffer(training, view.shape, x.dtype)
-        np.copyto(cols, view)
+        # The im2col copy, a block of images per core (BLAS has the cores for the product).
+        split_rows(lambda start, stop: np.copyto(cols[start:stop], view[start:stop]), cols)
         self.cols = cols.reshape(-1, weights[..., 0].size)
         z = self.cols @ weights.reshape(-1, self.filters)
         return z.reshape(n, *self.out_size, self.filters)
@@ -159,12 +160,16 @@ class Conv2D(Layer):
         )
         weights_t = self.params["weights"].transpose(0, 1, 3, 2)  # (kh, kw, F, C)
         share = self.buffer("share", (grad_z.shape[0], channels), grad_z.dtype)
+        shares = share.reshape(n, *self.out_size, channels)
         for di in range(kh):
             for dj in range(kw):
                 np.matmul(grad_z, weights_t[di, dj], out=share)
-                grad_x[window_slice((di, dj), self.strides, self.out_size)] += share.reshape(
-                    n, *self.out_size, channels
-                )
+                pixels = window_slice((di, dj), self.strides, self.out_size)
+
+                def add(start, stop):  # a block of images per core
+                    grad_x[start:stop][pixels] += shares[start:stop]
+
+                split_rows(add, shares)
         return crop_images(grad_x, self.pads, height, width)
 
     def fft_forward(self, x):
