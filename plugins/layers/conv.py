@@ -109,7 +109,7 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         self.batch = x.shape[0]
-        z = self.fft_forward(x) if self.uses_fft else self.im2col_forward(x, training)
+        z = self.fft_forward(x, training) if self.uses_fft else self.im2col_forward(x, training)
         if self.use_bias:
             elementwise(np.add, z, self.params["bias"], out=z)
         return activate(self, z)
@@ -172,7 +172,7 @@ class Conv2D(Layer):
                 split_rows(add, shares)
         return crop_images(grad_x, self.pads, height, width)
 
-    def fft_forward(self, x):
+    def fft_forward(self, x, training):
         """``z`` by the convolution theorem, for stride 1.
 
         On the padded images (size ``Hp × Wp``), the output is a correlation with the kernel,
@@ -192,7 +192,8 @@ class Conv2D(Layer):
         threads = workers()
         spectrum = scipy.fft.rfft2(padded.transpose(1, 2, 0, 3), axes=(0, 1), workers=threads)
         kernel = scipy.fft.rfft2(self.params["weights"], s=self.frame, axes=(0, 1), workers=threads)
-        self.spectra = spectrum, kernel  # (u, v, N, C) and (u, v, C, F): backward reuses both
+        # (u, v, N, C) and (u, v, C, F): backward reuses both; evaluation holds no memory.
+        self.spectra = (spectrum, kernel) if training else None
         product = spectrum @ kernel.conj()
         z = scipy.fft.irfft2(product, s=self.frame, axes=(0, 1), workers=threads)
         rows, cols = self.out_size
