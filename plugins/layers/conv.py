@@ -19,6 +19,23 @@ from framework.windows import crop_images, pad_images, padding_name, pair, windo
 ALGORITHMS = ("auto", "im2col", "fft")
 
 
+def spectrum2d(a, frame, threads):
+    """``rfft2`` over axes 0 and 1 of ``a`` zero-padded to ``frame``, as two passes: the real
+    transform along axis 1 over ``a``'s own rows only, then the complex one along axis 0.
+    The same values as ``scipy.fft.rfft2(a, s=frame, axes=(0, 1))``, which transforms the
+    padding rows too: a 5×5 kernel in an 18×18 frame takes half the time."""
+    rows, cols = frame
+    half = scipy.fft.rfft(a, n=cols, axis=1, workers=threads)
+    return scipy.fft.fft(half, n=rows, axis=0, workers=threads)
+
+
+def inverse2d(spectrum, frame, rows, cols, threads):
+    """``irfft2(spectrum, s=frame, axes=(0, 1))[rows, cols]``, computing only those
+    ``rows`` in the second (real) pass: a kernel's 5 rows of an 18-row frame, say."""
+    half = scipy.fft.ifft(spectrum, axis=0, workers=threads)[rows]
+    return scipy.fft.irfft(half, n=frame[1], axis=1, workers=threads)[:, cols]
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in every framework) over NHWC images.
@@ -190,14 +207,13 @@ class Conv2D(Layer):
         padded = pad_images(x, self.pads)
         self.frame = padded.shape[1:3]
         threads = workers()
-        spectrum = scipy.fft.rfft2(padded.transpose(1, 2, 0, 3), axes=(0, 1), workers=threads)
-        kernel = scipy.fft.rfft2(self.params["weights"], s=self.frame, axes=(0, 1), workers=threads)
+        spectrum = spectrum2d(padded.transpose(1, 2, 0, 3), self.frame, threads)
+        kernel = spectrum2d(self.params["weights"], self.frame, threads)
         # (u, v, N, C) and (u, v, C, F): backward reuses both; evaluation holds no memory.
         self.spectra = (spectrum, kernel) if training else None
-        product = spectrum @ kernel.conj()
-        z = scipy.fft.irfft2(product, s=self.frame, axes=(0, 1), workers=threads)
         rows, cols = self.out_size
-        return np.ascontiguousarray(z[:rows, :cols].transpose(2, 0, 1, 3))
+        z = inverse2d(spectrum @ kernel.conj(), self.frame, slice(0, rows), slice(0, cols), threads)
+        return np.ascontiguousarray(z.transpose(2, 0, 1, 3))
 
     def fft_backward(self, grad_z):
         """dL/dW and dL/dx of `fft_forward`, with ``Ĝ = rfft2(dL/dz zero-padded to Hp × Wp)``::
@@ -208,21 +224,19 @@ class Conv2D(Layer):
         each again one complex matrix product per frequency."""
         spectrum, kernel = self.spectra
         threads = workers()
-        grad = scipy.fft.rfft2(grad_z.transpose(1, 2, 0, 3), s=self.frame, axes=(0, 1), workers=threads)
+        grad = spectrum2d(grad_z.transpose(1, 2, 0, 3), self.frame, threads)
         weight_product = (spectrum.conj().transpose(0, 1, 3, 2) @ grad).conj()
         kh, kw = self.kernel_size
-        grad_w = scipy.fft.irfft2(weight_product, s=self.frame, axes=(0, 1), workers=threads)
-        self.grads["weights"][...] = grad_w[:kh, :kw]
+        self.grads["weights"][...] = inverse2d(weight_product, self.frame, slice(0, kh), slice(0, kw), threads)
         if not self.needs_input_grad:
             return None
-        grad_padded = scipy.fft.irfft2(
-            grad @ kernel.transpose(0, 1, 3, 2), s=self.frame, axes=(0, 1), workers=threads
-        )
         (top, _), (left, _) = self.pads
         height, width = self.input_size
-        return np.ascontiguousarray(
-            grad_padded[top : top + height, left : left + width].transpose(2, 0, 1, 3)
+        grad_x = inverse2d(
+            grad @ kernel.transpose(0, 1, 3, 2), self.frame,
+            slice(top, top + height), slice(left, left + width), threads,
         )
+        return np.ascontiguousarray(grad_x.transpose(2, 0, 1, 3))
 
     def to_onnx(self, builder, x):
         """ONNX: Conv on the NCHW transpose (weights as (F, C, kh, kw)), with "same" padding
