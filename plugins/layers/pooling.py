@@ -55,9 +55,19 @@ class Pool2D(Layer):
         """The reverse of a pass along ``axis``: a gradient shaped like the pass's output,
         sent back to the positions each offset read (times that offset's ``weights``, e.g.
         where it won the maximum) and summed where windows overlap, into ``grad_in``
-        (zeros shaped like the pass's input)."""
-        for k in range(self.pool_size[axis - 1]):
-            grad_in[self.slab(axis, k)] += grad if weights is None else grad * weights(k)
+        (zeros shaped like the pass's input).
+
+        Where the windows tile the axis (stride = window, no remainder: the usual 2×2 pool)
+        each input position is read by exactly one window, so each offset's share is
+        written straight into place instead of multiplied into a temporary and added."""
+        window, stride = self.pool_size[axis - 1], self.strides[axis - 1]
+        tiles = stride == window and grad_in.shape[axis] == window * grad.shape[axis]
+        for k in range(window):
+            slab = grad_in[self.slab(axis, k)]
+            if tiles:
+                np.multiply(grad, 1 if weights is None else weights(k), out=slab)
+            else:
+                slab += grad if weights is None else grad * weights(k)
         return grad_in
 
     def finish_backward(self, grad_padded):
