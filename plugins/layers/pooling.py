@@ -82,6 +82,10 @@ def winner_dtype(count):
 def running_max(slabs, best, winner):
     """Element-wise maximum of ``slabs`` and which slab held it (the first one where they
     tie: only a strictly larger value takes over), into ``best`` and ``winner``."""
+    if len(slabs) == 2 and winner.dtype == np.uint8:
+        # Two slabs (a 2-wide window): the winner is the comparison itself, 0 or 1.
+        np.greater(slabs[1], slabs[0], out=winner.view(np.bool_))
+        return np.maximum(slabs[0], slabs[1], out=best), winner
     np.copyto(best, slabs[0])
     winner.fill(0)
     for k, slab in enumerate(slabs[1:], start=1):
