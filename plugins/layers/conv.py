@@ -127,7 +127,7 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         self.batch = x.shape[0]
-        z = self.fft_forward(x, training) if self.uses_fft else self.im2col_forward(x, training)
+        z = self.fft_forward(x) if self.uses_fft else self.im2col_forward(x, training)
         if self.use_bias:
             elementwise(np.add, z, self.params["bias"], out=z)
         return activate(self, z)
@@ -190,7 +190,7 @@ class Conv2D(Layer):
                 split_rows(add, shares)
         return crop_images(grad_x, self.pads, height, width)
 
-    def fft_forward(self, x, training):
+    def fft_forward(self, x):
         """``z`` by the convolution theorem, for stride 1.
 
         On the padded images (size ``Hp × Wp``), the output is a correlation with the kernel,
@@ -210,8 +210,7 @@ class Conv2D(Layer):
         threads = workers()
         spectrum = spectrum2d(padded.transpose(1, 2, 0, 3), self.frame, threads)
         kernel = spectrum2d(self.params["weights"], self.frame, threads)
-        # (u, v, N, C) and (u, v, C, F): backward reuses both; evaluation holds no memory.
-        self.spectra = (spectrum, kernel) if training else None
+        self.spectra = spectrum, kernel  # (u, v, N, C) and (u, v, C, F): backward reuses both
         rows, cols = self.out_size
         z = inverse2d(spectrum @ kernel.conj(), self.frame, slice(0, rows), slice(0, cols), threads)
         return np.ascontiguousarray(z.transpose(2, 0, 1, 3))
