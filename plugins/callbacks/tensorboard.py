@@ -210,7 +210,7 @@ class TensorBoard(Callback):
         if scalars:
             values.extend(scalar_value(key, value) for key, value in logs.items())
             lr = getattr(trainer.optimizer, "lr", None)
-            if isinstance(lr, numbers.Real):
+            if "lr" not in logs and isinstance(lr, numbers.Real):  # lr_schedule puts it in the logs
                 values.append(scalar_value("lr", lr))
         for layer in trainer.model.layers:
             for name, array in layer_tensors(layer).items():
