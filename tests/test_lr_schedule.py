@@ -200,6 +200,8 @@ def test_a_second_fit_continues_from_the_peak_it_first_read():
         ({"schedule": "one_cycle", "warmup": 3}, "drop warmup"),
         ({"schedule": "one_cycle", "pct_start": 1.5}, "'pct_start' must be <= 1"),
         ({"unit": "batch"}, "'unit' must be in"),
+        ({"warmup": True}, "warmup must be a number"),
+        ({"total": 0}, "'total' must be > 0"),
         ({"speed": 2}, "has no parameter 'speed'"),
     ],
 )

@@ -6,11 +6,10 @@ from typing import ClassVar
 import attrs
 from attrs.validators import ge, gt, in_, instance_of, le, optional
 
-from framework import Callback, ConfigError, hookimpl
+from framework import Callback, ConfigError, did_you_mean, hookimpl
 
 SCHEDULES = ("cosine", "step", "exponential", "one_cycle")
 number = instance_of((int, float))
-non_negative_int = [instance_of(int), ge(0)]
 
 
 def anneal_cos(start, end, fraction):
@@ -22,6 +21,10 @@ def reject_bool(instance, attribute, value):
     # TOML's true is an int to Python: refuse it rather than read it as 1
     if isinstance(value, bool):
         raise ValueError(f"{attribute.name} must be a number, got {value!r}")
+
+
+non_negative_int = [reject_bool, instance_of(int), ge(0)]
+positive_int = [reject_bool, instance_of(int), gt(0)]
 
 
 @attrs.define(eq=False)
@@ -56,10 +59,10 @@ class LRSchedule(Callback):
     schedule: str = attrs.field(default="cosine", validator=instance_of(str))
     lr: float | None = attrs.field(default=None, validator=optional([reject_bool, number, gt(0)]))
     unit: str = attrs.field(default="step", validator=in_(("step", "epoch")))
-    total: int | None = attrs.field(default=None, validator=optional([instance_of(int), gt(0)]))
+    total: int | None = attrs.field(default=None, validator=optional(positive_int))
     warmup: int = attrs.field(default=0, validator=non_negative_int)
     min_lr: float = attrs.field(default=0.0, validator=[reject_bool, number, ge(0)])
-    step_size: int | None = attrs.field(default=None, validator=optional([instance_of(int), gt(0)]))
+    step_size: int | None = attrs.field(default=None, validator=optional(positive_int))
     gamma: float | None = attrs.field(default=None, validator=optional([reject_bool, number, gt(0)]))
     pct_start: float = attrs.field(default=0.3, validator=[reject_bool, number, gt(0), le(1)])
     div_factor: float = attrs.field(default=25.0, validator=[reject_bool, number, gt(0)])
@@ -71,8 +74,6 @@ class LRSchedule(Callback):
     @schedule.validator
     def _known(self, attribute, value):
         if value not in SCHEDULES:
-            from framework import did_you_mean
-
             raise ValueError(
                 f"unknown schedule '{value}'{did_you_mean(value, SCHEDULES)} Schedules: {', '.join(SCHEDULES)}"
             )
