@@ -68,8 +68,10 @@ def layer_names(instance, attribute, value):
 
 
 def is_image_shape(shape):
-    """NHWC images (1, 3 or 4 channels) or HW grey images, as opposed to feature vectors."""
-    return (len(shape) == 3 and shape[2] in (1, 3, 4)) or (len(shape) == 2 and min(shape) >= 4)
+    """Per-sample NHWC images (1, 3 or 4 channels), as opposed to feature vectors and
+    ``(T, F)`` sequences: a two-axis sample is a sequence (the layout every sequence layer
+    reads), never guessed to be a grey picture."""
+    return len(shape) == 3 and shape[2] in (1, 3, 4)
 
 
 @attrs.define(eq=False)
