@@ -50,9 +50,11 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = data.load(np.random.default_rng(args.seed))
     model = build_model(args.seed)
     print(model.summary())
-    callbacks = [{"type": "tensorboard", "histogram_every": 500}] if args.logdir else []
+    callbacks = [{"type": "lr_schedule", "schedule": "one_cycle"}]  # up to Adam's lr, then down
+    if args.logdir:
+        callbacks.append({"type": "tensorboard", "histogram_every": 500})
     trainer = Trainer(
-        model, loss="cross_entropy", optimizer={"type": "adam", "lr": 0.001}, metrics=["accuracy"],
+        model, loss="cross_entropy", optimizer={"type": "adam", "lr": 0.004}, metrics=["accuracy"],
         callbacks=callbacks, logdir=args.logdir, seed=args.seed,
     )  # fmt: skip
     trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=32, validation_data=(x_test, y_test))

@@ -18,7 +18,7 @@ SCHEMA = {
     "seed": int,
     "plugins": list,
     "data": None,
-    "model": {"layers": list, "dtype": str, "input_shape": list},
+    "model": {"layers": list, "dtype": str, "input_shape": list, "inputs": list},
     "train": {
         "loss": None,
         "optimizer": None,

@@ -83,3 +83,19 @@ def read_idx(path):
             f"header says {shape} ({expected} bytes), file has {len(raw)} bytes"
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def dataset_arrays(arrays, name):
+    """A dataset's ``load`` result as ``(x_train, y_train, x_test, y_test)`` arrays; an ``x``
+    may be a dict of arrays keyed by input name (a model of several inputs), kept a dict."""
+
+    def as_array(value):
+        if isinstance(value, dict):
+            return {key: np.asarray(item) for key, item in value.items()}
+        return np.asarray(value)
+
+    try:
+        x_train, y_train, x_test, y_test = arrays
+        return as_array(x_train), np.asarray(y_train), as_array(x_test), np.asarray(y_test)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"dataset '{name}' must return (x_train, y_train, x_test, y_test): {exc}") from exc

@@ -341,7 +341,7 @@ def held_out(config, what="evaluate"):
     from framework.saving import load_data
 
     _, _, x_test, y_test = load_data(config)
-    if len(x_test) == 0:
+    if len(y_test) == 0:
         raise DataError(
             f"the run's data holds nothing out (its test split is empty), so there is nothing to "
             f"{what} on; give other data with --set, e.g. --set data.test_fraction=0.2"
@@ -364,4 +364,4 @@ def evaluate_run(run_dir, overrides=(), plugins=()):
     x_test, y_test = held_out(config)
     train = config.get("train", {})
     trainer = Trainer(model, loss=train["loss"], metrics=train.get("metrics", []), l2=train.get("l2", 0.0))
-    return trainer.evaluate(x_test, y_test, batch_size=train.get("batch_size")), len(x_test)
+    return trainer.evaluate(x_test, y_test, batch_size=train.get("batch_size")), len(y_test)

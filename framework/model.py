@@ -592,6 +592,73 @@ def take_rows(x, index):
 # --- models from configs ---------------------------------------------------------------------
 
 
+def declared_inputs(model_config):
+    """``[(name, shape or None)]`` of ``[model] inputs`` (each a name, or a table with
+    ``name`` and optionally ``shape``), or None when the config declares none."""
+    declared = model_config.get("inputs")
+    if declared is None:
+        return None
+    result = []
+    for index, item in enumerate(declared):
+        where = f"model.inputs.{index}"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ConfigError(f"{where} must be an input name or a table with a 'name' (and 'shape'), got {item!r}")
+        unknown = sorted(set(item) - {"name", "shape"})
+        if unknown:
+            raise ConfigError(f"{where} ({item['name']}) has no key {', '.join(map(repr, unknown))}; its keys: name, shape")
+        shape = item.get("shape")
+        if shape is not None and (
+            not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+        ):
+            raise ConfigError(f"{where} ({item['name']}): shape must be a list of positive sizes, got {shape!r}")
+        result.append((item["name"], None if shape is None else tuple(shape)))
+    names = [name for name, _ in result]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"model.inputs must name one or more distinct inputs, got {names}")
+    return result
+
+
+def config_inputs(model_config, x, dataset="the dataset"):
+    """``(input names or None, input_shape)`` for `model_from_config` from a config's
+    ``[model]`` and the dataset's training ``x`` (an array, or a dict of arrays keyed by
+    input name; None when the shapes are all declared).  The dataset's keys and the declared
+    inputs must be the same names."""
+    declared = declared_inputs(model_config)
+    if isinstance(x, dict):
+        keys = list(x)
+        if declared is not None:
+            names = [name for name, _ in declared]
+            extra = [k for k in keys if k not in names]
+            missing = [n for n in names if n not in keys]
+            if extra or missing:
+                problems = []
+                if extra:
+                    problems.append(f"no model input is named {', '.join(map(repr, extra))}")
+                if missing:
+                    problems.append(f"it gives no data for input {', '.join(map(repr, missing))}")
+                raise DataError(
+                    f"{dataset} gives inputs {', '.join(map(repr, keys))} but the model declares "
+                    f"{', '.join(map(repr, names))}: {'; '.join(problems)} (model.inputs must name the dataset's keys)"
+                )
+        else:
+            declared = [(key, None) for key in keys]  # the data's keys, in the dataset's order
+        shapes = {name: shape if shape is not None else tuple(np.shape(x[name])[1:]) for name, shape in declared}
+        return [name for name, _ in declared], shapes
+    if declared is None:
+        return None, model_config.get("input_shape", None if x is None else tuple(np.shape(x)[1:]))
+    if len(declared) > 1:
+        raise DataError(
+            f"the model declares inputs {', '.join(repr(n) for n, _ in declared)}, but {dataset} gives one "
+            "array: a dataset for several inputs returns x as a dict keyed by their names"
+        )
+    (name, shape), = declared
+    if shape is None:
+        shape = model_config.get("input_shape", None if x is None else tuple(np.shape(x)[1:]))
+    return [name], {name: shape}
+
+
 def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inputs=None):
     """The model a config's ``[model]`` describes.
 
@@ -602,8 +669,12 @@ def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inpu
     mapping of their shapes.
     """
     specs = [spec if isinstance(spec, dict) else {"type": spec} if isinstance(spec, str) else spec for spec in layers]
-    graph = inputs is not None or any(isinstance(s, dict) and "inputs" in s for s in specs)
+    graph = (inputs is not None and list(inputs) != [DEFAULT_INPUT]) or any(
+        isinstance(s, dict) and "inputs" in s for s in specs
+    )
     if not graph:
+        if isinstance(input_shape, dict):
+            input_shape = input_shape.get(DEFAULT_INPUT)
         return Sequential(layers, input_shape=input_shape, dtype=dtype, seed=seed)
     input_names = list(inputs) if inputs is not None else [DEFAULT_INPUT]
     if len(input_names) == 1 and not isinstance(input_shape, dict):

@@ -8,10 +8,12 @@ import shutil
 import attrs
 import numpy as np
 
+from framework.base import kind_of
 from framework.checkpoints import latest_whole_checkpoint, list_checkpoints, restore_checkpoint
 from framework.config import check_config
 from framework.errors import ConfigError, DataError, PlugnetError
-from framework.model import model_from_config
+from framework.data import dataset_arrays
+from framework.model import config_inputs, model_from_config
 from framework.registry import load_plugins, resolve
 from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunLock, check_logdir, claim
 from framework.saving import MODEL_FILE, save_run_model
@@ -104,6 +106,31 @@ class Experiment:
         return summary
 
 
+def check_token_inputs(model, data, x, dataset):
+    """Refuse a model whose input of token ids is read by a float layer.  A dataset says its
+    x holds token ids with ``tokens = True`` (or a collection of the input names that do):
+    integer dtype alone is no sign, since pixels and counts are integers too."""
+    marked = getattr(data, "tokens", False)
+    if not marked:
+        return
+    arrays = x if isinstance(x, dict) else {model.input_names[0]: x}
+    names = model.input_names if marked is True else [n for n in model.input_names if n in marked]
+    for name in names:
+        if name not in arrays or not np.issubdtype(np.asarray(arrays[name]).dtype, np.integer):
+            continue
+        readers = [layer for layer in model.layers if name in model.inbound[layer.name]]
+        for layer in readers:
+            if not getattr(layer, "integer_input", False):
+                vocab = getattr(data, "vocab", None)
+                example = f'{{ type = "embedding", input_dim = {vocab or "VOCAB"}, output_dim = 32 }}'
+                where = "the model's input" if len(model.inputs) == 1 else f"input '{name}'"
+                raise ConfigError(
+                    f"layer {layer.name} ({kind_of(layer)}) reads {where}, which holds integer token ids "
+                    f"(dataset '{dataset}'), but it takes float values: read the ids with an embedding "
+                    f"first, e.g. {example}"
+                )
+
+
 def build(config, *, progress=False, resume=None, overwrite=False):
     """Check ``config``, load its plugins and data, build the model and the trainer.
 
@@ -126,20 +153,18 @@ def build(config, *, progress=False, resume=None, overwrite=False):
     load_plugins(config.get("plugins", []))
     seed = config.get("seed", 0)
     data = resolve("datasets", config["data"])
-    arrays = data.load(np.random.default_rng(seed))
-    try:
-        x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"dataset '{config['data']['type']}' must return (x_train, y_train, x_test, y_test): {exc}"
-        ) from exc
+    dataset = config["data"]["type"]
+    x_train, y_train, x_test, y_test = dataset_arrays(data.load(np.random.default_rng(seed)), dataset)
     model_config = config["model"]
+    input_names, input_shape = config_inputs(model_config, x_train, f"dataset '{dataset}'")
     model = model_from_config(
         model_config["layers"],
-        input_shape=model_config.get("input_shape", x_train.shape[1:]),
+        input_shape=input_shape,
         dtype=model_config.get("dtype", "float32"),
         seed=seed,
+        inputs=input_names,
     )
+    check_token_inputs(model, data, x_train, dataset)
     train = config.get("train", {})
     trainer = Trainer(
         model,
@@ -154,7 +179,7 @@ def build(config, *, progress=False, resume=None, overwrite=False):
     # Check the data against the model before any callback exists to write files, and keep
     # it as checked: converted to the model's dtype once, so fit's own check copies nothing.
     x_train, y_train = trainer.check_data(x_train, y_train, "training")
-    if len(x_test):
+    if len(y_test):
         x_test, y_test = trainer.check_data(x_test, y_test, "held-out")
     callbacks = list(train.get("callbacks", []))
     named = [c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))]

@@ -241,16 +241,20 @@ def model_from_config(config):
     ``model.input_shape`` or, where the config does not give it, that of the dataset's
     samples (so the dataset is loaded, as training does)."""
     from framework.config import check_config
+    from framework.model import config_inputs, declared_inputs
     from framework.model import model_from_config as build_model
     from framework.registry import load_plugins
 
     check_config(config)
     load_plugins(config.get("plugins", []))
     model_config = config["model"]
-    input_shape = model_config.get("input_shape")
-    if input_shape is None:
-        input_shape = load_data(config)[0].shape[1:]
-    return build_model(model_config["layers"], input_shape=input_shape, dtype=model_config.get("dtype", "float32"))
+    declared = declared_inputs(model_config)
+    shapes_given = all(shape is not None for _, shape in declared) if declared else "input_shape" in model_config
+    x = None if shapes_given else load_data(config)[0]
+    names, input_shape = config_inputs(model_config, x, f"dataset '{config['data'].get('type')}'")
+    return build_model(
+        model_config["layers"], input_shape=input_shape, dtype=model_config.get("dtype", "float32"), inputs=names
+    )
 
 
 def load_data(config):
@@ -260,13 +264,9 @@ def load_data(config):
 
     load_plugins(config.get("plugins", []))
     data = resolve("datasets", config["data"])
-    arrays = data.load(np.random.default_rng(config.get("seed", 0)))
-    try:
-        return tuple(np.asarray(a) for a in arrays)
-    except (TypeError, ValueError) as exc:
-        raise DataError(
-            f"dataset '{config['data'].get('type')}' must return (x_train, y_train, x_test, y_test): {exc}"
-        ) from exc
+    from framework.data import dataset_arrays
+
+    return dataset_arrays(data.load(np.random.default_rng(config.get("seed", 0))), config["data"].get("type"))
 
 
 def run_config(run_dir):

@@ -236,8 +236,11 @@ class ReverseSequence(Dataset):
     x is ``(N, length)`` integer token ids drawn uniformly from ``[0, vocab)``; y is the same
     ids in reverse order, ``y[:, t] = x[:, length − 1 − t]`` — a per-token classification
     (``(N, T, vocab)`` predictions against ``(N, T)`` labels) that each position can only
-    solve by looking at another one.
+    solve by looking at another one.  ``tokens`` marks x as token ids, so a model that
+    reads them with a float layer (not an ``embedding``) is refused before training.
     """
+
+    tokens = True  # x holds token ids, not integer-valued measurements
 
     length: int = attrs.field(default=10, validator=whole_number(2))
     vocab: int = attrs.field(default=10, validator=whole_number(2))
@@ -247,6 +250,31 @@ class ReverseSequence(Dataset):
     def load(self, rng):
         x = rng.integers(0, self.vocab, size=(self.n_samples, self.length), dtype=np.int64)
         return split_train_test(x, x[:, ::-1].copy(), self.test_fraction, rng)
+
+
+@attrs.define
+class TwoInputs(Dataset):
+    """A toy task for a model of two inputs: is the sum of ``a``'s features above the sum of
+    ``b``'s?
+
+    x is a dict, ``{"a": (N, a_features), "b": (N, b_features)}`` standard-normal floats
+    (a model's inputs named ``a`` and ``b`` take them); y is ``1`` where ``Σ a > Σ b``,
+    else ``0``, so neither input alone does better than chance.
+    """
+
+    a_features: int = attrs.field(default=3, validator=positive_int)
+    b_features: int = attrs.field(default=2, validator=positive_int)
+    n_samples: int = attrs.field(default=1000, validator=positive_int)
+    test_fraction: float = attrs.field(default=0.2, validator=fraction)
+
+    def load(self, rng):
+        a = rng.normal(size=(self.n_samples, self.a_features)).astype(np.float32)
+        b = rng.normal(size=(self.n_samples, self.b_features)).astype(np.float32)
+        y = (a.sum(axis=1) > b.sum(axis=1)).astype(np.int64)
+        order = rng.permutation(self.n_samples)
+        n_test = int(round(self.n_samples * self.test_fraction))
+        test, train = order[:n_test], order[n_test:]
+        return {"a": a[train], "b": b[train]}, y[train], {"a": a[test], "b": b[test]}, y[test]
 
 
 # --- IDX image sets --------------------------------------------------------------------------
@@ -493,4 +521,5 @@ def register_datasets():
         "fashion_mnist": FashionMNIST,
         "adding_problem": AddingProblem,
         "reverse_sequence": ReverseSequence,
+        "two_inputs": TwoInputs,
     }

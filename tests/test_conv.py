@@ -84,12 +84,17 @@ CONV_CASES = [
     (1, 1, "valid", (3, 3, 4)),
 ]
 
+# Every case by im2col, and each stride-1 case by the Fourier transform as well.
+ALGORITHM_CASES = [(*case, "im2col") for case in CONV_CASES] + [
+    (*case, "fft") for case in CONV_CASES if case[1] == 1
+]
 
-@pytest.mark.parametrize("kernel_size, strides, padding, shape", CONV_CASES)
-def test_conv2d_forward_matches_the_loop_definition(kernel_size, strides, padding, shape):
+
+@pytest.mark.parametrize("kernel_size, strides, padding, shape, algorithm", ALGORITHM_CASES)
+def test_conv2d_forward_matches_the_loop_definition(kernel_size, strides, padding, shape, algorithm):
     layer = layer_on(
         {"type": "conv2d", "filters": 3, "kernel_size": kernel_size, "strides": strides,
-         "padding": padding, "bias_init": {"type": "normal", "stddev": 1.0}},
+         "padding": padding, "bias_init": {"type": "normal", "stddev": 1.0}, "algorithm": algorithm},
         shape,
     )
     x = np.random.default_rng(1).normal(size=(2, *shape))
@@ -99,13 +104,13 @@ def test_conv2d_forward_matches_the_loop_definition(kernel_size, strides, paddin
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("kernel_size, strides, padding, shape", CONV_CASES)
-def test_conv2d_matches_pytorch(kernel_size, strides, padding, shape):
+@pytest.mark.parametrize("kernel_size, strides, padding, shape, algorithm", ALGORITHM_CASES)
+def test_conv2d_matches_pytorch(kernel_size, strides, padding, shape, algorithm):
     torch = pytest.importorskip("torch")
     functional = torch.nn.functional
     layer = layer_on(
         {"type": "conv2d", "filters": 4, "kernel_size": kernel_size, "strides": strides,
-         "padding": padding, "bias_init": {"type": "normal"}},
+         "padding": padding, "bias_init": {"type": "normal"}, "algorithm": algorithm},
         shape,
     )
     x = np.random.default_rng(2).normal(size=(3, *shape))
@@ -122,12 +127,13 @@ def test_conv2d_matches_pytorch(kernel_size, strides, padding, shape):
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("kernel_size, strides, padding, shape", CONV_CASES)
+@pytest.mark.parametrize("kernel_size, strides, padding, shape, algorithm", ALGORITHM_CASES)
 @pytest.mark.parametrize("activation", [None, "tanh"])
-def test_conv2d_gradients_match_finite_differences(kernel_size, strides, padding, shape, activation):
+def test_conv2d_gradients_match_finite_differences(kernel_size, strides, padding, shape, algorithm, activation):
     layer = layer_on(
         {"type": "conv2d", "filters": 2, "kernel_size": kernel_size, "strides": strides,
-         "padding": padding, "activation": activation, "bias_init": {"type": "normal"}},
+         "padding": padding, "activation": activation, "bias_init": {"type": "normal"},
+         "algorithm": algorithm},
         shape,
     )
     rng = np.random.default_rng(3)
@@ -344,12 +350,49 @@ def test_image_layers_refuse_flat_inputs(kind):
         ({"filters": 2, "kernel_size": [3, 3, 3]}, "expected an integer or a pair of integers, got [3, 3, 3]"),
         ({"filters": 2, "strides": 0}, "expected positive sizes, got 0"),
         ({"filters": 2, "kernel_size": 2.5}, "expected an integer or a pair of integers, got 2.5"),
+        ({"filters": 2, "algorithm": "winograd"}, "'algorithm' must be in ('auto', 'im2col', 'fft')"),
     ],
 )
 def test_bad_conv2d_parameters_are_config_errors_naming_the_layer(params, message):
     with pytest.raises(ConfigError) as info:
         create("layers", "conv2d", **params)
     assert str(info.value).startswith("layer 'conv2d': ") and message in str(info.value)
+
+
+def test_fft_convolution_needs_stride_one():
+    with pytest.raises(ShapeError, match="algorithm 'fft' needs strides 1, got \\(2, 2\\)"):
+        layer_on({"type": "conv2d", "filters": 2, "strides": 2, "algorithm": "fft"}, (6, 6, 3))
+
+
+@pytest.mark.parametrize(
+    "params, shape, fft",
+    [
+        ({"kernel_size": 5}, (14, 14, 32), True),  # seed 002's second convolution
+        ({"kernel_size": 5}, (28, 28, 1), False),  # its first: one channel
+        ({"kernel_size": 3}, (14, 14, 32), False),
+        ({"kernel_size": 5, "strides": 2}, (14, 14, 32), False),
+        ({"kernel_size": 3, "algorithm": "fft"}, (14, 14, 32), True),
+        ({"kernel_size": 5, "algorithm": "im2col"}, (14, 14, 32), False),
+    ],
+)
+def test_auto_takes_the_fourier_path_where_it_needs_fewer_operations(params, shape, fft):
+    assert layer_on({"type": "conv2d", "filters": 4, **params}, shape).uses_fft is fft
+
+
+def test_both_algorithms_agree_in_float32_on_the_seed_002_layer():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 14, 14, 32)).astype(np.float32)
+    grad_y = rng.normal(size=(3, 14, 14, 8)).astype(np.float32)
+    results = {}
+    for algorithm in ("im2col", "fft"):  # the same seed: the same initial weights
+        spec = {"type": "conv2d", "filters": 8, "kernel_size": 5, "algorithm": algorithm}
+        layer = layer_on(spec, (14, 14, 32), dtype="float32")
+        y = layer.forward(x, training=True)
+        grad_x = layer.backward(grad_y)
+        results[algorithm] = y, grad_x, layer.grads["weights"], layer.grads["bias"]
+        assert all(array.dtype == np.float32 for array in results[algorithm])
+    for by_im2col, by_fft in zip(results["im2col"], results["fft"]):
+        np.testing.assert_allclose(by_fft, by_im2col, rtol=0, atol=1e-5 * np.abs(by_im2col).max())
 
 
 # --- whole networks ---------------------------------------------------------------------------

@@ -55,6 +55,7 @@ def test_attention_weights_are_drawn_per_head(tmp_path):
     ]
     model, events = train(tmp_path, layers, x, y, "cross_entropy", epochs=2)
     image_tags = events.Tags()["images"]
+    assert "inputs" not in image_tags  # (T, F) sequences are not pictures
     heads = {tag for tag in image_tags if tag.startswith("multi_head_attention_0/")}
     assert heads == {"multi_head_attention_0/attention/head_0", "multi_head_attention_0/attention/head_1"}
     images = events.Images("multi_head_attention_0/attention/head_1")

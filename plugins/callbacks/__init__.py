@@ -4,6 +4,7 @@ from framework import hookimpl
 from plugins.callbacks.checkpoint import Checkpoint
 from plugins.callbacks.csv_logger import CSVLogger
 from plugins.callbacks.early_stopping import EarlyStopping
+from plugins.callbacks.lr_schedule import LRSchedule
 from plugins.callbacks.progress import Progress
 from plugins.callbacks.tensorboard import TensorBoard
 from plugins.callbacks.terminate_on_nan import TerminateOnNaN
@@ -18,4 +19,5 @@ def register_callbacks():
         "csv_logger": CSVLogger,
         "checkpoint": Checkpoint,
         "tensorboard": TensorBoard,
+        "lr_schedule": LRSchedule,
     }

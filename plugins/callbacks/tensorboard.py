@@ -68,8 +68,10 @@ def layer_names(instance, attribute, value):
 
 
 def is_image_shape(shape):
-    """NHWC images (1, 3 or 4 channels) or HW grey images, as opposed to feature vectors."""
-    return (len(shape) == 3 and shape[2] in (1, 3, 4)) or (len(shape) == 2 and min(shape) >= 4)
+    """Per-sample NHWC images (1, 3 or 4 channels), as opposed to feature vectors and
+    ``(T, F)`` sequences: a two-axis sample is a sequence (the layout every sequence layer
+    reads), never guessed to be a grey picture."""
+    return len(shape) == 3 and shape[2] in (1, 3, 4)
 
 
 @attrs.define(eq=False)
@@ -170,11 +172,14 @@ class TensorBoard(Callback):
         if trainer.config:
             texts.append(text_value("config", code_block(json.dumps(trainer.config, indent=2, default=str))))
         self.write(self.train_writer, texts, step)
-        two_d = tuple(model.input_shape) == (2,)
+        # Input images, boundaries and attention maps draw one input: a model of several
+        # inputs has none of them.
+        one_input = len(getattr(model, "inputs", ())) <= 1
+        two_d = one_input and tuple(model.input_shape) == (2,)
         self._points = [] if two_d and trainer.validation_data is None else None
         self._points_epoch = trainer.epoch
-        self._want_samples = self.images > 0 and is_image_shape(tuple(model.input_shape))
-        self._want_attention, self._attention_sample = bool(attention_layers(model)), None
+        self._want_samples = self.images > 0 and one_input and is_image_shape(tuple(model.input_shape))
+        self._want_attention, self._attention_sample = one_input and bool(attention_layers(model)), None
         self._last_attention_step = None
         self.start_projector(trainer)
 
@@ -210,7 +215,7 @@ class TensorBoard(Callback):
         if scalars:
             values.extend(scalar_value(key, value) for key, value in logs.items())
             lr = getattr(trainer.optimizer, "lr", None)
-            if isinstance(lr, numbers.Real):
+            if "lr" not in logs and isinstance(lr, numbers.Real):  # lr_schedule puts it in the logs
                 values.append(scalar_value("lr", lr))
         for layer in trainer.model.layers:
             for name, array in layer_tensors(layer).items():
