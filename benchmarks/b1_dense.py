@@ -5,9 +5,12 @@ Prints samples/s for plugnet's Trainer, two hand-written numpy loops doing the s
 ``numpy`` computes each batch's loss value as plugnet does, ``lean`` does only the forward
 pass, backward pass and update (no loss value, no bookkeeping: the fastest honest loop) —
 and PyTorch on the CPU (same number of threads) when it is installed, with the ratios.
-Each is timed over the same data in rounds that rotate which runs first; the ratios are
-medians over rounds (runs seconds apart, which a machine whose speed drifts needs).
-Targets (issue 13): plugnet >= 0.95x lean numpy and >= 1.3x PyTorch.
+Each is timed over the same data in rounds that rotate which runs first (each round's
+times are printed); the ratios are medians over rounds (runs seconds apart, which a machine
+whose speed drifts needs), beside best-of.  plugnet and the lean loop check that they ran
+every step.  Targets (issue 13): plugnet >= 0.95x lean numpy and >= 1.3x PyTorch.  On a
+machine others are using, ``--threads 1`` is the steadier comparison: two BLAS threads
+sharing a core with another job wait on each other in every matrix product.
 
     python benchmarks/b1_dense.py [--samples 12800] [--epochs 2] [--repeats 7] [--threads N]
 """
