@@ -59,7 +59,9 @@ class Dense(Layer):
             grad_z = grad_z.reshape(-1, self.units)
         np.matmul(self.inputs.T, grad_z, out=self.grads["weights"])
         if self.use_bias:
-            np.sum(grad_z, axis=0, out=self.grads["bias"])
+            # The ufunc's own reduce: np.sum's Python wrapper costs as much as the sum of
+            # a per-sample step's one-row gradient (benchmarks/b3_xor_step.py).
+            np.add.reduce(grad_z, axis=0, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None
         grad_x = grad_z @ self.params["weights"].T
