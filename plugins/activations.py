@@ -10,7 +10,6 @@ import numpy as np
 from scipy.special import expit
 
 from framework import Activation, hookimpl
-from framework.parallel import elementwise, split_rows
 
 
 @attrs.define
@@ -63,24 +62,13 @@ class Tanh(Activation):
 
 @attrs.define
 class ReLU(Activation):
-    """a = max(z, 0);  da/dz = 1 where z > 0, else 0 (0 at the kink, as is usual).
-
-    Both are split over the cores by rows (`framework.parallel`): a convnet's activations
-    are megabytes, and one core would stream them alone."""
+    """a = max(z, 0);  da/dz = 1 where z > 0, else 0 (0 at the kink, as is usual)."""
 
     def forward(self, z):
-        return elementwise(np.maximum, z, z.dtype.type(0))
+        return np.maximum(z, 0)
 
     def backward(self, z, a, grad_a):
-        if grad_a.shape != z.shape or grad_a.ndim == 0:
-            return grad_a * (z > 0)
-        grad_z = np.empty_like(grad_a)
-
-        def rows(start, stop):  # grad_z = grad_a ⊙ [z > 0], a block of rows at a time
-            np.multiply(grad_a[start:stop], z[start:stop] > 0, out=grad_z[start:stop])
-
-        split_rows(rows, grad_z)
-        return grad_z
+        return grad_a * (z > 0)
 
     def to_onnx(self, builder, x):
         return builder.add("Relu", [x])
