@@ -5,7 +5,9 @@
    number of threads, when torch is installed (target, issue 13: plugnet >= 1.0x PyTorch on
    one thread and on two).  Each thread count is measured in its own rounds.
 2. conv2d forward + backward GFLOP/s for each of the network's two convolutions, against the
-   machine's float32 matrix-product rate measured in the same run (a square sgemm).
+   machine's float32 matrix-product rate measured in the same run (a square sgemm).  The
+   flops counted are a direct convolution's, so the second layer, which ``algorithm =
+   "auto"`` runs through the Fourier transform with fewer operations, can beat the rate.
 
 Each round runs plugnet and PyTorch once each, in an order that alternates from round to
 round, a moment apart; the ratio printed is the median over rounds of the ratio within a

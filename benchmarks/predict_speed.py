@@ -11,9 +11,9 @@ timed from the file on disk to the predictions:
 3. ONNX Runtime on the model exported by ``plugnet export`` (``np.load`` + session runs in
    batches of 256), when onnx and onnxruntime are installed.
 
-Where PyTorch is installed, tensorboardX imports it in every plugnet process (seconds of
-start-up that ``plugnet predict`` pays too), so the command is also timed with torch hidden
-from it, as on an install without the ``bench`` extra.
+Where PyTorch is installed the command is also timed with torch hidden from it, as on an
+install without the ``bench`` extra: plugnet imports tensorboardX's protobufs without the
+writer module that would import torch, so the two should match.
 
 The images are the official MNIST test images when found (``--data DIR`` or
 $PLUGNET_DATA/mnist), else random pixels; the weights are the config's random
