@@ -427,6 +427,18 @@ def test_median_pruner_stops_a_trial_that_is_clearly_behind(tmp_path):
     assert json.load(open(os.path.join(bad.logdir, "summary.json")))["epochs"] <= 3  # stopped early
     assert [r["state"] for r in read_csv(os.path.join(result.logdir, "sweep.csv"))] == ["complete", "pruned"]
     assert result.best == good
+    study = journal_study(os.path.join(result.logdir, "study.journal"), result.study)
+    assert all(trial.intermediate_values for trial in study.get_trials())  # what the pruner read
+
+
+def test_without_a_pruner_no_epoch_is_reported_to_optuna(tmp_path):
+    # Each report is a write and an fsync of the journal, which nothing would read.
+    config = tiny_config(str(tmp_path / "plain"), epochs=5, params={"train.optimizer.lr": [0.5, 0.1]})
+    result = sweep(config)
+    study = journal_study(os.path.join(result.logdir, "study.journal"), result.study)
+    trials = study.get_trials()
+    assert len(trials) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert all(t.intermediate_values == {} and t.value is not None for t in trials)
 
 
 # --- the command line ----------------------------------------------------------------------
