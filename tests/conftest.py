@@ -5,7 +5,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(__file__)
-sys.path.insert(0, os.path.join(HERE, "support"))  # throw-away plugin modules for tests
+sys.path.insert(0, os.path.join(HERE, "support"))  # throw-away plugin modules, test helpers
 
 
 @pytest.fixture(autouse=True)

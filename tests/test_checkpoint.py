@@ -24,6 +24,8 @@ from framework.checkpoints import (
 from framework.cli import main
 from framework.run import build
 
+from cli_checks import cli_error  # tests/support
+
 SGD_MOMENTUM = {"type": "sgd", "lr": 0.1, "momentum": 0.9}
 ADAM = {"type": "adam", "lr": 0.01}
 DENSE = [
@@ -308,14 +310,6 @@ def test_cli_resume_continues_from_the_saved_config(tmp_path, capsys):
     assert a["steps"] == b["steps"] == 25
     assert a["train"] == pytest.approx(b["train"], abs=1e-9) and a["test"] == pytest.approx(b["test"], abs=1e-9)
     assert_same_params(final_params(tmp_path / "runs/a")[1], final_params(tmp_path / "runs/b")[1])
-
-
-def cli_error(capsys, *args):
-    code = main(list(args))
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("plugnet: error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
 
 
 def test_cli_resume_errors(tmp_path, capsys):

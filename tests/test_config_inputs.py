@@ -12,6 +12,8 @@ from framework.checkpoints import list_checkpoints, load_checkpoint
 from framework.cli import main
 from framework.run import build
 
+from cli_checks import cli_error  # tests/support
+
 TWO_INPUTS = """seed = 0
 [data]
 type = "two_inputs"
@@ -32,14 +34,6 @@ batch_size = 32
 metrics = ["accuracy"]
 callbacks = [{ type = "tensorboard" }, { type = "checkpoint", every = 40, keep = 0 }, "csv_logger"]
 """
-
-
-def cli_error(capsys, *args):
-    code = main(list(args))
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("plugnet: error: ") and err.count("\n") == 1 and "Traceback" not in err
-    return err
 
 
 def test_the_two_inputs_dataset_needs_both_inputs():
