@@ -646,17 +646,16 @@ def config_inputs(model_config, x, dataset="the dataset"):
             declared = [(key, None) for key in keys]  # the data's keys, in the dataset's order
         shapes = {name: shape if shape is not None else tuple(np.shape(x[name])[1:]) for name, shape in declared}
         return [name for name, _ in declared], shapes
+    data_shape = model_config.get("input_shape", None if x is None else tuple(np.shape(x)[1:]))
     if declared is None:
-        return None, model_config.get("input_shape", None if x is None else tuple(np.shape(x)[1:]))
+        return None, data_shape
     if len(declared) > 1:
         raise DataError(
             f"the model declares inputs {', '.join(repr(n) for n, _ in declared)}, but {dataset} gives one "
             "array: a dataset for several inputs returns x as a dict keyed by their names"
         )
     (name, shape), = declared
-    if shape is None:
-        shape = model_config.get("input_shape", None if x is None else tuple(np.shape(x)[1:]))
-    return [name], {name: shape}
+    return [name], {name: data_shape if shape is None else shape}
 
 
 def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inputs=None):

@@ -118,17 +118,20 @@ def check_token_inputs(model, data, x, dataset):
     for name in names:
         if name not in arrays or not np.issubdtype(np.asarray(arrays[name]).dtype, np.integer):
             continue
-        readers = [layer for layer in model.layers if name in model.inbound[layer.name]]
-        for layer in readers:
-            if not getattr(layer, "integer_input", False):
-                vocab = getattr(data, "vocab", None)
-                example = f'{{ type = "embedding", input_dim = {vocab or "VOCAB"}, output_dim = 32 }}'
-                where = "the model's input" if len(model.inputs) == 1 else f"input '{name}'"
-                raise ConfigError(
-                    f"layer {layer.name} ({kind_of(layer)}) reads {where}, which holds integer token ids "
-                    f"(dataset '{dataset}'), but it takes float values: read the ids with an embedding "
-                    f"first, e.g. {example}"
-                )
+        float_reader = next(
+            (layer for layer in model.layers
+             if name in model.inbound[layer.name] and not getattr(layer, "integer_input", False)),
+            None,
+        )
+        if float_reader is None:
+            continue
+        example = f'{{ type = "embedding", input_dim = {getattr(data, "vocab", None) or "VOCAB"}, output_dim = 32 }}'
+        where = "the model's input" if len(model.inputs) == 1 else f"input '{name}'"
+        raise ConfigError(
+            f"layer {float_reader.name} ({kind_of(float_reader)}) reads {where}, which holds integer token "
+            f"ids (dataset '{dataset}'), but it takes float values: read the ids with an embedding first, "
+            f"e.g. {example}"
+        )
 
 
 def build(config, *, progress=False, resume=None, overwrite=False):
