@@ -22,11 +22,14 @@ import argparse
 import os
 import time
 
+# plugnet before numpy, as in every plugnet command: importing it first shortens OpenBLAS's
+# idle spin, which decides whether plugnet's own threads help (framework/threads.py).
+from framework import Sequential, Trainer, create  # isort: skip
+from framework import threads as framework_threads  # isort: skip
+from framework.config import load_config  # isort: skip
+
 import numpy as np
 from threadpoolctl import threadpool_limits
-
-from framework import Sequential, Trainer, create
-from framework.config import load_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, os.pardir, "examples", "mnist_dcn.toml")
@@ -150,6 +153,8 @@ def throughput(threads, args):
             steps[name] += ran
     print(f"seed 002 convnet, batch {BATCH}, float32, {threads} thread(s), {args.steps} steps "
           f"per run, {args.repeats} paired rounds in alternating order")
+    print(f"  OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}: plugnet splits "
+          f"its own work over {framework_threads.workers()} thread(s)")
     for name, seconds in times.items():
         per_step = np.median(seconds) / args.steps
         print(f"  {name:<8} {BATCH / per_step:8.1f} samples/s median, "

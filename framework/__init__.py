@@ -7,12 +7,20 @@ The public API is the names exported here and the public modules: `framework.tes
 boundaries, image grids), `framework.event_files` (event files written in the
 background), `framework.windows` (sliding-window geometry for conv and pooling layers),
 `framework.rundir` (one run per directory, its lock), `framework.stopping` (stopping a run
-at a step boundary on SIGINT / SIGTERM) and `framework.onnx_export` (ONNX export: the
+at a step boundary on SIGINT / SIGTERM), `framework.threads` (splitting numpy work over the
+cores BLAS may use) and `framework.onnx_export` (ONNX export: the
 `OnnxBuilder` a layer's ``to_onnx`` method uses).  Plugins, the built-ins in ``plugins``
 included, use nothing else.
 """
 
 import importlib
+import os
+
+# Before anything loads numpy: OpenBLAS's idle threads otherwise spin for a tenth of a
+# second after each matrix product, holding the core that plugnet's own threads would use
+# (framework.threads says what this buys).  A value the user set wins; imported after
+# numpy, this changes nothing in this process.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 # First of all: later imports from tensorboardX must not import torch (see the module).
 from framework import tensorboardx_protos  # noqa: F401
@@ -110,12 +118,13 @@ __all__ = [
     "onnx_export",
     "rundir",
     "stopping",
+    "threads",
     "export_onnx",
 ]
 
 # Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
 # that a script which never writes summaries or sweeps should not pay.
-LAZY_MODULES = ("checkpoints", "event_files", "images", "onnx_export", "rundir", "stopping", "summaries", "validators", "windows")
+LAZY_MODULES = ("checkpoints", "event_files", "images", "onnx_export", "rundir", "stopping", "summaries", "threads", "validators", "windows")
 
 
 def __getattr__(name):

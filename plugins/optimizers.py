@@ -10,10 +10,13 @@ them an objective over the model's flat parameter vector, and each of their iter
 training step.
 """
 
+import threading
+
 import attrs
 import numpy as np
 
 from framework import Optimizer, hookimpl
+from framework.threads import split
 
 positive = attrs.validators.gt(0)
 non_negative = attrs.validators.ge(0)
@@ -95,35 +98,66 @@ class Adam(StatefulOptimizer):
     beta2: float = attrs.field(default=0.999, converter=float, validator=fraction)
     epsilon: float = attrs.field(default=1e-8, converter=float, validator=positive)
 
-    # One scratch array, reused by every parameter and step: the update written with
-    # temporaries allocates seven arrays a parameter, and takes twice as long on the MNIST
-    # net's 3.2-million-weight layer.  Not state: nothing of it survives a step.
-    _scratch: object = attrs.field(default=None, init=False, repr=False, eq=False)
-
-    def scratch_like(self, param):
-        if self._scratch is None or self._scratch.size < param.size or self._scratch.dtype != param.dtype:
-            self._scratch = np.empty(param.size, param.dtype)
-        return self._scratch[: param.size].reshape(param.shape)
-
     def step(self, params, grads):
         self.ensure_state(params)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
         for param, grad, m, v in zip(params, grads, self.state["m"], self.state["v"]):
-            scratch = self.scratch_like(param)
-            m *= b1
-            np.multiply(grad, 1 - b1, out=scratch)
-            m += scratch  # m = β₁m + (1−β₁)g
-            v *= b2
-            np.multiply(grad, grad, out=scratch)
-            scratch *= 1 - b2
-            v += scratch  # v = β₂v + (1−β₂)g²
-            np.sqrt(v, out=scratch)
-            scratch += self.epsilon
-            np.divide(m, scratch, out=scratch)
-            scratch *= step_size
-            param -= scratch  # θ −= step · m / (√v + ε̂)
+            update_in_blocks(self.update, (param, grad, m, v), step_size)
+
+    def update(self, param, grad, m, v, scratch, step_size):
+        """The update of one parameter, or of one block of it, in place through ``scratch``."""
+        b1, b2 = self.beta1, self.beta2
+        m *= b1
+        np.multiply(grad, 1 - b1, out=scratch)
+        m += scratch  # m = β₁m + (1−β₁)g
+        v *= b2
+        np.multiply(grad, grad, out=scratch)
+        scratch *= 1 - b2
+        v += scratch  # v = β₂v + (1−β₂)g²
+        np.sqrt(v, out=scratch)
+        scratch += self.epsilon
+        np.divide(m, scratch, out=scratch)
+        scratch *= step_size
+        param -= scratch  # θ −= step · m / (√v + ε̂)
+
+
+# Elements per block of `update_in_blocks`: the five float32 blocks an Adam update touches
+# (parameter, gradient, two moments, scratch) stay in the cache across its ten passes.
+BLOCK = 131072
+_scratch = threading.local()  # one block-sized scratch array per thread, reused
+
+
+def scratch_block(dtype):
+    held = getattr(_scratch, "array", None)
+    if held is None or held.dtype != dtype:
+        held = _scratch.array = np.empty(BLOCK, dtype)
+    return held
+
+
+def update_in_blocks(update, arrays, *args):
+    """``update(*arrays, scratch, *args)`` on consecutive blocks of the flattened arrays,
+    the blocks shared out over `framework.threads.split`'s threads.
+
+    Why blocks: an update written as whole-array passes streams every array through memory
+    once per pass; block by block, the passes after the first find it in the cache.
+    Measured on seed 002's 3.2-million-weight layer: Adam's update takes 9.4 ms in blocks
+    against 19 ms whole, on one core, and 6.1 ms split over two.  The same element-wise
+    maths in the same order, so the result is the same to the bit."""
+    if not all(a.flags.c_contiguous for a in arrays):  # a view of something bigger: one pass
+        update(*arrays, np.empty_like(arrays[0]), *args)
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    size = flat[0].size
+
+    def part(start, stop):
+        scratch = scratch_block(flat[0].dtype)
+        for low in range(start, stop, BLOCK):
+            high = min(low + BLOCK, stop)
+            update(*(a[low:high] for a in flat), scratch[: high - low], *args)
+
+    split(part, size, minimum=2 * BLOCK)
 
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)

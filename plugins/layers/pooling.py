@@ -5,13 +5,15 @@ maximum or a sum over a rectangle is one over rows of per-row results).  Each pa
 over the window's offsets along one axis (``pw`` then ``ph``: 2 and 2 for a 2×2 pool), each
 offset taking every window at once through a strided slice — never a loop over pixels or
 samples.  Two short passes beat ``ph·pw`` slices of the whole input because a row slice
-keeps whole image rows contiguous.  The layers have no parameters.
+keeps whole image rows contiguous.  On several cores max pooling shares the batch out over
+threads (`framework.threads.split_batch`).  The layers have no parameters.
 """
 
 import attrs
 import numpy as np
 
 from framework import Layer
+from framework.threads import split_batch
 from framework.windows import crop_images, pad_images, padding_name, pair, window_geometry
 
 
@@ -49,22 +51,21 @@ class Pool2D(Layer):
     def slabs(self, array, axis):
         return [array[self.slab(axis, k)] for k in range(self.pool_size[axis - 1])]
 
-    def spread(self, grad, axis, input_shape, weights=None):
+    def spread(self, grad, axis, grad_in, weights=None):
         """The reverse of a pass along ``axis``: a gradient shaped like the pass's output,
-        sent back to the positions each offset read (times that offset's ``weights``, e.g.
-        where it won the maximum) and summed where windows overlap.
+        sent back into ``grad_in`` at the positions each offset read (times that offset's
+        ``weights``, e.g. where it won the maximum) and summed where windows overlap.
 
         Where the windows tile the axis (stride = window, no remainder: the usual 2×2 pool)
         each input position is read by exactly one window, so each offset's share is
         written straight into place instead of multiplied into a temporary and added onto
         zeros (max-pool backward on seed 002's first pool: 1.26 ms against 2.19 ms)."""
         window, stride = self.pool_size[axis - 1], self.strides[axis - 1]
-        if stride == window and input_shape[axis] == window * grad.shape[axis]:
-            grad_in = np.empty(input_shape, dtype=grad.dtype)
+        if stride == window and grad_in.shape[axis] == window * grad.shape[axis]:
             for k in range(window):
                 np.multiply(grad, 1 if weights is None else weights(k), out=grad_in[self.slab(axis, k)])
             return grad_in
-        grad_in = np.zeros(input_shape, dtype=grad.dtype)
+        grad_in[...] = 0
         for k in range(window):
             grad_in[self.slab(axis, k)] += grad if weights is None else grad * weights(k)
         return grad_in
@@ -74,19 +75,24 @@ class Pool2D(Layer):
         return crop_images(grad_padded, self.pads, height, width)
 
 
-def running_max(slabs):
-    """Element-wise maximum of ``slabs`` and which slab held it (the first one where they
-    tie: only a strictly larger value takes over)."""
+def winner_dtype(window):
+    return np.uint8 if window < 256 else np.int32
+
+
+def running_max(slabs, best, winner):
+    """Element-wise maximum of ``slabs`` into ``best`` and which slab held it into
+    ``winner`` (the first one where they tie: only a strictly larger value takes over)."""
     if len(slabs) == 2:  # a 2-wide window: the winner is the one comparison, 0 or 1
-        return np.maximum(slabs[0], slabs[1]), np.greater(slabs[1], slabs[0]).view(np.uint8)
-    best = slabs[0].copy()
-    winner = np.zeros(best.shape, dtype=np.uint8 if len(slabs) < 256 else np.int32)
+        np.maximum(slabs[0], slabs[1], out=best)
+        np.greater(slabs[1], slabs[0], out=winner.view(bool))
+        return
+    np.copyto(best, slabs[0])
+    winner[...] = 0
     for k, slab in enumerate(slabs[1:], start=1):
         larger = slab > best
         np.maximum(best, slab, out=best)
         # winner = where(larger, k, winner), as arithmetic: masked writes are far slower.
         winner += larger.astype(winner.dtype) * (winner.dtype.type(k) - winner)
-    return best, winner
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -101,9 +107,20 @@ class MaxPool2D(Pool2D):
     def forward(self, x, training=False):
         padded = pad_images(x, self.pads, value=-np.inf)
         self.padded_shape = padded.shape
-        # Per row, the maximum of each window's columns; then the maximum of those rows.
-        row_max, self.column_winner = running_max(self.slabs(padded, 2))
-        out, self.row_winner = running_max(self.slabs(row_max, 1))
+        (n, height, _, channels), (rows, cols) = padded.shape, self.out_size
+        (ph, pw), dtype = self.pool_size, padded.dtype
+        row_max = np.empty((n, height, cols, channels), dtype=dtype)
+        self.column_winner = np.empty(row_max.shape, dtype=winner_dtype(pw))
+        out = np.empty((n, rows, cols, channels), dtype=dtype)
+        self.row_winner = np.empty(out.shape, dtype=winner_dtype(ph))
+
+        def images(start, stop):  # the batch shared out over the cores
+            part = slice(start, stop)
+            # Per row, the maximum of each window's columns; then the maximum of those rows.
+            running_max(self.slabs(padded[part], 2), row_max[part], self.column_winner[part])
+            running_max(self.slabs(row_max[part], 1), out[part], self.row_winner[part])
+
+        split_batch(images, padded)
         self.row_max_shape = row_max.shape
         self.activations = out
         return out
@@ -111,11 +128,16 @@ class MaxPool2D(Pool2D):
     def backward(self, grad_y):
         if not self.needs_input_grad:  # the model's first layer while training
             return None
-        grad_row_max = self.spread(
-            grad_y, 1, self.row_max_shape, lambda k: self.row_winner == k
-        )
-        column_winner = self.column_winner
-        grad = self.spread(grad_row_max, 2, self.padded_shape, lambda k: column_winner == k)
+        grad_row_max = np.empty(self.row_max_shape, dtype=grad_y.dtype)
+        grad = np.empty(self.padded_shape, dtype=grad_y.dtype)
+
+        def images(start, stop):
+            part = slice(start, stop)
+            row_winner, column_winner = self.row_winner[part], self.column_winner[part]
+            self.spread(grad_y[part], 1, grad_row_max[part], lambda k: row_winner == k)
+            self.spread(grad_row_max[part], 2, grad[part], lambda k: column_winner == k)
+
+        split_batch(images, grad)
         return self.finish_backward(grad)
 
     def to_onnx(self, builder, x):
@@ -158,8 +180,8 @@ class AvgPool2D(Pool2D):
         if not self.needs_input_grad:  # the model's first layer while training
             return None
         share = grad_y / self.counts
-        grad_row_sums = self.spread(share, 1, self.row_sums_shape)
-        return self.finish_backward(self.spread(grad_row_sums, 2, self.padded_shape))
+        grad_row_sums = self.spread(share, 1, np.empty(self.row_sums_shape, dtype=share.dtype))
+        return self.finish_backward(self.spread(grad_row_sums, 2, np.empty(self.padded_shape, dtype=share.dtype)))
 
     def to_onnx(self, builder, x):
         """ONNX: AveragePool on the NCHW transpose, counting real pixels only

@@ -1,0 +1,127 @@
+"""Spreading the numpy work BLAS does not do over the cores BLAS may use.
+
+BLAS runs the matrix products on its own threads; the rest of a training step (the Fourier
+transforms of conv2d, the optimizer's update) runs on the calling thread unless it is
+split.  numpy and scipy.fft release the GIL in their loops, so plain threads run those
+parts at the same time: `split(work, total)` calls ``work(start, stop)`` on contiguous
+parts of ``range(total)``, one part per thread, and `workers` is how many parts to make;
+`split_batch` splits a batch of samples.
+
+Why `workers` is often 1: OpenBLAS's idle threads spin (busy-wait with ``sched_yield``)
+for 2^28 cycles, about a tenth of a second, after every parallel matrix product before
+they sleep.  In a training step a product comes every few milliseconds, so an idle BLAS
+thread always occupies the other core, and a thread of ours that wants it gets it only in
+slices: split work measured slower than unsplit.  ``OPENBLAS_THREAD_TIMEOUT`` shortens
+the spin; plugnet sets it to 20 (2^20 cycles, under half a millisecond, long enough to
+bridge back-to-back products) when it is imported before numpy, which is the case in
+every ``plugnet`` command.  Measured on seed 002's conv net on two cores, with the
+optimizer's update and conv2d's transforms split: 1.05x PyTorch's speed with the short
+spin, 0.84x with the default one.  So `workers` splits only where OpenBLAS's idle
+threads sleep that soon (``OPENBLAS_THREAD_TIMEOUT`` of 22 or less), and keeps
+everything on the calling thread otherwise: under another BLAS, or when numpy was
+imported first with the default spin.
+
+How many threads: as many as BLAS is allowed now (``threadpoolctl.threadpool_limits``
+and ``OPENBLAS_NUM_THREADS`` govern both), so one knob sets the whole step's parallelism.
+"""
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+# The OPENBLAS_THREAD_TIMEOUT plugnet sets (framework/__init__.py), and the longest spin
+# under which split work still measured faster than unsplit work.
+SPIN_EXPONENT = 20
+LONGEST_SPIN_EXPONENT = 22
+
+_pool = None
+_blas = None  # threadpoolctl's controllers of the BLAS libraries that let us split
+_lock = threading.Lock()
+
+
+def _forget_pool():
+    """A forked child has none of its parent's pool threads: it starts its own when asked."""
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def idle_threads_sleep(controller):
+    """Whether BLAS library ``controller``'s idle threads sleep within 2^22 cycles."""
+    if controller.internal_api != "openblas":
+        return False
+    try:
+        timeout = ctypes.CDLL(controller.filepath).openblas_thread_timeout
+    except (OSError, AttributeError):  # an OpenBLAS too old to report it
+        return False
+    timeout.restype = ctypes.c_int
+    exponent = timeout()  # 0 when the variable is unset: the default 2^28
+    return 0 < exponent <= LONGEST_SPIN_EXPONENT
+
+
+def workers():
+    """The number of threads to split work over: BLAS's current thread limit where its
+    idle threads sleep promptly (see the module docstring), 1 otherwise."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController  # scans the loaded libraries once
+
+        found = ThreadpoolController().select(user_api="blas").lib_controllers
+        _blas = found if found and all(idle_threads_sleep(c) for c in found) else []
+    if not _blas:
+        return 1
+    return max(1, min(controller.num_threads for controller in _blas))
+
+
+def split(work, total, minimum=1):
+    """Call ``work(start, stop)`` on contiguous parts covering ``range(total)``, one per
+    thread (none smaller than ``minimum`` items), and wait for them all.  The parts never
+    overlap, so each may write its own slice of a shared output.  The calling thread does
+    the first part; an exception in any part is raised here.
+
+    While the parts run, BLAS is held to one thread (and `workers` says 1): the parts
+    already occupy the cores, so each part's matrix products run on its own, as one
+    large product would have been spread."""
+    parts = min(workers(), total // max(minimum, 1))
+    if parts <= 1:
+        work(0, total)
+        return
+    bounds = [total * i // parts for i in range(parts + 1)]
+    pool = _get_pool()
+    limits = [controller.num_threads for controller in _blas]
+    for controller in _blas:
+        controller.set_num_threads(1)
+    try:
+        futures = [pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+        try:
+            work(bounds[0], bounds[1])
+        finally:
+            wait(futures)
+        for future in futures:
+            future.result()  # raises a part's exception
+    finally:
+        for controller, limit in zip(_blas, limits):
+            controller.set_num_threads(limit)
+
+
+# The least work worth handing to another thread, in array elements: less takes about as
+# long as the hand-off (tens of microseconds) saves.
+MIN_ELEMENTS = 65536
+
+
+def split_batch(work, array):
+    """`split` over the first axis (the batch) of ``array``, no part smaller than
+    `MIN_ELEMENTS` elements: ``work(start, stop)`` takes samples ``start:stop``."""
+    size = array[0].size if len(array) else 1
+    split(work, len(array), minimum=-(-MIN_ELEMENTS // max(size, 1)))
+
+
+def _get_pool():
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="plugnet")
+        return _pool
