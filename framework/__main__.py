@@ -1,3 +1,3 @@
-from framework.cli import main
+from framework.cli import command
 
-raise SystemExit(main())
+raise SystemExit(command())

@@ -1,6 +1,7 @@
 """The ``plugnet`` command line."""
 
 import argparse
+import gc
 import os
 import shlex
 import sys
@@ -300,5 +301,19 @@ def main(argv=None):
         return 130
 
 
+def command():
+    """The ``plugnet`` command: `main` on the process's arguments, then a quick exit.
+
+    Once the command is done, the interpreter's shutdown would run the garbage collector
+    over every object numpy, scipy, scikit-learn and Optuna created: a fifth of a second
+    of every command (0.32 s to exit after a sweep's imports, 0.15 s with this).  One
+    collection finds what is garbage now (a file only a reference cycle holds gets flushed
+    and closed), and freezing the rest spares the shutdown its repeated passes."""
+    status = main()
+    gc.collect()
+    gc.freeze()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

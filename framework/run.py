@@ -134,7 +134,18 @@ def check_token_inputs(model, data, x, dataset):
         )
 
 
-def build(config, *, progress=False, resume=None, overwrite=False):
+def load_data(config):
+    """The dataset ``config`` names, loaded: ``(dataset, (x_train, y_train, x_test, y_test))``
+    with ``dataset`` the plugin instance.  What it returns depends only on the config's
+    ``data``, ``seed`` and ``plugins``, so runs that share those can share it (`build`'s
+    ``data``)."""
+    load_plugins(config.get("plugins", []))
+    dataset = resolve("datasets", config["data"])
+    arrays = dataset_arrays(dataset.load(np.random.default_rng(config.get("seed", 0))), config["data"]["type"])
+    return dataset, arrays
+
+
+def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     """Check ``config``, load its plugins and data, build the model and the trainer.
 
     With ``resume`` (a logdir), the trainer continues from that logdir's newest whole
@@ -147,6 +158,9 @@ def build(config, *, progress=False, resume=None, overwrite=False):
     has passed every check.  The logdir is locked for this process until the experiment's
     `fit` ends; one in use by a live process is refused, whatever ``resume`` and
     ``overwrite`` say.
+
+    ``data``: what `load_data` returned for a config with the same ``data``, ``seed`` and
+    ``plugins`` (a sweep loads its data once for all its trials); by default it is loaded.
     """
     check_config(config)
     if resume is not None:
@@ -155,9 +169,8 @@ def build(config, *, progress=False, resume=None, overwrite=False):
     check_logdir(logdir, resume=resume is not None, overwrite=overwrite)  # early: before the data load
     load_plugins(config.get("plugins", []))
     seed = config.get("seed", 0)
-    data = resolve("datasets", config["data"])
+    data, (x_train, y_train, x_test, y_test) = load_data(config) if data is None else data
     dataset = config["data"]["type"]
-    x_train, y_train, x_test, y_test = dataset_arrays(data.load(np.random.default_rng(seed)), dataset)
     model_config = config["model"]
     input_names, input_shape = config_inputs(model_config, x_train, f"dataset '{dataset}'")
     model = model_from_config(

@@ -593,3 +593,47 @@ def test_a_listing_shows_each_point_once_while_a_duplicate_awaits_its_mark():
     for params in ({"units": 2}, {"units": 3}, {"units": 2}):  # two processes enqueued 2 twice
         enqueue(study, params)
     assert [t.number for t in counting(study.get_trials())] == [0, 1]
+
+
+# --- the trials' data, loaded once ------------------------------------------------------------
+
+
+def counted_config(tmp_path, params):
+    config = tiny_config(str(tmp_path / "sweep"), epochs=2, batch_size=30, params=params)
+    config["plugins"] = ["counted_dataset"]
+    config["data"] = {"type": "counted_blobs", "log": str(tmp_path / "loads.txt")}
+    return config
+
+
+def loads(tmp_path):
+    return (tmp_path / "loads.txt").read_text().split()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_trials_that_cannot_differ_in_data_share_one_load(tmp_path, jobs):
+    result = sweep(counted_config(tmp_path, {"model.layers.0.units": [2, 3, 4]}), jobs=jobs)
+    assert [t.state for t in result.trials] == ["complete"] * 3
+    assert loads(tmp_path) == [str(os.getpid())]  # once, here, before any worker started
+    # Each trial trained on what its own load would have given: the same run, alone.
+    alone = tiny_config(str(tmp_path / "alone"), epochs=2, batch_size=30)
+    alone["plugins"], alone["data"] = ["counted_dataset"], counted_config(tmp_path, {})["data"]
+    alone["model"]["layers"][0]["units"] = 3
+    del alone["sweep"]
+    summary = framework.run(alone)
+    trial = next(t for t in result.trials if t.params["model.layers.0.units"] == 3)
+    assert trial.metrics["test.accuracy"] == summary["test"]["accuracy"]
+    assert trial.metrics["train.loss"] == summary["train"]["loss"]
+
+
+@pytest.mark.parametrize("key, values", [("data.spread", [0.5, 1.5]), ("seed", [1, 2])])
+def test_trials_that_may_differ_in_data_load_their_own(tmp_path, key, values):
+    result = sweep(counted_config(tmp_path, {key: values}), jobs=1)
+    assert [t.state for t in result.trials] == ["complete"] * 2
+    assert len(loads(tmp_path)) == 2
+
+
+def test_data_that_fails_to_load_fails_each_trial_as_before(tmp_path):
+    config = counted_config(tmp_path, {"model.layers.0.units": [2, 3]})
+    config["data"]["log"] = str(tmp_path / "missing" / "loads.txt")  # cannot be written
+    result = sweep(config, jobs=1)
+    assert [t.state for t in result.trials] == ["fail", "fail"]

@@ -114,6 +114,7 @@ def sweep(
         threads=1 if ray else max(1, cores // workers),
         shared=bool(storage),
     )
+    plan = attrs.evolve(plan, data=shared_data(base, spec, local=ray is None and workers == 1))
     recover_stale(handle, store, plan)
     if spec.sampler == "grid":
         enqueue_grid(handle, spec)
@@ -181,6 +182,31 @@ def with_options(config, overrides, seed, plugins):
     if seed is not None:
         config["seed"] = seed
     return add_plugins(config, plugins)
+
+
+# The most data sent along to worker processes: pickling more through a pipe costs more
+# than each worker loading it again.
+SHARED_DATA_BYTES = 32 * 2**20
+
+
+def shared_data(config, spec, local):
+    """The trials' data, loaded once here when no trial can differ in it (no parameter of
+    the sweep is ``seed`` or under ``data`` or ``plugins``), so that no trial spends its time
+    loading it: a scikit-learn dataset costs each fresh worker a second of imports.  `None`
+    where they may differ, where loading fails (each trial then reports the error as its
+    own), and, unless the trials run in this process (``local``), where the data are too big
+    to send to the workers."""
+    if any(key == "seed" or key.split(".")[0] in ("data", "plugins") for key in spec.keys):
+        return None
+    from framework.run import load_data
+
+    try:
+        loaded = load_data(config)
+    except Exception:  # noqa: BLE001 - a dataset plugin may raise anything: each trial reports it
+        return None
+    _, arrays = loaded
+    size = sum(a.nbytes for part in arrays for a in (part.values() if isinstance(part, dict) else [part]))
+    return loaded if local or size <= SHARED_DATA_BYTES else None
 
 
 def available_cores():

@@ -52,6 +52,7 @@ class Plan:
     seed: int = 0
     threads: int | None = None  # BLAS threads per worker
     shared: bool = False  # the storage was given: other machines may be in the study
+    data: tuple | None = None  # the trials' data, loaded once (`framework.run.load_data`)
 
     def trial_dir(self, number):
         return os.path.join(self.logdir, f"trial-{number:04d}")

@@ -153,7 +153,7 @@ def run_trial(plan, study, storage, claimed, stop=None):
     reporter = Reporter(claimed.trial, spec.metric, stop, prunes=spec.pruner["type"] != "none")
     try:
         config = trial_config(plan, params, claimed.number)
-        experiment = build(config, overwrite=True)  # a trial cut off by a crash runs again afresh
+        experiment = build(config, overwrite=True, data=plan.data)  # a trial cut off by a crash runs again afresh
         experiment.trainer.add_callback(reporter)
         if stop is not None:
             experiment.trainer.add_callback(stop)
