@@ -9,8 +9,9 @@ happens, so a run cut short still tells how far it got.
         [--set KEY=VALUE ...] [--logdir DIR] [--json FILE]
 
 MNIST is read from ``$PLUGNET_DATA/mnist`` (the four IDX files).  ``--threads`` caps the
-BLAS threads: on a small shared machine one thread per process is fastest, because
-OpenBLAS threads spin while they wait for a busy core.
+BLAS threads, and with them the threads plugnet splits its own work over
+(`framework.threads`); plugnet is imported before numpy here, as in a ``plugnet`` command,
+so that OpenBLAS's idle threads do not spin on the cores those threads need.
 """
 
 import argparse
@@ -20,11 +21,10 @@ import resource
 import sys
 import time
 
-from threadpoolctl import threadpool_limits
-
-from framework import hookimpl
+from framework import hookimpl  # isort: skip - before numpy, as in a plugnet command
 from framework.config import apply_overrides, load_config
 from framework.run import build
+from threadpoolctl import threadpool_limits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, os.pardir, "examples", "mnist_dcn.toml")

@@ -14,13 +14,11 @@ included, use nothing else.
 """
 
 import importlib
-import os
 
-# Before anything loads numpy: OpenBLAS's idle threads otherwise spin for a tenth of a
-# second after each matrix product, holding the core that plugnet's own threads would use
-# (framework.threads says what this buys).  A value the user set wins; imported after
-# numpy, this changes nothing in this process.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+# Before anything loads numpy: it sets OPENBLAS_THREAD_TIMEOUT, as OpenBLAS's idle threads
+# otherwise spin for a tenth of a second after each matrix product, holding the core that
+# plugnet's own threads would use.
+from framework import threads  # noqa: I001  isort: skip
 
 # First of all: later imports from tensorboardX must not import torch (see the module).
 from framework import tensorboardx_protos  # noqa: F401

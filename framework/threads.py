@@ -14,7 +14,7 @@ thread always occupies the other core, and a thread of ours that wants it gets i
 slices: split work measured slower than unsplit.  ``OPENBLAS_THREAD_TIMEOUT`` shortens
 the spin; plugnet sets it to 20 (2^20 cycles, under half a millisecond, long enough to
 bridge back-to-back products) when it is imported before numpy, which is the case in
-every ``plugnet`` command.  Measured on seed 002's conv net on two cores, with the
+every ``plugnet`` command (this module does it, as the first thing `framework` imports).  Measured on seed 002's conv net on two cores, with the
 optimizer's update and conv2d's transforms split: 1.05x PyTorch's speed with the short
 spin, 0.84x with the default one.  So `workers` splits only where OpenBLAS's idle
 threads sleep that soon (``OPENBLAS_THREAD_TIMEOUT`` of 22 or less), and keeps
@@ -27,13 +27,28 @@ and ``OPENBLAS_NUM_THREADS`` govern both), so one knob sets the whole step's par
 
 import ctypes
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-# The OPENBLAS_THREAD_TIMEOUT plugnet sets (framework/__init__.py), and the longest spin
-# under which split work still measured faster than unsplit work.
+# The OPENBLAS_THREAD_TIMEOUT plugnet sets, and the longest spin under which split work
+# still measured faster than unsplit work.
 SPIN_EXPONENT = 20
 LONGEST_SPIN_EXPONENT = 22
+SPIN_VARIABLE = "OPENBLAS_THREAD_TIMEOUT"
+
+
+def _shorten_openblas_spin():
+    """Set OPENBLAS_THREAD_TIMEOUT unless the user did, and return the value OpenBLAS reads
+    (or read, if numpy came first): framework/__init__.py imports this module before
+    anything loads numpy.  A value the user set wins; set after numpy loaded, the variable
+    changes nothing in this process, and what was there when it loaded is what counts."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault(SPIN_VARIABLE, str(SPIN_EXPONENT))
+    return os.environ.get(SPIN_VARIABLE)
+
+
+SPIN_AT_LOAD = _shorten_openblas_spin()
 
 _pool = None
 _blas = None  # threadpoolctl's controllers of the BLAS libraries that let us split
@@ -55,10 +70,14 @@ def idle_threads_sleep(controller):
         return False
     try:
         timeout = ctypes.CDLL(controller.filepath).openblas_thread_timeout
-    except (OSError, AttributeError):  # an OpenBLAS too old to report it
-        return False
-    timeout.restype = ctypes.c_int
-    exponent = timeout()  # 0 when the variable is unset: the default 2^28
+    except (OSError, AttributeError):  # OpenBLAS 0.3.32 and later do not report it
+        try:
+            exponent = int(SPIN_AT_LOAD or 0)  # what the variable was when it loaded
+        except ValueError:
+            return False
+    else:
+        timeout.restype = ctypes.c_int
+        exponent = timeout()  # 0 when the variable is unset: the default 2^28
     return 0 < exponent <= LONGEST_SPIN_EXPONENT
 
 
