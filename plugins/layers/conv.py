@@ -217,7 +217,8 @@ class Conv2D(Layer):
         BLAS call.  On several cores the batch is shared out over threads
         (`framework.threads.split_batch`), each transforming, multiplying and transforming back
         its own images, matrix products included: on two cores seed 002's second
-        convolution takes 20 ms against 28 ms with the work spread call by call.
+        convolution's forward and backward take 22 ms against 28 ms with only pocketfft and
+        BLAS splitting each call.
         """
         padded = pad_images(x, self.pads)
         self.frame = frame = padded.shape[1:3]
