@@ -64,35 +64,39 @@ def _forget_pool():
 os.register_at_fork(after_in_child=_forget_pool)
 
 
+def spin_exponent(controller):
+    """OpenBLAS's idle spin as OPENBLAS_THREAD_TIMEOUT gives it (2^N cycles; 0 for the
+    default 2^28), as the library reports it or, where it cannot, as the variable was when
+    the library loaded."""
+    try:
+        reported = ctypes.CDLL(controller.filepath).openblas_thread_timeout
+    except (OSError, AttributeError):  # OpenBLAS 0.3.32 and later do not report it
+        return int(SPIN_AT_LOAD) if (SPIN_AT_LOAD or "").isdigit() else 0
+    reported.restype = ctypes.c_int
+    return reported()
+
+
 def idle_threads_sleep(controller):
     """Whether BLAS library ``controller``'s idle threads sleep within 2^22 cycles."""
-    if controller.internal_api != "openblas":
-        return False
-    try:
-        timeout = ctypes.CDLL(controller.filepath).openblas_thread_timeout
-    except (OSError, AttributeError):  # OpenBLAS 0.3.32 and later do not report it
-        try:
-            exponent = int(SPIN_AT_LOAD or 0)  # what the variable was when it loaded
-        except ValueError:
-            return False
-    else:
-        timeout.restype = ctypes.c_int
-        exponent = timeout()  # 0 when the variable is unset: the default 2^28
-    return 0 < exponent <= LONGEST_SPIN_EXPONENT
+    return controller.internal_api == "openblas" and 0 < spin_exponent(controller) <= LONGEST_SPIN_EXPONENT
 
 
-def workers():
-    """The number of threads to split work over: BLAS's current thread limit where its
-    idle threads sleep promptly (see the module docstring), 1 otherwise."""
+def blas_limits():
+    """The current thread limit of each BLAS library that lets plugnet split (none where
+    one's idle threads spin: see the module docstring)."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController  # scans the loaded libraries once
 
         found = ThreadpoolController().select(user_api="blas").lib_controllers
         _blas = found if found and all(idle_threads_sleep(c) for c in found) else []
-    if not _blas:
-        return 1
-    return max(1, min(controller.num_threads for controller in _blas))
+    return [controller.num_threads for controller in _blas]
+
+
+def workers():
+    """The number of threads to split work over: BLAS's current thread limit where its
+    idle threads sleep promptly (see the module docstring), 1 otherwise."""
+    return max(1, min(blas_limits(), default=1))
 
 
 def split(work, total, minimum=1):
@@ -110,7 +114,7 @@ def split(work, total, minimum=1):
         return
     bounds = [total * i // parts for i in range(parts + 1)]
     pool = _get_pool()
-    limits = [controller.num_threads for controller in _blas]
+    limits = blas_limits()
     for controller in _blas:
         controller.set_num_threads(1)
     try:

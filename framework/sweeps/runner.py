@@ -113,8 +113,8 @@ def sweep(
         seed=int(base.get("seed", 0)),
         threads=1 if ray else max(1, cores // workers),
         shared=bool(storage),
+        data=shared_data(base, spec, local=ray is None and workers == 1),
     )
-    plan = attrs.evolve(plan, data=shared_data(base, spec, local=ray is None and workers == 1))
     recover_stale(handle, store, plan)
     if spec.sampler == "grid":
         enqueue_grid(handle, spec)
