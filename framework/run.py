@@ -1,6 +1,7 @@
 """Training from a config: what ``plugnet train`` and `framework.run` do."""
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -22,6 +23,27 @@ from framework.storage import atomic_write, json_safe, save_json
 from framework.trainer import Trainer
 
 DEFAULT_LOGDIR = "runs"
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Python's cyclic garbage collector held off through a stretch of set-up, then resumed
+    (left off where it already was).  Also a decorator.
+
+    Setting up a run imports the plugins and the dataset's library (scikit-learn brings
+    scipy): hundreds of thousands of objects that live as long as the process.  With the
+    collector on, each time the heap grows by a quarter it walks all of them again, about a
+    tenth of the set-up's time (0.13 s of the 1.3 s a sweep command spends before its first
+    trial, here).  Set-up makes little cyclic garbage, and that is collected once the
+    collector runs again; training itself runs with the collector on."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @attrs.define
@@ -145,6 +167,7 @@ def load_data(config):
     return dataset, arrays
 
 
+@paused_gc()
 def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     """Check ``config``, load its plugins and data, build the model and the trainer.
 

@@ -23,6 +23,7 @@ import optuna
 from framework.config import add_plugins, apply_overrides
 from framework.errors import ConfigError, PlugnetError
 from framework.registry import BUILTIN_PLUGINS
+from framework.run import paused_gc
 from framework.sweeps.output import (
     SweepResult,
     TrialResult,
@@ -80,45 +81,49 @@ def sweep(
         raise ConfigError(f"--jobs must be a whole number of workers, at least 1; got {jobs!r}")
     if ray is not None and not ray_installed():
         raise ConfigError(f"--ray needs Ray, which is not installed: {RAY_EXTRA}")
-    config = with_options(config, overrides, seed, plugins)
-    workers = jobs or 1
-    # Started first, so that its imports run beside the set-up below.
-    context = worker_context() if ray is None and workers > 1 else None
-    base, spec = parse_sweep(config, grid, trials)
-    if spec.sampler == "grid":
-        spec = attrs.evolve(spec, trials=len(spec.grid()))
-    logdir = os.path.abspath(
-        logdir or config.get("logging", {}).get("logdir") or os.path.join(DEFAULT_LOGDIR, f"{base['data']['type']}-sweep")
-    )
-    if os.path.exists(logdir) and not os.path.isdir(logdir):
-        raise ConfigError(f"the sweep directory {logdir} is a file")
-    url = storage or os.path.join(logdir, "study.journal")
-    if "://" not in url:
-        url = os.path.abspath(url)
-    study_name = study or os.path.basename(logdir)
-    if storage:  # reach it before writing anything
-        store = open_storage(url)
-        os.makedirs(logdir, exist_ok=True)
-    else:
-        os.makedirs(logdir, exist_ok=True)
-        store = open_storage(url)
-    handle = prepare(store, study_name, spec, url)
-    cores = available_cores()
-    plan = Plan(
-        config=base,
-        spec=spec,
-        logdir=logdir,
-        storage=url,
-        study=study_name,
-        seed=int(base.get("seed", 0)),
-        threads=1 if ray else max(1, cores // workers),
-        shared=bool(storage),
-        data=shared_data(base, spec, local=ray is None and workers == 1),
-    )
-    recover_stale(handle, store, plan)
-    if spec.sampler == "grid":
-        enqueue_grid(handle, spec)
-    write_experiment(logdir, spec)
+    # The set-up imports the plugins and the dataset's library (scikit-learn, scipy):
+    # hundreds of thousands of lasting objects, which the garbage collector would otherwise
+    # scan again each time the heap grows by a quarter (see `framework.run.paused_gc`).
+    with paused_gc():
+        config = with_options(config, overrides, seed, plugins)
+        workers = jobs or 1
+        # Started first, so that its imports run beside the set-up below.
+        context = worker_context() if ray is None and workers > 1 else None
+        base, spec = parse_sweep(config, grid, trials)
+        if spec.sampler == "grid":
+            spec = attrs.evolve(spec, trials=len(spec.grid()))
+        logdir = os.path.abspath(
+            logdir or config.get("logging", {}).get("logdir") or os.path.join(DEFAULT_LOGDIR, f"{base['data']['type']}-sweep")
+        )
+        if os.path.exists(logdir) and not os.path.isdir(logdir):
+            raise ConfigError(f"the sweep directory {logdir} is a file")
+        url = storage or os.path.join(logdir, "study.journal")
+        if "://" not in url:
+            url = os.path.abspath(url)
+        study_name = study or os.path.basename(logdir)
+        if storage:  # reach it before writing anything
+            store = open_storage(url)
+            os.makedirs(logdir, exist_ok=True)
+        else:
+            os.makedirs(logdir, exist_ok=True)
+            store = open_storage(url)
+        handle = prepare(store, study_name, spec, url)
+        cores = available_cores()
+        plan = Plan(
+            config=base,
+            spec=spec,
+            logdir=logdir,
+            storage=url,
+            study=study_name,
+            seed=int(base.get("seed", 0)),
+            threads=1 if ray else max(1, cores // workers),
+            shared=bool(storage),
+            data=shared_data(base, spec, local=ray is None and workers == 1),
+        )
+        recover_stale(handle, store, plan)
+        if spec.sampler == "grid":
+            enqueue_grid(handle, spec)
+        write_experiment(logdir, spec)
     csv_path = os.path.join(logdir, "sweep.csv")
 
     def refresh():

@@ -1,12 +1,17 @@
 """A plugin module for the sweep tests: a dataset that notes each load (the process that
-loaded it) in a file, so a test can count how many times a sweep loaded its data."""
+loaded it) in a file, so a test can count how many times a sweep loaded its data; and, in
+this process, whether Python's garbage collector was on during each load."""
 
+import gc
 import os
 
 import attrs
 import numpy as np
 
 from framework import Dataset, hookimpl, split_train_test
+
+
+COLLECTOR_ON = []  # gc.isenabled() during each load in this process
 
 
 @attrs.define
@@ -18,6 +23,7 @@ class CountedBlobs(Dataset):
     spread: float = attrs.field(default=1.0)
 
     def load(self, rng):
+        COLLECTOR_ON.append(gc.isenabled())
         with open(self.log, "a") as f:
             f.write(f"{os.getpid()}\n")
         y = rng.integers(0, 2, self.n_samples)
