@@ -30,7 +30,11 @@ tenth of a second each time, which a user's installation does not pay.  Every ru
 that all 4 trials completed.  The machine's load average is printed too: on a shared machine
 the parallel speed-up is bounded by the cores nobody else is using.
 
-    python benchmarks/sweep_speed.py [--rounds 4] [--epochs 1200]
+``--data xor`` times the same four hidden sizes on XOR instead (full-batch steps, 20,000
+epochs: about 2 s a trial): data that numpy makes, so the floor is Python and numpy alone
+and what is left is plugnet's own cost.
+
+    python benchmarks/sweep_speed.py [--rounds 4] [--data moons|xor] [--epochs N]
 """
 
 import argparse
@@ -47,15 +51,61 @@ import sys
 import tempfile
 import time
 
+import attrs
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CONFIG = os.path.join(ROOT, "examples", "sweep_moons.toml")
-UNITS = [4, 8, 16, 32]
-GRID = ["model.layers.0.activation=tanh", "model.layers.0.units=" + ",".join(map(str, UNITS))]
 TRIAL_SECONDS = 2.0  # the trial length issue 13's target is stated for
-# The floor: start Python, import scikit-learn, make the sweep's data (500 moons), exit at
-# once (plugnet's command skips most of the interpreter's clean-up too).
-FLOOR = "from sklearn.datasets import make_moons; make_moons(500, noise=0.2, random_state=0); import os; os._exit(0)"
+UNITS = [4, 8, 16, 32]  # four trials, one per hidden size
+# The XOR sweep: data that numpy makes, no library to import, full-batch steps.
+XOR_CONFIG = """\
+seed = 0
+[data]
+type = "xor"
+[model]
+layers = [{ type = "dense", units = 4, activation = "tanh" }, { type = "dense", units = 1, activation = "sigmoid" }]
+[train]
+loss = "binary_cross_entropy"
+optimizer = { type = "sgd", lr = 0.5, momentum = 0.9 }
+batch_size = 4
+metrics = ["accuracy"]
+callbacks = [{ type = "tensorboard", histogram_every = 0, image_every = 0 }]
+[sweep]
+metric = "train.loss"
+direction = "minimize"
+sampler = "grid"
+"""
+
+
+@attrs.frozen
+class Setup:
+    """One sweep to time: its config file, its grid, and its floor, a bare Python process
+    that makes the sweep's data and exits at once (plugnet's command skips most of the
+    interpreter's clean-up too)."""
+
+    config: str
+    grid: list
+    epochs: int  # about 2 s of training a trial on this machine
+    floor: str
+    floor_name: str
+
+
+SETUPS = {
+    "moons": Setup(
+        config=os.path.join(ROOT, "examples", "sweep_moons.toml"),
+        grid=["model.layers.0.activation=tanh", "model.layers.0.units=" + ",".join(map(str, UNITS))],
+        epochs=1200,
+        floor="from sklearn.datasets import make_moons; make_moons(500, noise=0.2, random_state=0); import os; os._exit(0)",
+        floor_name="Python, scikit-learn, the moons",
+    ),
+    "xor": Setup(
+        config="xor_sweep.toml",  # written into the benchmark's directory
+        grid=["model.layers.0.units=" + ",".join(map(str, UNITS))],
+        epochs=20000,
+        floor="import numpy; import os; os._exit(0)",
+        floor_name="Python and numpy",
+    ),
+}
 
 
 def compile_plugnet():
@@ -74,54 +124,61 @@ def check_and_train_seconds(logdir):
     return sum(json.load(open(path))["seconds"] for path in paths)
 
 
-def command(jobs, logdir, epochs):
-    args = [sys.executable, "-m", "framework", "sweep", CONFIG, "--logdir", logdir, "--jobs", str(jobs), "--quiet"]
+def command(setup, jobs, logdir, epochs):
+    args = [sys.executable, "-m", "framework", "sweep", setup.config, "--logdir", logdir, "--jobs", str(jobs), "--quiet"]
     args += ["--epochs", str(epochs)]
-    for option in GRID:
+    for option in setup.grid:
         args += ["--grid", option]
     start = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, cwd=os.path.dirname(logdir))
     return time.perf_counter() - start, check_and_train_seconds(logdir)
 
 
-def in_process(jobs, logdir, epochs):
+def in_process(setup, jobs, logdir, epochs):
     from framework.config import load_config
     from framework.sweeps import sweep
 
-    config = load_config(CONFIG)
+    config = load_config(setup.config)
     start = time.perf_counter()
-    sweep(config, grid=GRID, logdir=logdir, jobs=jobs, overrides=[f"train.epochs={epochs}"])
+    sweep(config, grid=setup.grid, logdir=logdir, jobs=jobs, overrides=[f"train.epochs={epochs}"])
     return time.perf_counter() - start, check_and_train_seconds(logdir)
 
 
-def floor(logdir):
+def floor(setup, logdir):
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", FLOOR], check=True)
+    subprocess.run([sys.executable, "-c", setup.floor], check=True)
     return time.perf_counter() - start, 0.0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=1200, help="epochs per trial")
+    parser.add_argument("--data", choices=SETUPS, default="moons", help="which sweep (default: moons)")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (default: about 2 s of training)")
     args = parser.parse_args()
+    setup = SETUPS[args.data]
+    epochs = args.epochs or setup.epochs
+    root = tempfile.mkdtemp(prefix="plugnet-sweep-bench-")
+    if args.data == "xor":
+        setup = attrs.evolve(setup, config=os.path.join(root, setup.config))
+        with open(setup.config, "w") as f:
+            f.write(XOR_CONFIG)
     compile_plugnet()
     importlib.import_module("framework.run")  # imports done before the in-process timing
     from framework.registry import registry
 
     registry()
     variants = {
-        "command, --jobs 1": lambda d: command(1, d, args.epochs),
-        "command, --jobs 2": lambda d: command(2, d, args.epochs),
-        "sweep call, jobs=1": lambda d: in_process(1, d, args.epochs),
-        "sweep call, jobs=2": lambda d: in_process(2, d, args.epochs),
-        "floor": floor,
+        "command, --jobs 1": lambda d: command(setup, 1, d, epochs),
+        "command, --jobs 2": lambda d: command(setup, 2, d, epochs),
+        "sweep call, jobs=1": lambda d: in_process(setup, 1, d, epochs),
+        "sweep call, jobs=2": lambda d: in_process(setup, 2, d, epochs),
+        "floor": lambda d: floor(setup, d),
     }
     jobs = {name: int(name[-1]) if name[-1].isdigit() else 1 for name in variants}
     names = list(variants)
     runs = {name: [] for name in names}  # (wall, training seconds) per round
     trials = len(UNITS)
-    root = tempfile.mkdtemp(prefix="plugnet-sweep-bench-")
     try:
         for round_ in range(args.rounds):
             shift = round_ % len(names)
@@ -145,7 +202,7 @@ def main():
     def fixed(name):  # the seconds in which no trial was training
         return median(name, lambda w, t, j=jobs[name]: w - t / j)
 
-    print(f"{trials} trials of {args.epochs} epochs, {args.rounds} rounds; cores {os.cpu_count()}, "
+    print(f"the {args.data} sweep: {trials} trials of {epochs} epochs, {args.rounds} rounds; cores {os.cpu_count()}, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     for kind in ("command", "sweep call"):
         one = f"{kind}, --jobs 1" if kind == "command" else f"{kind}, jobs=1"
@@ -161,7 +218,7 @@ def main():
             print(f"  {name}: a trial's cost beyond its training {beyond:.3f} s{target}; Σ training {train:.2f} s")
     s1, s2, f = fixed("command, --jobs 1"), fixed("command, --jobs 2"), median("floor", lambda w, t: w)
     t = TRIAL_SECONDS
-    print(f"fixed costs: command --jobs 1 {s1:.2f} s, --jobs 2 {s2:.2f} s; floor (Python, scikit-learn, the moons) {f:.2f} s")
+    print(f"fixed costs: command --jobs 1 {s1:.2f} s, --jobs 2 {s2:.2f} s; floor ({setup.floor_name}) {f:.2f} s")
     print(f"  speed-up for trials of {t:g} s: the command's {(s1 + 4 * t) / (s2 + 2 * t):.2f}x; "
           f"at most {(f + 4 * t) / (f + 2 * t):.2f}x over the floor alone, framework or none")
 
