@@ -168,6 +168,11 @@ def command_plugins(args):
 
 
 def command_sweep(args):
+    if args.jobs is not None and args.jobs > 1 and args.ray is None:
+        # First thing: the worker server's imports then run beside this process's own.
+        from framework.sweeps.server import worker_context
+
+        worker_context()
     from framework.sweeps import SweepStopped, summary_lines, sweep
 
     try:

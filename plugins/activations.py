@@ -5,11 +5,22 @@ net input ``z``, the output ``a = f(z)`` and ``dL/da``, and returns ``dL/dz``; w
 derivative is cheaper in terms of ``a`` (sigmoid, tanh, softmax) it uses ``a``.
 """
 
+import functools
+
 import attrs
 import numpy as np
-from scipy.special import expit
 
 from framework import Activation, hookimpl
+
+
+@functools.cache
+def expit():
+    """scipy's logistic function, imported when a sigmoid first runs: ``scipy.special``
+    takes a tenth of a second to import, which `plugnet plugins`, a sweep's worker server
+    and every run without a sigmoid need not pay."""
+    from scipy.special import expit
+
+    return expit
 
 
 @attrs.define
@@ -37,7 +48,7 @@ class Sigmoid(Activation):
     link = "sigmoid"
 
     def forward(self, z):
-        return expit(z)
+        return expit()(z)
 
     def backward(self, z, a, grad_a):
         return grad_a * a * (1 - a)

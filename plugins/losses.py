@@ -8,13 +8,22 @@ scaled by the reduction.  It is exact and stable where the chained form divides 
 probabilities that underflow to 0.
 """
 
+import functools
+
 import attrs
 import numpy as np
-from scipy.special import expit
 
 from framework import DataError, Loss, hookimpl, targets_like
 
 REDUCTIONS = ("mean", "sum", "half_sum")
+
+
+@functools.cache
+def expit():
+    """scipy's logistic function, imported on first use (see `plugins.activations.expit`)."""
+    from scipy.special import expit
+
+    return expit
 
 
 @attrs.define
@@ -62,7 +71,7 @@ class BinaryCrossEntropy(Loss):
     def backward(self, y_pred, y_true):
         y = targets_like(y_true, y_pred)
         if self.from_logits:
-            return (expit(y_pred) - y) / y.size
+            return (expit()(y_pred) - y) / y.size
         p = np.clip(y_pred, self.epsilon, 1 - self.epsilon)
         return (p - y) / (p * (1 - p)) / y.size
 

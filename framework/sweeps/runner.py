@@ -10,20 +10,19 @@ trial runs once, and `framework.sweeps.stopping` for what SIGINT and SIGTERM do.
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
 import traceback
-from multiprocessing import connection, forkserver
+from multiprocessing import connection
 
 import attrs
 import optuna
 
 from framework.config import add_plugins, apply_overrides
 from framework.errors import ConfigError, PlugnetError
-from framework.registry import BUILTIN_PLUGINS
 from framework.run import paused_gc
+from framework.sweeps.server import worker_context
 from framework.sweeps.output import (
     SweepResult,
     TrialResult,
@@ -292,48 +291,6 @@ def progress_bar(progress, total, initial):
 
 
 # --- worker processes ------------------------------------------------------------------------
-
-# What the worker server imports once, so that every worker forked from it starts warm.
-WARM_MODULES = ("framework.cli", "framework.run", "framework.sweeps.runner", *BUILTIN_PLUGINS)
-# The worker server forks, so it must hold no thread but its own: numpy's BLAS would start
-# its thread pool as the server imports numpy.  Each worker sets its own BLAS threads
-# (threadpoolctl, `Plan.threads`) once forked.
-ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-@contextlib.contextmanager
-def environment(values):
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def worker_context():
-    """Where worker processes come from: Python's fork server, started here (once per
-    process) with plugnet imported (not the config's plugins: one that fails to import is
-    reported by the sweep's checks, not by a server's traceback).
-
-    Never a fork of this process: it holds threads (BLAS, event writers, a progress bar's
-    monitor, a caller's own), and a child forked from it could inherit a lock one of them
-    held, and hang.  The fork server is a fresh interpreter, single-threaded when it forks;
-    its children start warm, as forked ones did.  Started before the sweep's own set-up, so
-    its imports run beside it.  Where there is no fork server (not POSIX), workers spawn.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(WARM_MODULES))  # a server already running keeps its own
-    with environment(ONE_THREAD):
-        forkserver.ensure_running()
-    return context
-
 
 def die_with_parent(sweep_pid):
     """Ask Linux to send SIGTERM to this worker when its parent (the fork server, which
