@@ -14,7 +14,7 @@ from framework import Activation, hookimpl
 
 
 @functools.cache
-def expit():
+def load_expit():
     """scipy's logistic function, imported when a sigmoid first runs: ``scipy.special``
     takes a tenth of a second to import, which `plugnet plugins`, a sweep's worker server
     and every run without a sigmoid need not pay."""
@@ -48,7 +48,7 @@ class Sigmoid(Activation):
     link = "sigmoid"
 
     def forward(self, z):
-        return expit()(z)
+        return load_expit()(z)
 
     def backward(self, z, a, grad_a):
         return grad_a * a * (1 - a)

@@ -19,8 +19,8 @@ REDUCTIONS = ("mean", "sum", "half_sum")
 
 
 @functools.cache
-def expit():
-    """scipy's logistic function, imported on first use (see `plugins.activations.expit`)."""
+def load_expit():
+    """scipy's logistic function, imported on first use (see `plugins.activations.load_expit`)."""
     from scipy.special import expit
 
     return expit
@@ -71,7 +71,7 @@ class BinaryCrossEntropy(Loss):
     def backward(self, y_pred, y_true):
         y = targets_like(y_true, y_pred)
         if self.from_logits:
-            return (expit()(y_pred) - y) / y.size
+            return (load_expit()(y_pred) - y) / y.size
         p = np.clip(y_pred, self.epsilon, 1 - self.epsilon)
         return (p - y) / (p * (1 - p)) / y.size
 
