@@ -1,14 +1,10 @@
 """The ``plugnet`` command line."""
 
 import argparse
-import atexit
-import contextlib
 import gc
-import io
 import os
 import shlex
 import sys
-import threading
 
 from framework.config import add_plugins, apply_overrides, default_config, load_config
 from framework.errors import ConfigError, PlugnetError
@@ -311,46 +307,20 @@ def main(argv=None):
 
 
 def command():
-    """The ``plugnet`` command: `main` on the process's arguments, then `exit_quickly`."""
-    exit_quickly(main())
+    """The ``plugnet`` command: `main` on the process's arguments, then a quick exit.
 
-
-# The file objects that buffer what is written to them: what the interpreter's shutdown
-# would flush.
-BUFFERED_FILES = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
-
-
-def exit_quickly(status):
-    """End the process with ``status`` as the interpreter's shutdown would, less its clean-up.
-
-    The clean-up takes apart every module and object that numpy, scipy, scikit-learn and
-    Optuna made, collecting garbage along the way: 0.15 s at the end of a sweep or a
-    training run that imported them, for nothing anyone sees once the process is gone.
-    What a user can see is kept, by the steps the shutdown itself takes first and in its
-    order: threads are ended (``threading``'s exit hooks stop an executor's workers, then
-    non-daemon threads are waited for), ``atexit`` handlers run (logging's,
-    multiprocessing's, Ray's, a plugin's), and every file still open is flushed (one only a
-    reference cycle held too); then `os._exit`, as a multiprocessing child ends.
-    Finalizers (``__del__``) of objects alive at that point do not run: nor does Python
-    promise that they run at exit.  Those two steps are not public API; where a Python
-    lacks either, the interpreter ends as usual.
-    """
-    end_threads = getattr(threading, "_shutdown", None)
-    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if end_threads is None or run_exit_handlers is None:
-        sys.exit(status)
-    end_threads()
-    run_exit_handlers()
-    for file in gc.get_objects():
-        if isinstance(file, BUFFERED_FILES) and file not in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):  # closed, or its disk full
-                file.flush()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        status = 120  # as Python ends when it cannot flush its standard streams
-    os._exit(status)
+    Once the command is done, the interpreter's shutdown would run the garbage collector
+    over every object numpy, scipy, scikit-learn and Optuna created: a fifth of a second
+    of every command (0.32 s to exit after a sweep's imports, 0.15 s with this).  One
+    collection finds what is garbage now (and runs its finalizers, as the shutdown's would
+    have), and freezing the rest spares the shutdown its repeated passes.  Skipping the
+    shutdown's clean-up altogether (``os._exit`` once threads, ``atexit`` handlers and open
+    files are dealt with) measured 0.045 s from here to the end against 0.084 s with this:
+    too little for reimplementing the shutdown on Python's private functions."""
+    status = main()
+    gc.collect()
+    gc.freeze()
+    return status
 
 
 if __name__ == "__main__":
