@@ -21,7 +21,11 @@ speed-up when trials are short.  Prints medians over rounds of:
 * each command's fixed cost, ``wall - Σ training / jobs`` (the seconds in which no trial
   was training, the trials split evenly over the workers), beside the floor, and the
   speed-up each allows for trials of 2 s: ``(S1 + 4 x 2) / (S2 + 2 x 2)`` for the command's
-  own fixed costs ``S1``, ``S2``, and ``(F + 8) / (F + 4)`` for the floor ``F`` alone.
+  own fixed costs ``S1``, ``S2``, and ``(F + 8) / (F + 4)`` for the floor ``F`` alone;
+* how much of the ``--jobs 2`` fixed cost is the trials' unequal lengths: the busiest
+  worker's training beyond an even split, the workers taking the trials in order as each
+  is free (`imbalance`).  No framework can spread four unequal trials evenly over two
+  workers.
 
 Before timing, plugnet's modules are compiled to bytecode, as ``pip install`` does for an
 installed package: where ``PYTHONDONTWRITEBYTECODE`` is set (as on this machine) an
@@ -115,13 +119,24 @@ def compile_plugnet():
 
 
 def check_and_train_seconds(logdir):
-    """Σ of the trials' training seconds, once every trial is checked complete."""
+    """The trials' training seconds in trial order, once every trial is checked complete."""
     with open(os.path.join(logdir, "sweep.csv"), newline="") as f:
         states = [row["state"] for row in csv.DictReader(f)]
     assert states == ["complete"] * len(UNITS), states
-    paths = glob.glob(os.path.join(logdir, "trial-*", "summary.json"))
+    paths = sorted(glob.glob(os.path.join(logdir, "trial-*", "summary.json")))
     assert len(paths) == len(UNITS), f"expected {len(UNITS)} trials in {logdir}, found {len(paths)}"
-    return sum(json.load(open(path))["seconds"] for path in paths)
+    return [json.load(open(path))["seconds"] for path in paths]
+
+
+def imbalance(seconds, jobs):
+    """How much longer the busiest worker trains than an even split, ``Σ seconds / jobs``,
+    when the workers take the trials in order, each its next one as soon as it is free (as
+    a sweep's workers do): the part of a fixed cost that is no one's overhead but the
+    trials' unequal lengths (the machine's drift, their sizes)."""
+    lanes = [0.0] * jobs
+    for trial in seconds:
+        lanes[lanes.index(min(lanes))] += trial
+    return max(lanes) - sum(seconds) / jobs
 
 
 def command(setup, jobs, logdir, epochs):
@@ -147,7 +162,7 @@ def in_process(setup, jobs, logdir, epochs):
 def floor(setup, logdir):
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", setup.floor], check=True)
-    return time.perf_counter() - start, 0.0
+    return time.perf_counter() - start, []
 
 
 def main():
@@ -177,16 +192,17 @@ def main():
     }
     jobs = {name: int(name[-1]) if name[-1].isdigit() else 1 for name in variants}
     names = list(variants)
-    runs = {name: [] for name in names}  # (wall, training seconds) per round
+    runs = {name: [] for name in names}  # (wall, Σ training seconds, imbalance) per round
     trials = len(UNITS)
     try:
         for round_ in range(args.rounds):
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
                 logdir = os.path.join(root, f"round-{round_}-{names.index(name)}")
-                wall, train = variants[name](logdir)
+                wall, seconds = variants[name](logdir)
                 shutil.rmtree(logdir, ignore_errors=True)
-                runs[name].append((wall, train))
+                train = sum(seconds)
+                runs[name].append((wall, train, imbalance(seconds, jobs[name])))
                 if name == "floor":
                     print(f"  round {round_}: {name:19s} {wall:6.2f} s wall", flush=True)
                     continue
@@ -197,10 +213,13 @@ def main():
         shutil.rmtree(root, ignore_errors=True)
 
     def median(name, value):
-        return statistics.median(value(*run) for run in runs[name])
+        return statistics.median(value(*run[:2]) for run in runs[name])
 
     def fixed(name):  # the seconds in which no trial was training
         return median(name, lambda w, t, j=jobs[name]: w - t / j)
+
+    def uneven(name):
+        return statistics.median(run[2] for run in runs[name])
 
     print(f"the {args.data} sweep: {trials} trials of {epochs} epochs, {args.rounds} rounds; cores {os.cpu_count()}, "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -219,6 +238,8 @@ def main():
     s1, s2, f = fixed("command, --jobs 1"), fixed("command, --jobs 2"), median("floor", lambda w, t: w)
     t = TRIAL_SECONDS
     print(f"fixed costs: command --jobs 1 {s1:.2f} s, --jobs 2 {s2:.2f} s; floor ({setup.floor_name}) {f:.2f} s")
+    print(f"  of which the trials' unequal lengths, --jobs 2: {uneven('command, --jobs 2'):.2f} s "
+          f"(the sweep call: {uneven('sweep call, jobs=2'):.2f} s)")
     print(f"  speed-up for trials of {t:g} s: the command's {(s1 + 4 * t) / (s2 + 2 * t):.2f}x; "
           f"at most {(f + 4 * t) / (f + 2 * t):.2f}x over the floor alone, framework or none")
 
