@@ -25,7 +25,9 @@ BATCH, LENGTH, SIZE, HEADS = 64, 32, 64, 4
 
 def plugnet_setup(causal):
     model = Sequential(
-        [{"type": "multi_head_attention", "num_heads": HEADS, "causal": causal}], input_shape=(LENGTH, SIZE), seed=0
+        [{"type": "multi_head_attention", "num_heads": HEADS, "causal": causal}],
+        input_shape=(LENGTH, SIZE),
+        seed=0,
     )
     return model.layers[0]
 
@@ -65,7 +67,9 @@ def torch_run(setup, x, g, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="BLAS / torch threads (default 1)")
-    parser.add_argument("--steps", type=int, default=20, help="forward + backward passes per timed run")
+    parser.add_argument(
+        "--steps", type=int, default=20, help="forward + backward passes per timed run"
+    )
     parser.add_argument("--rounds", type=int, default=7, help="paired rounds (median reported)")
     parser.add_argument("--causal", action="store_true", help="with the causal mask")
     args = parser.parse_args()
@@ -90,13 +94,17 @@ def main():
         for round_index in range(args.rounds):
             for name in names if round_index % 2 == 0 else names[::-1]:
                 rates[name].append(BATCH * args.steps / runners[name]())
-    print(f"multi_head_attention forward + backward: batch {BATCH}, T {LENGTH}, D {SIZE}, {HEADS} heads"
-          f"{', causal' if args.causal else ''}; {args.threads} thread(s), {args.rounds} rounds of {args.steps} steps")
+    print(
+        f"multi_head_attention forward + backward: batch {BATCH}, T {LENGTH}, D {SIZE}, {HEADS} heads"
+        f"{', causal' if args.causal else ''}; {args.threads} thread(s), {args.rounds} rounds of {args.steps} steps"
+    )
     for name, values in rates.items():
         print(f"  {name:8s} {statistics.median(values):9.0f} samples/s (median)")
     if "pytorch" in rates:
-        ratios = [a / b for a, b in zip(rates["plugnet"], rates["pytorch"])]
-        print(f"  ratio plugnet / pytorch: {statistics.median(ratios):.2f}x (median of paired rounds; target >= 0.5x)")
+        ratios = [a / b for a, b in zip(rates["plugnet"], rates["pytorch"], strict=True)]
+        print(
+            f"  ratio plugnet / pytorch: {statistics.median(ratios):.2f}x (median of paired rounds; target >= 0.5x)"
+        )
     else:
         print("  (torch is not installed: no PyTorch reference)")
 

@@ -16,6 +16,7 @@ sharing a core with another job wait on each other in every matrix product.
 """
 
 import argparse
+import itertools
 import os
 import time
 
@@ -44,9 +45,12 @@ def plugnet_run(x, y, epochs):
     model = Sequential(
         [{"type": "dense", "units": n, "activation": "relu"} for n in SIZES[1:-1]]
         + [{"type": "dense", "units": SIZES[-1], "activation": "softmax"}],
-        input_shape=(SIZES[0],), seed=0,
+        input_shape=(SIZES[0],),
+        seed=0,
     )
-    trainer = Trainer(model, "cross_entropy", {"type": "sgd", "lr": LR, "momentum": MOMENTUM}, seed=0)
+    trainer = Trainer(
+        model, "cross_entropy", {"type": "sgd", "lr": LR, "momentum": MOMENTUM}, seed=0
+    )
     start = time.perf_counter()
     trainer.fit(x, y, epochs=epochs, batch_size=BATCH)
     seconds = time.perf_counter() - start
@@ -57,7 +61,7 @@ def plugnet_run(x, y, epochs):
 def numpy_run(x, y, epochs):
     """The same training written out by hand: the reference plugnet must keep up with."""
     rng = np.random.default_rng(0)
-    weights = [glorot(rng, a, b) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    weights = [glorot(rng, a, b) for a, b in itertools.pairwise(SIZES)]
     biases = [np.zeros(b, np.float32) for b in SIZES[1:]]
     params = weights + biases
     velocity = [np.zeros_like(p) for p in params]
@@ -69,7 +73,7 @@ def numpy_run(x, y, epochs):
         for i in range(0, len(x), BATCH):
             xb, yb = xs[i : i + BATCH], ys[i : i + BATCH]
             acts, pre = [xb], []
-            for layer, (w, b) in enumerate(zip(weights, biases)):
+            for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
                 z = acts[-1] @ w + b
                 pre.append(z)
                 if layer < len(weights) - 1:
@@ -88,7 +92,7 @@ def numpy_run(x, y, epochs):
                 grads_b[layer] = grad.sum(axis=0)
                 if layer:
                     grad = (grad @ weights[layer].T) * (pre[layer - 1] > 0)
-            for p, g, v in zip(params, grads_w + grads_b, velocity):
+            for p, g, v in zip(params, grads_w + grads_b, velocity, strict=True):
                 v *= MOMENTUM
                 v -= LR * g
                 p += v
@@ -103,7 +107,7 @@ def lean_run(x, y, epochs):
     784x256 gradient each step costs the allocator's page faults, which would make this loop
     slower than it need be and the comparison flatter than it is."""
     rng = np.random.default_rng(0)
-    weights = [glorot(rng, a, b) for a, b in zip(SIZES[:-1], SIZES[1:])]
+    weights = [glorot(rng, a, b) for a, b in itertools.pairwise(SIZES)]
     biases = [np.zeros(b, np.float32) for b in SIZES[1:]]
     params = weights + biases
     velocity = [np.zeros_like(p) for p in params]
@@ -118,7 +122,7 @@ def lean_run(x, y, epochs):
             rows = order[i : i + BATCH]
             xb, yb = x[rows], y[rows]
             acts = [xb]
-            for layer, (w, b) in enumerate(zip(weights, biases)):
+            for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
                 z = acts[-1] @ w
                 z += b
                 if layer < last:
@@ -134,7 +138,7 @@ def lean_run(x, y, epochs):
                 if layer:
                     grad = grad @ weights[layer].T
                     grad *= acts[layer] > 0
-            for p, g, v in zip(params, grads, velocity):
+            for p, g, v in zip(params, grads, velocity, strict=True):
                 v *= MOMENTUM
                 v -= LR * g
                 p += v
@@ -149,7 +153,7 @@ def torch_run(x, y, epochs):
 
     torch.manual_seed(0)
     layers = []
-    for a, b in zip(SIZES[:-2], SIZES[1:-1]):
+    for a, b in zip(SIZES[:-2], SIZES[1:-1], strict=True):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers, torch.nn.Linear(SIZES[-2], SIZES[-1]))
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -191,7 +195,7 @@ def compare(args):
     except ImportError:
         print("PyTorch not installed: comparing with hand-written numpy only")
     times = {name: [] for name in runners}
-    for name, runner in runners.items():  # warm-up: imports, allocator, BLAS threads
+    for runner in runners.values():  # warm-up: imports, allocator, BLAS threads
         runner(x[: BATCH * 4], y[: BATCH * 4], 1)
     names = list(runners)
     for round_ in range(args.repeats):
@@ -201,12 +205,17 @@ def compare(args):
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             time.sleep(0.2)
             times[name].append(runners[name](x, y, args.epochs))
-        print(f"  round {round_}: " + ", ".join(f"{name} {times[name][-1]:.3f} s" for name in names), flush=True)
+        print(
+            f"  round {round_}: " + ", ".join(f"{name} {times[name][-1]:.3f} s" for name in names),
+            flush=True,
+        )
     best = {name: min(seconds) for name, seconds in times.items()}
     samples = args.samples * args.epochs
     steps = args.epochs * -(-args.samples // BATCH)
-    print(f"B1 dense 784-256-128-10, batch {BATCH}, {args.threads} thread(s), {samples} samples "
-          f"({steps} steps) per run, {args.repeats} rounds")
+    print(
+        f"B1 dense 784-256-128-10, batch {BATCH}, {args.threads} thread(s), {samples} samples "
+        f"({steps} steps) per run, {args.repeats} rounds"
+    )
     for name, seconds in best.items():
         print(f"  {name:<8} {samples / seconds:>10,.0f} samples/s")
     # Best-of compares each at its quietest moment; the median of the ratios within each

@@ -28,11 +28,16 @@ LR = 0.1
 
 def plugnet_run(epochs, metrics=()):
     model = Sequential(
-        [{"type": "dense", "units": 2, "activation": "sigmoid"},
-         {"type": "dense", "units": 1, "activation": "sigmoid"}],
-        input_shape=(2,), seed=0,
+        [
+            {"type": "dense", "units": 2, "activation": "sigmoid"},
+            {"type": "dense", "units": 1, "activation": "sigmoid"},
+        ],
+        input_shape=(2,),
+        seed=0,
     )
-    trainer = Trainer(model, "binary_cross_entropy", {"type": "sgd", "lr": LR}, metrics=list(metrics), seed=0)
+    trainer = Trainer(
+        model, "binary_cross_entropy", {"type": "sgd", "lr": LR}, metrics=list(metrics), seed=0
+    )
     start = time.perf_counter()
     trainer.fit(X, Y, epochs=epochs, batch_size=1)
     seconds = time.perf_counter() - start
@@ -96,11 +101,15 @@ def main():
             times[name].append(runs[name](args.epochs))
     print(f"B3 XOR 2-2-1 per-sample steps, {args.epochs * 4} steps per run, {args.rounds} rounds")
     for name in names:
-        print(f"  {name:<20} {statistics.median(times[name]) * 1e6:8.1f} us/step (median), "
-              f"{min(times[name]) * 1e6:6.1f} best")
+        print(
+            f"  {name:<20} {statistics.median(times[name]) * 1e6:8.1f} us/step (median), "
+            f"{min(times[name]) * 1e6:6.1f} best"
+        )
     for name in ("plugnet", "plugnet + accuracy"):
         for reference, target in (("lean", 1.8), ("numpy", None)):
-            ratio = statistics.median(a / b for a, b in zip(times[name], times[reference]))
+            ratio = statistics.median(
+                a / b for a, b in zip(times[name], times[reference], strict=True)
+            )
             note = f"  (target <= {target})" if target and name == "plugnet" else ""
             print(f"  {name} / {reference}: {ratio:.2f}x median of rounds{note}")
 

@@ -33,16 +33,21 @@ VARIANTS = {
     "progress (lines)": lambda: create("callbacks", "progress", bar=False, file=io.StringIO()),
     "progress (bar)": lambda: create("callbacks", "progress", bar=True, file=io.StringIO()),
     "terminate_on_nan": lambda: create("callbacks", "terminate_on_nan"),
-    "early_stopping(loss)": lambda: create("callbacks", "early_stopping", monitor="loss", patience=10**9, restore_best=False),
+    "early_stopping(loss)": lambda: create(
+        "callbacks", "early_stopping", monitor="loss", patience=10**9, restore_best=False
+    ),
     "csv_logger": lambda: create("callbacks", "csv_logger", filename=os.devnull),
 }
 
 
 def xor_trainer():
     model = Sequential(
-        [{"type": "dense", "units": 2, "activation": "sigmoid"},
-         {"type": "dense", "units": 1, "activation": "sigmoid"}],
-        input_shape=(2,), seed=0,
+        [
+            {"type": "dense", "units": 2, "activation": "sigmoid"},
+            {"type": "dense", "units": 1, "activation": "sigmoid"},
+        ],
+        input_shape=(2,),
+        seed=0,
     )
     trainer = Trainer(model, "binary_cross_entropy", seed=0)
     trainer.fit(X, Y, epochs=1, batch_size=1)  # sets steps_per_epoch, history, the logs
@@ -81,14 +86,25 @@ def main():
     args = parser.parse_args()
     numpy_step = min(numpy_run(2000) for _ in range(args.repeats))
     plugnet_step = min(plugnet_run(2000) for _ in range(args.repeats))
-    print(f"XOR per-sample step: numpy {numpy_step * 1e6:.1f} us, plugnet {plugnet_step * 1e6:.1f} us "
-          f"({plugnet_step / numpy_step:.2f}x numpy); best of {args.repeats}")
-    print(f"{'callback':<22} {'batch_end':>10} {'epoch_end':>10} {'per step':>9}  plugnet+callback / numpy")
+    print(
+        f"XOR per-sample step: numpy {numpy_step * 1e6:.1f} us, plugnet {plugnet_step * 1e6:.1f} us "
+        f"({plugnet_step / numpy_step:.2f}x numpy); best of {args.repeats}"
+    )
+    print(
+        f"{'callback':<22} {'batch_end':>10} {'epoch_end':>10} {'per step':>9}  plugnet+callback / numpy"
+    )
     for name, make in VARIANTS.items():
-        batch, epoch = (min(values) for values in zip(*(hook_seconds(make(), args.calls) for _ in range(args.repeats))))
+        batch, epoch = (
+            min(values)
+            for values in zip(
+                *(hook_seconds(make(), args.calls) for _ in range(args.repeats)), strict=True
+            )
+        )
         per_step = batch + epoch / STEPS_PER_EPOCH
-        print(f"  {name:<20} {batch * 1e6:8.2f}us {epoch * 1e6:8.2f}us {per_step * 1e6:7.2f}us  "
-              f"{(plugnet_step + per_step) / numpy_step:.2f}x")
+        print(
+            f"  {name:<20} {batch * 1e6:8.2f}us {epoch * 1e6:8.2f}us {per_step * 1e6:7.2f}us  "
+            f"{(plugnet_step + per_step) / numpy_step:.2f}x"
+        )
 
 
 if __name__ == "__main__":

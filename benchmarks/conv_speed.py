@@ -60,10 +60,17 @@ def torch_setup():
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(7 * 7 * 64, 1024), torch.nn.ReLU(),
-        torch.nn.Dropout(0.5), torch.nn.Linear(1024, 10),
+        torch.nn.Conv2d(1, 32, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(7 * 7 * 64, 1024),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(1024, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     return model, optimizer
@@ -151,26 +158,39 @@ def throughput(threads, args):
             seconds, ran = run(state, x, y)
             times[name].append(seconds)
             steps[name] += ran
-    print(f"seed 002 convnet, batch {BATCH}, float32, {threads} thread(s), {args.steps} steps "
-          f"per run, {args.repeats} paired rounds in alternating order")
-    print(f"  OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}: plugnet splits "
-          f"its own work over {framework_threads.workers()} thread(s)")
+    print(
+        f"seed 002 convnet, batch {BATCH}, float32, {threads} thread(s), {args.steps} steps "
+        f"per run, {args.repeats} paired rounds in alternating order"
+    )
+    print(
+        f"  OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}: plugnet splits "
+        f"its own work over {framework_threads.workers()} thread(s)"
+    )
     for name, seconds in times.items():
         per_step = np.median(seconds) / args.steps
-        print(f"  {name:<8} {BATCH / per_step:8.1f} samples/s median, "
-              f"{BATCH * args.steps / min(seconds):8.1f} best  ({1000 * per_step:.1f} ms/step; "
-              f"{steps[name]} steps run)")
+        print(
+            f"  {name:<8} {BATCH / per_step:8.1f} samples/s median, "
+            f"{BATCH * args.steps / min(seconds):8.1f} best  ({1000 * per_step:.1f} ms/step; "
+            f"{steps[name]} steps run)"
+        )
     if "torch" in times:
         ratios = np.divide(times["torch"], times["plugnet"])
-        print(f"  plugnet / torch: {np.median(ratios):.2f}x median of rounds "
-              f"(range {ratios.min():.2f}-{ratios.max():.2f}), "
-              f"{min(times['torch']) / min(times['plugnet']):.2f}x best-of  (target >= 1.0)")
+        print(
+            f"  plugnet / torch: {np.median(ratios):.2f}x median of rounds "
+            f"(range {ratios.min():.2f}-{ratios.max():.2f}), "
+            f"{min(times['torch']) / min(times['plugnet']):.2f}x best-of  (target >= 1.0)"
+        )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                        help="BLAS / torch / plugnet threads, one measurement each (default 1 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="BLAS / torch / plugnet threads, one measurement each (default 1 2)",
+    )
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed run")
     parser.add_argument("--repeats", type=int, default=7, help="paired rounds")
     parser.add_argument("--no-layers", action="store_true", help="skip the conv2d GFLOP/s part")
@@ -183,10 +203,15 @@ def main():
                 continue
             matmul = matmul_gflops(args.repeats)
             print(f"  float32 matmul (2048x2048, numpy's BLAS): {matmul:.1f} GFLOP/s")
-            for name, shape, filters in (("conv2d_0", (28, 28, 1), 32), ("conv2d_2", (14, 14, 32), 64)):
+            for name, shape, filters in (
+                ("conv2d_0", (28, 28, 1), 32),
+                ("conv2d_2", (14, 14, 32), 64),
+            ):
                 rate, seconds = conv_gflops(shape, filters, args.repeats)
-                print(f"  {name} {shape} -> {filters}: forward+backward {1000 * seconds:.1f} ms, "
-                      f"{rate:.1f} GFLOP/s = {rate / matmul:.2f} of matmul")
+                print(
+                    f"  {name} {shape} -> {filters}: forward+backward {1000 * seconds:.1f} ms, "
+                    f"{rate:.1f} GFLOP/s = {rate / matmul:.2f} of matmul"
+                )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,12 @@ def engine(repeats, samples=12_800):
 
     def runner(kind):
         def run():
-            trainer = Trainer(b1_model(kind), "cross_entropy", {"type": "sgd", "lr": 0.01, "momentum": 0.9}, seed=0)
+            trainer = Trainer(
+                b1_model(kind),
+                "cross_entropy",
+                {"type": "sgd", "lr": 0.01, "momentum": 0.9},
+                seed=0,
+            )
             start = time.perf_counter()
             trainer.fit(x, y, epochs=1, batch_size=128)
             assert trainer.step == samples // 128
@@ -90,8 +95,12 @@ def engine(repeats, samples=12_800):
     print(f"1. engine: B1 as Sequential / Model, {steps} steps per run, {repeats} paired rounds")
     for kind, seconds in times.items():
         print(f"   {kind:<11} {steps / np.median(seconds):8.1f} steps/s (median)")
-    print(f"   Model / Sequential speed:            {median_ratio(times, 'sequential', 'model'):.3f}x  (target >= 0.97)")
-    print(f"   general graph path / Sequential:     {median_ratio(times, 'sequential', 'graph path'):.3f}x")
+    print(
+        f"   Model / Sequential speed:            {median_ratio(times, 'sequential', 'model'):.3f}x  (target >= 0.97)"
+    )
+    print(
+        f"   general graph path / Sequential:     {median_ratio(times, 'sequential', 'graph path'):.3f}x"
+    )
 
 
 # --- 2. batch norm ---------------------------------------------------------------------------
@@ -127,11 +136,15 @@ def batch_norm(repeats, torch, loops=20):
         runners["torch"] = theirs
     with threadpool_limits(1):
         times = paired(runners, repeats)
-    print(f"2. batch norm forward + backward, training, {shape} float32, one thread, {loops} passes a run")
+    print(
+        f"2. batch norm forward + backward, training, {shape} float32, one thread, {loops} passes a run"
+    )
     for name, seconds in times.items():
         print(f"   {name:<8} {1000 * np.median(seconds) / loops:7.2f} ms per pass (median)")
     if torch is not None:
-        print(f"   plugnet time / PyTorch time:         {median_ratio(times, 'plugnet', 'torch'):.3f}x  (target <= 1.5)")
+        print(
+            f"   plugnet time / PyTorch time:         {median_ratio(times, 'plugnet', 'torch'):.3f}x  (target <= 1.5)"
+        )
 
 
 # --- 3. the residual network -----------------------------------------------------------------
@@ -166,7 +179,9 @@ def resnet(repeats, torch, threads, steps=30, batch=64):
 
     def ours():
         model = model_from_config(layers, input_shape=(28, 28, 1), seed=0)
-        trainer = Trainer(model, "cross_entropy", {"type": "sgd", "lr": 0.01, "momentum": 0.9}, seed=0)
+        trainer = Trainer(
+            model, "cross_entropy", {"type": "sgd", "lr": 0.01, "momentum": 0.9}, seed=0
+        )
         start = time.perf_counter()
         trainer.fit(x, y, epochs=1, batch_size=batch, shuffle=False)
         assert trainer.step == steps
@@ -183,7 +198,9 @@ def resnet(repeats, torch, threads, steps=30, batch=64):
             start = time.perf_counter()
             for i in range(steps):
                 optimizer.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(net(xt[i * batch : (i + 1) * batch]), yt[i * batch : (i + 1) * batch])
+                loss = torch.nn.functional.cross_entropy(
+                    net(xt[i * batch : (i + 1) * batch]), yt[i * batch : (i + 1) * batch]
+                )
                 loss.backward()
                 optimizer.step()
                 loss.item()
@@ -194,11 +211,15 @@ def resnet(repeats, torch, threads, steps=30, batch=64):
         if torch is not None:
             torch.set_num_threads(threads)
         times = paired(runners, repeats)
-    print(f"3. resnet_mnist training, batch {batch}, SGD momentum, {threads} thread(s), {steps} steps a run")
+    print(
+        f"3. resnet_mnist training, batch {batch}, SGD momentum, {threads} thread(s), {steps} steps a run"
+    )
     for name, seconds in times.items():
         print(f"   {name:<8} {steps * batch / np.median(seconds):8.0f} samples/s (median)")
     if torch is not None:
-        print(f"   plugnet / PyTorch speed:             {median_ratio(times, 'torch', 'plugnet'):.3f}x")
+        print(
+            f"   plugnet / PyTorch speed:             {median_ratio(times, 'torch', 'plugnet'):.3f}x"
+        )
 
 
 def main():

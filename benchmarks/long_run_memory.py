@@ -81,12 +81,16 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         logdir = args.logdir or os.path.join(tmp, "long_run")
         marks = sorted({min(100, args.steps), min(1000, args.steps), args.steps})
-        experiment = build(config(args.steps, logdir), overwrite=True)  # run again: replaces the last run
+        experiment = build(
+            config(args.steps, logdir), overwrite=True
+        )  # run again: replaces the last run
         probe = experiment.trainer.add_callback(MemoryProbe(marks))
         start = time.perf_counter()
         summary = experiment.fit()
         kept = [step for step, _ in list_checkpoints(logdir)]
-        print(f"{summary['steps']} steps in {time.perf_counter() - start:.1f} s; checkpoints kept at steps {kept}")
+        print(
+            f"{summary['steps']} steps in {time.perf_counter() - start:.1f} s; checkpoints kept at steps {kept}"
+        )
         print(f"{'step':>6}  {'RSS MiB':>8}  {'peak RSS MiB':>12}")
         for step, rss, peak, _ in probe.samples:
             print(f"{step:>6}  {rss:>8.1f}  {peak:>12.1f}")

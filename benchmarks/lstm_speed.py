@@ -30,7 +30,9 @@ def data(steps, seed=0):
 
 def plugnet_setup():
     model = Sequential(
-        [{"type": "lstm", "units": UNITS}, {"type": "dense", "units": 1}], input_shape=(LENGTH, FEATURES), seed=0
+        [{"type": "lstm", "units": UNITS}, {"type": "dense", "units": 1}],
+        input_shape=(LENGTH, FEATURES),
+        seed=0,
     )
     return Trainer(model, "mse", {"type": "adam", "lr": 1e-3}, seed=0)
 
@@ -96,13 +98,17 @@ def main():
             order = names if round_index % 2 == 0 else names[::-1]
             for name in order:
                 rates[name].append(samples / runners[name]())
-    print(f"LSTM training: batch {BATCH}, length {LENGTH}, {FEATURES} feature, {UNITS} units, dense 1, Adam; "
-          f"{args.threads} thread(s), {args.rounds} rounds of {args.steps} steps each")
+    print(
+        f"LSTM training: batch {BATCH}, length {LENGTH}, {FEATURES} feature, {UNITS} units, dense 1, Adam; "
+        f"{args.threads} thread(s), {args.rounds} rounds of {args.steps} steps each"
+    )
     for name, values in rates.items():
         print(f"  {name:8s} {statistics.median(values):9.0f} samples/s (median)")
     if "pytorch" in rates:
-        ratios = [a / b for a, b in zip(rates["plugnet"], rates["pytorch"])]
-        print(f"  ratio plugnet / pytorch: {statistics.median(ratios):.2f}x (median of paired rounds; target >= 0.5x)")
+        ratios = [a / b for a, b in zip(rates["plugnet"], rates["pytorch"], strict=True)]
+        print(
+            f"  ratio plugnet / pytorch: {statistics.median(ratios):.2f}x (median of paired rounds; target >= 0.5x)"
+        )
     else:
         print("  (torch is not installed: no PyTorch reference)")
 

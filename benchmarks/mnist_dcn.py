@@ -22,9 +22,10 @@ import sys
 import time
 
 from framework import hookimpl  # isort: skip - before numpy, as in a plugnet command
+from threadpoolctl import threadpool_limits
+
 from framework.config import apply_overrides, load_config
 from framework.run import build
-from threadpoolctl import threadpool_limits
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, os.pardir, "examples", "mnist_dcn.toml")
@@ -47,13 +48,18 @@ class Report:
     @hookimpl
     def on_evaluate_end(self, trainer, step, logs):
         metrics = "  ".join(f"{key} {value:.4f}" for key, value in logs.items())
-        print(f"step {step:>6}  test {metrics}  [{time.perf_counter() - self.started:,.0f} s, "
-              f"peak RSS {peak_rss_bytes() / 2**20:,.0f} MiB]", flush=True)
+        print(
+            f"step {step:>6}  test {metrics}  [{time.perf_counter() - self.started:,.0f} s, "
+            f"peak RSS {peak_rss_bytes() / 2**20:,.0f} MiB]",
+            flush=True,
+        )
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch, logs):
-        print(f"epoch {epoch + 1} done at step {trainer.step}: train loss {logs['loss']:.4f}",
-              flush=True)
+        print(
+            f"epoch {epoch + 1} done at step {trainer.step}: train loss {logs['loss']:.4f}",
+            flush=True,
+        )
 
 
 def main():

@@ -74,12 +74,21 @@ def hide_torch(directory):
 
 
 def time_cli(model_path, x_path, out_path, threads, first_paths=()):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*first_paths, ROOT, os.environ.get("PYTHONPATH")]))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        OPENBLAS_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+    )
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [*first_paths, ROOT, os.environ.get("PYTHONPATH")])
+    )
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "framework", "predict", model_path, x_path, "-o", out_path],
-        check=True, env=env, stdout=subprocess.DEVNULL,
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - start
 
@@ -134,7 +143,9 @@ def main():
         np.save(x_path, x)
         out_path = os.path.join(directory, "out.npy")
         session = onnx_contender(model, directory, args.threads)
-        print(f"{args.images} images ({source}), batch {BATCH}, {args.threads} thread(s), {args.rounds} rounds")
+        print(
+            f"{args.images} images ({source}), batch {BATCH}, {args.threads} thread(s), {args.rounds} rounds"
+        )
 
         names = ["plugnet predict", "in-process"] + (["onnxruntime"] if session else [])
         hidden = hide_torch(directory) if torch_installed() else None
@@ -143,7 +154,7 @@ def main():
         times = {name: [] for name in names}
         ratios, hidden_ratios, onnx_ratios, differences = [], [], [], []
         for round_index in range(args.rounds):
-            order = names[round_index % len(names):] + names[: round_index % len(names)]
+            order = names[round_index % len(names) :] + names[: round_index % len(names)]
             elapsed = {}
             for name in order:
                 if name == "plugnet predict":
@@ -154,7 +165,9 @@ def main():
                     elapsed[name], expected = time_in_process(model, x_path, args.threads)
                 else:
                     elapsed[name], got = time_onnx(session, x_path)
-            np.testing.assert_array_equal(np.load(out_path), expected)  # the command's output is predict's
+            np.testing.assert_array_equal(
+                np.load(out_path), expected
+            )  # the command's output is predict's
             for name in names:
                 times[name].append(elapsed[name])
             ratios.append(elapsed["in-process"] / elapsed["plugnet predict"])
@@ -163,17 +176,26 @@ def main():
             if session:
                 onnx_ratios.append(elapsed["in-process"] / elapsed["onnxruntime"])
                 differences.append(float(np.max(np.abs(got - expected))))
-            print(f"round {round_index + 1}: " + ", ".join(f"{name} {elapsed[name]:.2f} s" for name in order))
+            print(
+                f"round {round_index + 1}: "
+                + ", ".join(f"{name} {elapsed[name]:.2f} s" for name in order)
+            )
 
         print()
         for name in names:
             median = statistics.median(times[name])
             print(f"{name:<18} median {median:6.2f} s   {args.images / median:8.0f} images/s")
-        print(f"plugnet predict throughput / in-process (median of paired rounds): {statistics.median(ratios):.2f}x  (target >= 0.8x)")
+        print(
+            f"plugnet predict throughput / in-process (median of paired rounds): {statistics.median(ratios):.2f}x  (target >= 0.8x)"
+        )
         if hidden:
-            print(f"  the same with torch hidden (no tensorboardX start-up import):     {statistics.median(hidden_ratios):.2f}x")
+            print(
+                f"  the same with torch hidden (no tensorboardX start-up import):     {statistics.median(hidden_ratios):.2f}x"
+            )
         if session:
-            print(f"onnxruntime throughput / in-process (median of paired rounds):     {statistics.median(onnx_ratios):.2f}x")
+            print(
+                f"onnxruntime throughput / in-process (median of paired rounds):     {statistics.median(onnx_ratios):.2f}x"
+            )
             print(f"largest |onnxruntime - predict| over the images: {max(differences):.2g}")
         else:
             print('onnxruntime: not installed (pip install -e ".[onnx]")')

@@ -85,7 +85,9 @@ def environments(root):
     for name, hide in (("torch importable", "0"), ("torch hidden", "1")):
         log = os.path.join(root, "looked-for-torch", name.replace(" ", "-"))
         os.makedirs(log)
-        envs[name] = dict(os.environ, PYTHONPATH=path, PLUGNET_BENCH_HIDE_TORCH=hide, PLUGNET_BENCH_TORCH_LOG=log)
+        envs[name] = dict(
+            os.environ, PYTHONPATH=path, PLUGNET_BENCH_HIDE_TORCH=hide, PLUGNET_BENCH_TORCH_LOG=log
+        )
     return envs
 
 
@@ -93,9 +95,18 @@ def check_hiding(envs, root):
     """Whether torch is importable in each environment, as the script claims."""
     code = "import importlib.util; print(importlib.util.find_spec('torch') is not None)"
     for name, env in envs.items():
-        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         found = out.stdout.strip() == "True"
-        assert found == (name == "torch importable" and importlib.util.find_spec("torch") is not None), (name, found)
+        assert found == (
+            name == "torch importable" and importlib.util.find_spec("torch") is not None
+        ), (name, found)
     for env in envs.values():  # the probe itself looked for torch: forget it
         for path in glob.glob(os.path.join(env["PLUGNET_BENCH_TORCH_LOG"], "*")):
             os.remove(path)
@@ -105,9 +116,23 @@ def commands(root):
     sweep_dir = os.path.join(root, "sweep")
     return {
         "plugnet plugins": (["plugins"], None),
-        "plugnet train (default example)": (["train", "--quiet", "--logdir", os.path.join(root, "train")], "train"),
+        "plugnet train (default example)": (
+            ["train", "--quiet", "--logdir", os.path.join(root, "train")],
+            "train",
+        ),
         "plugnet sweep, 2 workers": (
-            ["sweep", "--quiet", "--jobs", "2", "--epochs", "1", "--grid", "model.layers.0.units=4,8", "--logdir", sweep_dir],
+            [
+                "sweep",
+                "--quiet",
+                "--jobs",
+                "2",
+                "--epochs",
+                "1",
+                "--grid",
+                "model.layers.0.units=4,8",
+                "--logdir",
+                sweep_dir,
+            ],
             "sweep",
         ),
     }
@@ -125,7 +150,13 @@ def run(args, env, root, clean):
     if clean:
         shutil.rmtree(os.path.join(root, clean), ignore_errors=True)
     start, cpu = time.perf_counter(), children_cpu()
-    subprocess.run([sys.executable, "-m", "framework", *args], env=env, cwd=root, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "framework", *args],
+        env=env,
+        cwd=root,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - start, children_cpu() - cpu
     if clean == "sweep":  # both trials ran to the end, in their workers
         with open(os.path.join(root, clean, "sweep.csv"), newline="") as f:
@@ -139,7 +170,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if importlib.util.find_spec("torch") is None:
-        print("torch is not installed here: both environments are the same (pip install -e '.[bench]')")
+        print(
+            "torch is not installed here: both environments are the same (pip install -e '.[bench]')"
+        )
     root = tempfile.mkdtemp(prefix="plugnet-startup-")
     try:
         envs = environments(root)
@@ -152,17 +185,29 @@ def main():
             for command, env in pairs[shift:] + pairs[:shift]:
                 argv, clean = cmds[command]
                 times[command, env].append(run(argv, envs[env], root, clean))
-        print(f"{args.rounds} rounds; cores {os.cpu_count()}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(
+            f"{args.rounds} rounds; cores {os.cpu_count()}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+        )
         for env in envs:
-            looked = [open(path).read() for path in glob.glob(os.path.join(envs[env]["PLUGNET_BENCH_TORCH_LOG"], "*"))]
-            print(f"  {env}: processes that looked for torch: {len(looked)}" + "".join(f"\n    {argv}" for argv in looked))
+            looked = [
+                open(path).read()
+                for path in glob.glob(os.path.join(envs[env]["PLUGNET_BENCH_TORCH_LOG"], "*"))
+            ]
+            print(
+                f"  {env}: processes that looked for torch: {len(looked)}"
+                + "".join(f"\n    {argv}" for argv in looked)
+            )
         width = max(map(len, cmds))
-        print(f"{'':{width}}  {'torch importable':>16}  {'torch hidden':>12}  {'difference':>10}  (medians of rounds)")
+        print(
+            f"{'':{width}}  {'torch importable':>16}  {'torch hidden':>12}  {'difference':>10}  (medians of rounds)"
+        )
         for command in cmds:
             for index, what in ((0, "wall"), (1, "CPU")):
                 with_torch = [t[index] for t in times[command, "torch importable"]]
                 without = [t[index] for t in times[command, "torch hidden"]]
-                difference = statistics.median(a - b for a, b in zip(with_torch, without))
+                difference = statistics.median(
+                    a - b for a, b in zip(with_torch, without, strict=True)
+                )
                 verdict = ("ok" if difference <= 0.1 else "over 0.1 s") if what == "wall" else ""
                 label = command if what == "wall" else ""
                 print(

@@ -97,7 +97,10 @@ class Setup:
 SETUPS = {
     "moons": Setup(
         config=os.path.join(ROOT, "examples", "sweep_moons.toml"),
-        grid=["model.layers.0.activation=tanh", "model.layers.0.units=" + ",".join(map(str, UNITS))],
+        grid=[
+            "model.layers.0.activation=tanh",
+            "model.layers.0.units=" + ",".join(map(str, UNITS)),
+        ],
         epochs=1200,
         floor="from sklearn.datasets import make_moons; make_moons(500, noise=0.2, random_state=0); import os; os._exit(0)",
         floor_name="Python, scikit-learn, the moons",
@@ -140,7 +143,18 @@ def imbalance(seconds, jobs):
 
 
 def command(setup, jobs, logdir, epochs):
-    args = [sys.executable, "-m", "framework", "sweep", setup.config, "--logdir", logdir, "--jobs", str(jobs), "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "framework",
+        "sweep",
+        setup.config,
+        "--logdir",
+        logdir,
+        "--jobs",
+        str(jobs),
+        "--quiet",
+    ]
     args += ["--epochs", str(epochs)]
     for option in setup.grid:
         args += ["--grid", option]
@@ -168,8 +182,12 @@ def floor(setup, logdir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--data", choices=SETUPS, default="moons", help="which sweep (default: moons)")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (default: about 2 s of training)")
+    parser.add_argument(
+        "--data", choices=SETUPS, default="moons", help="which sweep (default: moons)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="epochs per trial (default: about 2 s of training)"
+    )
     args = parser.parse_args()
     setup = SETUPS[args.data]
     epochs = args.epochs or setup.epochs
@@ -207,8 +225,11 @@ def main():
                     print(f"  round {round_}: {name:19s} {wall:6.2f} s wall", flush=True)
                     continue
                 beyond = (jobs[name] * wall - train) / trials
-                print(f"  round {round_}: {name:19s} {wall:6.2f} s wall, {train:5.2f} s training, "
-                      f"{beyond:5.2f} s a trial beyond training", flush=True)
+                print(
+                    f"  round {round_}: {name:19s} {wall:6.2f} s wall, {train:5.2f} s training, "
+                    f"{beyond:5.2f} s a trial beyond training",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -221,27 +242,43 @@ def main():
     def uneven(name):
         return statistics.median(run[2] for run in runs[name])
 
-    print(f"the {args.data} sweep: {trials} trials of {epochs} epochs, {args.rounds} rounds; cores {os.cpu_count()}, "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"the {args.data} sweep: {trials} trials of {epochs} epochs, {args.rounds} rounds; cores {os.cpu_count()}, "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     for kind in ("command", "sweep call"):
         one = f"{kind}, --jobs 1" if kind == "command" else f"{kind}, jobs=1"
         two = one.replace("1", "2")
-        speedup = statistics.median(a[0] / b[0] for a, b in zip(runs[one], runs[two]))
+        speedup = statistics.median(a[0] / b[0] for a, b in zip(runs[one], runs[two], strict=True))
         target = "  (target >= 1.8x)" if kind == "command" else ""
-        print(f"{kind}: jobs 1 {median(one, lambda w, t: w):.2f} s, jobs 2 {median(two, lambda w, t: w):.2f} s, "
-              f"speed-up {speedup:.2f}x{target}")
+        print(
+            f"{kind}: jobs 1 {median(one, lambda w, t: w):.2f} s, jobs 2 {median(two, lambda w, t: w):.2f} s, "
+            f"speed-up {speedup:.2f}x{target}"
+        )
         for name in (one, two):
             beyond = median(name, lambda w, t, j=jobs[name]: (j * w - t) / trials)
             target = "  (target <= 0.3 s)" if kind == "command" else ""
             train = median(name, lambda w, t: t)
-            print(f"  {name}: a trial's cost beyond its training {beyond:.3f} s{target}; Σ training {train:.2f} s")
-    s1, s2, f = fixed("command, --jobs 1"), fixed("command, --jobs 2"), median("floor", lambda w, t: w)
+            print(
+                f"  {name}: a trial's cost beyond its training {beyond:.3f} s{target}; Σ training {train:.2f} s"
+            )
+    s1, s2, f = (
+        fixed("command, --jobs 1"),
+        fixed("command, --jobs 2"),
+        median("floor", lambda w, t: w),
+    )
     t = TRIAL_SECONDS
-    print(f"fixed costs: command --jobs 1 {s1:.2f} s, --jobs 2 {s2:.2f} s; floor ({setup.floor_name}) {f:.2f} s")
-    print(f"  of which the trials' unequal lengths, --jobs 2: {uneven('command, --jobs 2'):.2f} s "
-          f"(the sweep call: {uneven('sweep call, jobs=2'):.2f} s)")
-    print(f"  speed-up for trials of {t:g} s: the command's {(s1 + 4 * t) / (s2 + 2 * t):.2f}x; "
-          f"at most {(f + 4 * t) / (f + 2 * t):.2f}x over the floor alone, framework or none")
+    print(
+        f"fixed costs: command --jobs 1 {s1:.2f} s, --jobs 2 {s2:.2f} s; floor ({setup.floor_name}) {f:.2f} s"
+    )
+    print(
+        f"  of which the trials' unequal lengths, --jobs 2: {uneven('command, --jobs 2'):.2f} s "
+        f"(the sweep call: {uneven('sweep call, jobs=2'):.2f} s)"
+    )
+    print(
+        f"  speed-up for trials of {t:g} s: the command's {(s1 + 4 * t) / (s2 + 2 * t):.2f}x; "
+        f"at most {(f + 4 * t) / (f + 2 * t):.2f}x over the floor alone, framework or none"
+    )
 
 
 if __name__ == "__main__":

@@ -62,11 +62,16 @@ def train(x, y, epochs, callback, logdir):
     model = Sequential(
         [{"type": "dense", "units": n, "activation": "relu"} for n in SIZES[1:-1]]
         + [{"type": "dense", "units": SIZES[-1], "activation": "softmax"}],
-        input_shape=(SIZES[0],), seed=0,
+        input_shape=(SIZES[0],),
+        seed=0,
     )
     trainer = Trainer(
-        model, "cross_entropy", {"type": "sgd", "lr": LR, "momentum": MOMENTUM},
-        callbacks=[TimedTensorBoard(**callback)] if callback is not None else [], logdir=logdir, seed=0,
+        model,
+        "cross_entropy",
+        {"type": "sgd", "lr": LR, "momentum": MOMENTUM},
+        callbacks=[TimedTensorBoard(**callback)] if callback is not None else [],
+        logdir=logdir,
+        seed=0,
     )
     TimedTensorBoard.hook_seconds = 0.0
     start, cpu = time.perf_counter(), time.process_time()
@@ -90,7 +95,10 @@ def main():
 
         threadpool_limits(args.threads)
     x, y = data(args.samples)
-    best = {name: {"wall": float("inf"), "cpu": float("inf"), "hooks": float("inf")} for name in VARIANTS}
+    best = {
+        name: {"wall": float("inf"), "cpu": float("inf"), "hooks": float("inf")}
+        for name in VARIANTS
+    }
     ratios = {name: [] for name in VARIANTS}  # each repeat's wall time over its own run without
     with tempfile.TemporaryDirectory() as root:
         for name, callback in VARIANTS.items():  # warm-up: imports, BLAS threads, writer start-up

@@ -41,7 +41,9 @@ def build_model(seed=0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-samples", type=int, default=None, help="a random subset of the training images")
+    parser.add_argument(
+        "--train-samples", type=int, default=None, help="a random subset of the training images"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--logdir", default=None, help="write TensorBoard summaries here")
     args = parser.parse_args(argv)
@@ -57,8 +59,12 @@ def main(argv=None):
         model, loss="cross_entropy", optimizer={"type": "adam", "lr": 0.004}, metrics=["accuracy"],
         callbacks=callbacks, logdir=args.logdir, seed=args.seed,
     )  # fmt: skip
-    trainer.fit(x_train, y_train, epochs=args.epochs, batch_size=32, validation_data=(x_test, y_test))
-    print("test:", {key: round(value, 4) for key, value in trainer.evaluate(x_test, y_test).items()})
+    trainer.fit(
+        x_train, y_train, epochs=args.epochs, batch_size=32, validation_data=(x_test, y_test)
+    )
+    print(
+        "test:", {key: round(value, 4) for key, value in trainer.evaluate(x_test, y_test).items()}
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ import importlib
 from framework import threads  # noqa: I001  isort: skip
 
 # First of all: later imports from tensorboardX must not import torch (see the module).
-from framework import tensorboardx_protos  # noqa: F401
-from framework import testing
+from framework import (
+    tensorboardx_protos,  # noqa: F401
+    testing,
+)
 from framework.base import (
     Activation,
     Callback,
@@ -42,7 +44,14 @@ from framework.base import (
 )
 from framework.checkpoints import load_checkpoint, resume, save_checkpoint
 from framework.data import read_idx, resolve_data_dir, split_train_test
-from framework.errors import ConfigError, DataError, PluginError, PlugnetError, ShapeError, did_you_mean
+from framework.errors import (
+    ConfigError,
+    DataError,
+    PluginError,
+    PlugnetError,
+    ShapeError,
+    did_you_mean,
+)
 from framework.formatting import format_logs, format_value, report
 from framework.hookspecs import hookimpl, hookspec
 from framework.model import Input, Model, Sequential
@@ -122,7 +131,18 @@ __all__ = [
 
 # Public modules loaded on first use: TensorBoard's protocol buffers and Optuna cost time
 # that a script which never writes summaries or sweeps should not pay.
-LAZY_MODULES = ("checkpoints", "event_files", "images", "onnx_export", "rundir", "stopping", "summaries", "threads", "validators", "windows")
+LAZY_MODULES = (
+    "checkpoints",
+    "event_files",
+    "images",
+    "onnx_export",
+    "rundir",
+    "stopping",
+    "summaries",
+    "threads",
+    "validators",
+    "windows",
+)
 
 
 def __getattr__(name):

@@ -184,9 +184,7 @@ class Loss:
         from framework.errors import DataError
 
         y_shape = tuple(np.shape(y_true)[1:])
-        if y_shape != tuple(output_shape) and not (
-            y_shape == () and tuple(output_shape) == (1,)
-        ):
+        if y_shape != tuple(output_shape) and not (y_shape == () and tuple(output_shape) == (1,)):
             raise DataError(
                 f"targets of shape {y_shape} do not match the model's output shape "
                 f"{tuple(output_shape)}"

@@ -147,7 +147,9 @@ def trainer_state(trainer):
         "test_logs": trainer.test_logs,
         "history": trainer.history,
         "seconds": trainer.seconds,
-        "callbacks": {key: callback.state_dict() for key, callback in callback_keys(trainer).items()},
+        "callbacks": {
+            key: callback.state_dict() for key, callback in callback_keys(trainer).items()
+        },
     }
     try:
         skeleton = encode_tree(state, "state", arrays)
@@ -187,7 +189,9 @@ def load_checkpoint(path):
             raise ValueError("'state' must be a JSON text")
         state = decode_tree(json.loads(str(text[()])), arrays)
         if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported checkpoint format {state.get('format') if isinstance(state, dict) else state!r}")
+            raise ValueError(
+                f"unsupported checkpoint format {state.get('format') if isinstance(state, dict) else state!r}"
+            )
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is not a readable plugnet checkpoint: {exc}") from exc
     params = {
@@ -250,7 +254,9 @@ def restore_checkpoint(trainer, checkpoint):
     try:
         trainer.optimizer.load_state_dict(state["optimizer"])
     except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise DataError(f"{path}: the optimizer state does not fit optimizer '{kind}': {exc}") from exc
+        raise DataError(
+            f"{path}: the optimizer state does not fit optimizer '{kind}': {exc}"
+        ) from exc
     rngs = state["rng"]
     set_generator_state(trainer.rng, rngs["data"], "data-order", path)
     set_generator_state(model.rng, rngs["model"], "model (dropout)", path)
@@ -271,7 +277,9 @@ def restore_checkpoint(trainer, checkpoint):
             try:
                 callback.load_state_dict(saved[key])
             except (TypeError, ValueError, KeyError) as exc:
-                raise DataError(f"{path}: the state of callback '{key}' cannot be restored: {exc}") from exc
+                raise DataError(
+                    f"{path}: the state of callback '{key}' cannot be restored: {exc}"
+                ) from exc
     trainer.resumed_from_step = checkpoint["step"]
     return trainer
 

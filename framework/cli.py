@@ -26,84 +26,165 @@ def build_parser():
         sub.add_argument("--seed", type=int, help="seed for weights, data and shuffling")
         sub.add_argument("--epochs", type=int, help="number of epochs (train.epochs)")
         sub.add_argument(
-            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="override a config key, e.g. train.optimizer.lr=0.05 (repeatable)",
         )
         sub.add_argument(
-            "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+            "--plugin",
+            dest="plugins",
+            action="append",
+            default=[],
+            metavar="MODULE",
             help="import MODULE as a plugin (repeatable)",
         )
 
     train = commands.add_parser("train", help="train a model from a TOML config")
-    train.add_argument("config", nargs="?", help="TOML config (default: the built-in moons example)")
-    train.add_argument("--resume", metavar="LOGDIR", help="continue from the newest checkpoint in LOGDIR")
-    train.add_argument("--overwrite", action="store_true", help="replace the run LOGDIR holds, if any, with a new one")
+    train.add_argument(
+        "config", nargs="?", help="TOML config (default: the built-in moons example)"
+    )
+    train.add_argument(
+        "--resume", metavar="LOGDIR", help="continue from the newest checkpoint in LOGDIR"
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run LOGDIR holds, if any, with a new one",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress output")
     common(train)
 
     sweep = commands.add_parser("sweep", help="train one config many times over a parameter space")
-    sweep.add_argument("config", nargs="?", help="TOML config with a [sweep] table (default: the built-in example)")
     sweep.add_argument(
-        "--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+        "config", nargs="?", help="TOML config with a [sweep] table (default: the built-in example)"
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
         help="values to try for KEY, typed as --set types them (repeatable; adds to [sweep.params])",
     )
-    sweep.add_argument("--trials", type=int, help="number of trials for the random and tpe samplers")
+    sweep.add_argument(
+        "--trials", type=int, help="number of trials for the random and tpe samplers"
+    )
     sweep.add_argument("--jobs", type=int, help="worker processes on this machine (default 1)")
-    sweep.add_argument("--storage", metavar="URL", help="Optuna database URL or journal file (default LOGDIR/study.journal)")
-    sweep.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: LOGDIR's name)")
-    sweep.add_argument("--ray", metavar="ADDRESS", help="run the workers on a Ray cluster (auto, HOST:PORT or local)")
+    sweep.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna database URL or journal file (default LOGDIR/study.journal)",
+    )
+    sweep.add_argument(
+        "--study", metavar="NAME", help="the study's name in the storage (default: LOGDIR's name)"
+    )
+    sweep.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the workers on a Ray cluster (auto, HOST:PORT or local)",
+    )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     common(sweep)
 
     def plugin_option(sub):
         sub.add_argument(
-            "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+            "--plugin",
+            dest="plugins",
+            action="append",
+            default=[],
+            metavar="MODULE",
             help="import MODULE as a plugin (repeatable; those the run's config names load anyway)",
         )
 
     def data_overrides(sub, what):
         sub.add_argument(
-            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help=f"override a key of the run's config for the {what}, e.g. data.n_samples=500 (repeatable)",
         )
 
     evaluate = commands.add_parser("evaluate", help="a trained run's metrics on its held-out data")
-    evaluate.add_argument("run", metavar="RUN", help="a run directory (the logdir of plugnet train)")
+    evaluate.add_argument(
+        "run", metavar="RUN", help="a run directory (the logdir of plugnet train)"
+    )
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     data_overrides(evaluate, "data to evaluate on")
     plugin_option(evaluate)
 
-    predict = commands.add_parser("predict", help="a trained model's predictions for inputs in a file")
+    predict = commands.add_parser(
+        "predict", help="a trained model's predictions for inputs in a file"
+    )
     predict.add_argument("run", metavar="RUN", help="a run directory or a model file (model.save)")
     predict.add_argument(
-        "inputs", nargs="+", metavar="INPUT",
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
         help="a .npy, .npz or .csv file of samples, or image files (or directories of them) for an image model",
     )
-    predict.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the predictions (.npy or .csv)")
-    predict.add_argument("--classes", action="store_true", help="write each sample's arg-max class instead of the outputs")
-    predict.add_argument("--batch-size", type=int, default=None, metavar="N", help="samples per forward pass (default 256)")
+    predict.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="where to write the predictions (.npy or .csv)",
+    )
+    predict.add_argument(
+        "--classes",
+        action="store_true",
+        help="write each sample's arg-max class instead of the outputs",
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples per forward pass (default 256)",
+    )
     plugin_option(predict)
 
     export = commands.add_parser("export", help="write a trained model as an ONNX file")
     export.add_argument("run", metavar="RUN", help="a run directory or a model file (model.save)")
-    export.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
     export.add_argument(
-        "--check", action="store_true",
+        "-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write"
+    )
+    export.add_argument(
+        "--check",
+        action="store_true",
         help="run the file in ONNX Runtime on the run's held-out data and print the largest difference from predict",
     )
-    export.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 17)")
+    export.add_argument(
+        "--opset", type=int, default=None, metavar="N", help="ONNX opset (default 17)"
+    )
     data_overrides(export, "data --check runs on")
     plugin_option(export)
 
     plugins = commands.add_parser("plugins", help="list plugins and what they register")
     plugins.add_argument(
-        "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE",
         help="also load MODULE (repeatable)",
     )
 
-    new_plugin = commands.add_parser("new-plugin", help="write a ready plugin distribution to start from")
-    new_plugin.add_argument("name", metavar="NAME", help="the plugin's Python package name, e.g. my_layers")
-    new_plugin.add_argument("directory", nargs="?", metavar="DIR", help="where to write it (default: ./plugnet-NAME); new or empty")
+    new_plugin = commands.add_parser(
+        "new-plugin", help="write a ready plugin distribution to start from"
+    )
+    new_plugin.add_argument(
+        "name", metavar="NAME", help="the plugin's Python package name, e.g. my_layers"
+    )
+    new_plugin.add_argument(
+        "directory",
+        nargs="?",
+        metavar="DIR",
+        help="where to write it (default: ./plugnet-NAME); new or empty",
+    )
     return parser
 
 
@@ -117,7 +198,11 @@ def config_from_args(args):
         config = load_run_config(resume)
     else:
         config = default_config()
-    if resume and args.logdir is not None and os.path.abspath(args.logdir) != os.path.abspath(resume):
+    if (
+        resume
+        and args.logdir is not None
+        and os.path.abspath(args.logdir) != os.path.abspath(resume)
+    ):
         raise ConfigError(f"--resume continues the run in {resume}; drop --logdir {args.logdir}")
     overrides = list(args.overrides)
     if args.seed is not None:
@@ -137,15 +222,21 @@ def command_train(args):
     from framework.run import build
 
     if args.resume and args.overwrite:
-        raise ConfigError(f"--resume continues the run in {args.resume} and --overwrite would replace it: give one of them")
+        raise ConfigError(
+            f"--resume continues the run in {args.resume} and --overwrite would replace it: give one of them"
+        )
     config = config_from_args(args)
-    experiment = build(config, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
+    experiment = build(
+        config, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite
+    )
     if experiment.trainer.resumed_from_step is not None:
         trainer = experiment.trainer
         print(f"resuming {args.resume} from step {trainer.step} (epoch {trainer.epoch})")
     summary = experiment.fit()
     logdir = experiment.logdir
-    print(f"trained {summary['epochs']} epochs, {summary['steps']} steps in {summary['seconds']:.1f} s")
+    print(
+        f"trained {summary['epochs']} epochs, {summary['steps']} steps in {summary['seconds']:.1f} s"
+    )
     print(f"train  {format_logs(summary['train'])}")
     if "test" in summary:
         print(f"test   {format_logs(summary['test'])}")
@@ -190,7 +281,9 @@ def command_sweep(args):
         print(f"plugnet: {exc}", file=sys.stderr)
         return exc.exit_status
     print("\n".join(summary_lines(result)))
-    if result.interrupted_workers or (result.best is None and any(t.state == "fail" for t in result.trials)):
+    if result.interrupted_workers or (
+        result.best is None and any(t.state == "fail" for t in result.trials)
+    ):
         return 1
     return 0
 
@@ -210,7 +303,12 @@ def command_evaluate(args):
 
 
 def command_predict(args):
-    from framework.inference import DEFAULT_BATCH_SIZE, check_output_path, predict_to_file, read_inputs
+    from framework.inference import (
+        DEFAULT_BATCH_SIZE,
+        check_output_path,
+        predict_to_file,
+        read_inputs,
+    )
     from framework.saving import load_model
 
     check_output_path(args.output)  # before the model and the inputs are read
@@ -218,7 +316,9 @@ def command_predict(args):
     x = read_inputs(args.inputs, model)
     source = args.inputs[0] if len(args.inputs) == 1 else "the input images"
     batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
-    n = predict_to_file(model, x, args.output, classes=args.classes, batch_size=batch_size, source=source)
+    n = predict_to_file(
+        model, x, args.output, classes=args.classes, batch_size=batch_size, source=source
+    )
     print(f"wrote {'classes' if args.classes else 'predictions'} of {n} samples to {args.output}")
     return 0
 
@@ -241,13 +341,20 @@ def check_export(args, model, path):
     from framework.saving import run_config
 
     if not os.path.isdir(args.run):
-        raise ConfigError("--check runs the model on its run's held-out data: give a run directory, not a model file")
+        raise ConfigError(
+            "--check runs the model on its run's held-out data: give a run directory, not a model file"
+        )
     config = add_plugins(apply_overrides(run_config(args.run), args.overrides), args.plugins)
     x, _ = held_out(config, "check")
     difference, scale = largest_difference(model, path, x)
-    print(f"ONNX Runtime on {len(x)} held-out samples: largest difference from predict {difference:.3g}")
+    print(
+        f"ONNX Runtime on {len(x)} held-out samples: largest difference from predict {difference:.3g}"
+    )
     if difference > CHECK_TOLERANCE * scale:
-        print(f"plugnet: the difference is above {CHECK_TOLERANCE:g}: the export does not match predict", file=sys.stderr)
+        print(
+            f"plugnet: the difference is above {CHECK_TOLERANCE:g}: the export does not match predict",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -257,7 +364,9 @@ def command_new_plugin(args):
 
     directory = new_plugin(args.name, args.directory)
     where = shlex.quote(str(directory))
-    print(f"wrote the plugin '{args.name}' to {directory}/: pyproject.toml, README.md, {args.name}/__init__.py, tests/")
+    print(
+        f"wrote the plugin '{args.name}' to {directory}/: pyproject.toml, README.md, {args.name}/__init__.py, tests/"
+    )
     steps = [
         (f"pip install -e {where}", "registers it through its 'plugnet' entry point"),
         (f"pytest {where}", "plugnet's checks of its layer and activation"),

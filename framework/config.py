@@ -71,7 +71,11 @@ def add_plugins(config, names):
     """``config`` with the plugin modules ``names`` (``--plugin``) after its own ``plugins``,
     each once."""
     known = list(config.get("plugins", []))
-    return {**config, "plugins": known + [name for name in names if name not in known]} if names else config
+    return (
+        {**config, "plugins": known + [name for name in names if name not in known]}
+        if names
+        else config
+    )
 
 
 def apply_overrides(config, assignments):
@@ -98,7 +102,9 @@ def set_key(config, key, value):
             child = {"type": child}
             put_child(node, part, child, here)
         if not isinstance(child, (dict, list)):
-            raise ConfigError(f"cannot set '{key}': '{here}' is a {type(child).__name__}, not a table")
+            raise ConfigError(
+                f"cannot set '{key}': '{here}' is a {type(child).__name__}, not a table"
+            )
         node = child
     put_child(node, parts[-1], value, key)
 
@@ -124,7 +130,9 @@ def list_index(items, part, here):
     except ValueError:
         raise ConfigError(f"'{here}': '{part}' is not a list index") from None
     if not -len(items) <= index < len(items):
-        raise ConfigError(f"'{here}': index {index} is out of range (the list has {len(items)} items)")
+        raise ConfigError(
+            f"'{here}': index {index} is out of range (the list has {len(items)} items)"
+        )
     return index
 
 
@@ -173,7 +181,9 @@ def check_table(table, schema, prefix):
             continue
         wrong_bool = isinstance(value, bool) and expected is not bool
         if wrong_bool or not isinstance(value, expected):
-            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            names = " or ".join(
+                t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,))
+            )
             raise ConfigError(f"'{dotted}' must be {names}, got {value!r}")
 
 

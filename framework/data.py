@@ -82,7 +82,11 @@ def read_idx(path):
             f"{path} is {'truncated' if len(raw) < expected else 'too long'}: "
             f"header says {shape} ({expected} bytes), file has {len(raw)} bytes"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def dataset_arrays(arrays, name):
@@ -98,4 +102,6 @@ def dataset_arrays(arrays, name):
         x_train, y_train, x_test, y_test = arrays
         return as_array(x_train), np.asarray(y_train), as_array(x_test), np.asarray(y_test)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"dataset '{name}' must return (x_train, y_train, x_test, y_test): {exc}") from exc
+        raise DataError(
+            f"dataset '{name}' must return (x_train, y_train, x_test, y_test): {exc}"
+        ) from exc

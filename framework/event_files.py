@@ -48,7 +48,9 @@ def replace_event_file(logdir, events, filename_suffix):
     """Write ``events`` to a new event file in ``logdir``, removing the earlier files whose
     names end in ``filename_suffix`` (what a run writes once, such as its HParams session:
     a resumed or repeated run's replaces the earlier one's)."""
-    pattern = os.path.join(glob.escape(os.fspath(logdir)), f"events.out.tfevents.*{filename_suffix}")
+    pattern = os.path.join(
+        glob.escape(os.fspath(logdir)), f"events.out.tfevents.*{filename_suffix}"
+    )
     for old in glob.glob(pattern):
         os.unlink(old)
     write_event_file(logdir, events, filename_suffix)
@@ -80,7 +82,9 @@ class EventFileWriter:
         self._thread.start()
         atexit.register(self.close)
         if purge_step is not None:
-            self.add_event(Event(step=int(purge_step), session_log=SessionLog(status=SessionLog.START)))
+            self.add_event(
+                Event(step=int(purge_step), session_log=SessionLog(status=SessionLog.START))
+            )
 
     @property
     def closed(self):

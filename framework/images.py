@@ -11,8 +11,16 @@ from tensorboardX.proto.summary_pb2 import Summary
 # Ten distinct class colours (Tableau 10), as RGB.
 PALETTE = np.array(
     [
-        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-        (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
     ],
     dtype=np.float64,
 )
@@ -29,10 +37,17 @@ def encode_png(image):
     rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, -1)], axis=1)
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def image_value(tag, image):
@@ -40,7 +55,10 @@ def image_value(tag, image):
     image = np.asarray(image, dtype=np.uint8)
     channels = 1 if image.ndim == 2 else image.shape[2]
     encoded = Summary.Image(
-        height=image.shape[0], width=image.shape[1], colorspace=channels, encoded_image_string=encode_png(image)
+        height=image.shape[0],
+        width=image.shape[1],
+        colorspace=channels,
+        encoded_image_string=encode_png(image),
     )
     return Summary.Value(tag=tag, image=encoded)
 

@@ -51,15 +51,21 @@ def read_inputs(paths, model):
     images = [p for p in paths if os.path.isdir(p) or suffix(p) in IMAGE_SUFFIXES]
     if images:
         if len(images) != len(paths):
-            raise DataError("give either image files (and directories of them) or one .npy, .npz or .csv file")
+            raise DataError(
+                "give either image files (and directories of them) or one .npy, .npz or .csv file"
+            )
         return read_images(paths, model)
     if len(paths) > 1:
-        raise DataError(f"give one .npy, .npz or .csv file, not {len(paths)} files (several inputs work only for images)")
+        raise DataError(
+            f"give one .npy, .npz or .csv file, not {len(paths)} files (several inputs work only for images)"
+        )
     path = paths[0]
     kind = suffix(path)
     if kind not in INPUT_SUFFIXES:
         known = ", ".join(INPUT_SUFFIXES + IMAGE_SUFFIXES)
-        raise DataError(f"cannot read input {path}: unknown extension '{kind or '(none)'}'; use one of {known}")
+        raise DataError(
+            f"cannot read input {path}: unknown extension '{kind or '(none)'}'; use one of {known}"
+        )
     if not os.path.isfile(path):
         raise DataError(f"input file not found: {path}")
     if kind == ".npy":
@@ -78,7 +84,9 @@ def read_npy(path):
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError(f"{path} holds pickled objects; plugnet refuses to load it, because unpickling could run code") from exc
+            raise DataError(
+                f"{path} holds pickled objects; plugnet refuses to load it, because unpickling could run code"
+            ) from exc
         raise DataError(f"{path} is not a readable .npy file: {exc}") from exc
     except (OSError, EOFError, SyntaxError) as exc:
         raise DataError(f"{path} is not a readable .npy file: {exc}") from exc
@@ -92,7 +100,9 @@ def read_npz(path, model):
     if len(names) > 1:
         missing = [name for name in names if name not in arrays]
         if missing:
-            raise DataError(f"{path} needs an array for each model input: {', '.join(names)}; missing {', '.join(missing)}")
+            raise DataError(
+                f"{path} needs an array for each model input: {', '.join(names)}; missing {', '.join(missing)}"
+            )
         return {name: arrays[name] for name in names}
     for key in (*names, "input", "x"):
         if key in arrays:
@@ -123,16 +133,22 @@ def read_csv(path, model):
     header = not any(is_number(cell) for cell in next(csv.reader([first])))
     dtype = np.float64 if np.dtype(model.dtype) == np.float64 else np.float32
     try:
-        x = np.loadtxt(path, delimiter=",", dtype=dtype, ndmin=2, skiprows=int(header), encoding="utf-8")
+        x = np.loadtxt(
+            path, delimiter=",", dtype=dtype, ndmin=2, skiprows=int(header), encoding="utf-8"
+        )
     except ValueError as exc:
-        raise DataError(csv_problem(path, header) or f"{path} is not a readable CSV file: {exc}") from exc
+        raise DataError(
+            csv_problem(path, header) or f"{path} is not a readable CSV file: {exc}"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path} is not a text file ({exc.reason})") from exc
     if len(x) == 0:
         raise DataError(f"{path} holds no rows")
     shape = input_shape_of(model)
     if isinstance(shape, list):
-        raise DataError(f"a model with {len(shape)} inputs reads them from an .npz file, one array per input")
+        raise DataError(
+            f"a model with {len(shape)} inputs reads them from an .npz file, one array per input"
+        )
     size = math.prod(shape)
     if x.shape[1] == size and len(shape) > 1:
         x = x.reshape(len(x), *shape)  # rows are flattened samples (an image's pixels)
@@ -167,7 +183,9 @@ def image_files(paths):
     for path in paths:
         if os.path.isdir(path):
             found = sorted(
-                os.path.join(path, name) for name in os.listdir(path) if suffix(name) in IMAGE_SUFFIXES
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if suffix(name) in IMAGE_SUFFIXES
             )
             if not found:
                 raise DataError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -216,9 +234,11 @@ def read_images(paths, model):
 def check_shape(x, model, path):
     expected = input_shape_of(model)
     if isinstance(x, dict):
-        for (name, array), shape in zip(x.items(), expected):
+        for (name, array), shape in zip(x.items(), expected, strict=True):
             if tuple(array.shape[1:]) != shape:
-                raise ShapeError(f"{path}: input '{name}' holds samples of shape {shape_text(array.shape[1:])}; the model's is {shape_text(shape)}")
+                raise ShapeError(
+                    f"{path}: input '{name}' holds samples of shape {shape_text(array.shape[1:])}; the model's is {shape_text(shape)}"
+                )
         return
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{path} holds no samples")
@@ -250,7 +270,9 @@ def batch_of(x, start, stop):
 def check_finite(batch, start, path):
     arrays = batch.values() if isinstance(batch, dict) else [batch]
     for array in arrays:
-        if np.issubdtype(array.dtype, np.floating) and not (np.isfinite(array.min()) and np.isfinite(array.max())):
+        if np.issubdtype(array.dtype, np.floating) and not (
+            np.isfinite(array.min()) and np.isfinite(array.max())
+        ):
             bad = np.argwhere(~np.isfinite(array))[0]
             where = (start + int(bad[0]), *map(int, bad[1:]))
             raise DataError(f"{path} contains NaN or inf (first at index {where})")
@@ -290,7 +312,9 @@ def check_output_path(out):
         raise DataError(f"cannot write predictions to {out}: it is a directory")
 
 
-def predict_to_file(model, x, out, *, classes=False, batch_size=DEFAULT_BATCH_SIZE, progress=None, source="input"):
+def predict_to_file(
+    model, x, out, *, classes=False, batch_size=DEFAULT_BATCH_SIZE, progress=None, source="input"
+):
     """Predict ``x`` in batches of ``batch_size`` and write the outputs (or, with
     ``classes``, the arg-max classes) to ``out`` (``.npy`` or ``.csv``).  ``progress``: a
     progress bar on stderr (default: when stderr is a terminal).  Returns the number of
@@ -307,15 +331,28 @@ def predict_to_file(model, x, out, *, classes=False, batch_size=DEFAULT_BATCH_SI
     if progress is None:
         progress = sys.stderr.isatty()
     # A bar only for inputs of more than one batch: a short one would flash by.
-    bar = tqdm(total=n, unit="sample", disable=not progress or n <= batch_size, leave=False, file=sys.stderr)
+    bar = tqdm(
+        total=n,
+        unit="sample",
+        disable=not progress or n <= batch_size,
+        leave=False,
+        file=sys.stderr,
+    )
     with bar, temporary_beside(out) as tmp:
         if suffix(out) == ".npy":
             target = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-            write = lambda start, y: target.__setitem__(slice(start, start + len(y)), y)  # noqa: E731
+
+            def write(start, y):
+                target[start : start + len(y)] = y
+
         else:
             handle = open(tmp, "w", encoding="utf-8")
-            fmt = "%d" if classes else ("%.17g" if dtype == np.float64 else "%.9g")  # exact round trips
-            write = lambda start, y: np.savetxt(handle, y.reshape(len(y), -1), fmt=fmt, delimiter=",")  # noqa: E731
+            # Enough digits for exact round trips.
+            fmt = "%d" if classes else ("%.17g" if dtype == np.float64 else "%.9g")
+
+            def write(start, y):
+                np.savetxt(handle, y.reshape(len(y), -1), fmt=fmt, delimiter=",")
+
         try:
             for start in range(0, n, batch_size):
                 batch = batch_of(x, start, start + batch_size)
@@ -358,10 +395,14 @@ def evaluate_run(run_dir, overrides=(), plugins=()):
     from framework.trainer import Trainer
 
     if not os.path.isdir(run_dir):
-        raise DataError(f"{run_dir} is not a run directory (evaluate reads a run's config.json and model)")
+        raise DataError(
+            f"{run_dir} is not a run directory (evaluate reads a run's config.json and model)"
+        )
     config = add_plugins(apply_overrides(run_config(run_dir), list(overrides)), list(plugins))
     model = load_model(run_dir, plugins=config.get("plugins", []))
     x_test, y_test = held_out(config)
     train = config.get("train", {})
-    trainer = Trainer(model, loss=train["loss"], metrics=train.get("metrics", []), l2=train.get("l2", 0.0))
+    trainer = Trainer(
+        model, loss=train["loss"], metrics=train.get("metrics", []), l2=train.get("l2", 0.0)
+    )
     return trainer.evaluate(x_test, y_test, batch_size=train.get("batch_size")), len(y_test)

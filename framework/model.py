@@ -142,7 +142,9 @@ def _topological_order(output, inputs):
             stack.append((parent, False))
     unused = [i.name for i in inputs if id(i) not in reached]
     if unused:
-        raise ConfigError(f"input {', '.join(repr(n) for n in unused)} does not reach the model's output")
+        raise ConfigError(
+            f"input {', '.join(repr(n) for n in unused)} does not reach the model's output"
+        )
     return order
 
 
@@ -189,14 +191,22 @@ class Model:
             taken[name] = taken.get(name, 0) + 1
         clashes = sorted(name for name, count in taken.items() if count > 1)
         if clashes:
-            raise ConfigError(f"names must be unique in a model: {', '.join(clashes)} used more than once")
+            raise ConfigError(
+                f"names must be unique in a model: {', '.join(clashes)} used more than once"
+            )
         self.inbound = {t.producer.name: [p.name for p in t.parents] for t in tensors}
         self.output_layer = self.layers[-1]
-        self._plan = [(layer, self.inbound[layer.name], bool(getattr(layer, "multi_input", False))) for layer in self.layers]
-        self.chain = all(
-            not multi and sources == [names[0] if i == 0 else self.layers[i - 1].name]
-            for i, (_, sources, multi) in enumerate(self._plan)
-        ) and len(inputs) == 1
+        self._plan = [
+            (layer, self.inbound[layer.name], bool(getattr(layer, "multi_input", False)))
+            for layer in self.layers
+        ]
+        self.chain = (
+            all(
+                not multi and sources == [names[0] if i == 0 else self.layers[i - 1].name]
+                for i, (_, sources, multi) in enumerate(self._plan)
+            )
+            and len(inputs) == 1
+        )
         self.build([i.shape for i in inputs])
 
     @property
@@ -209,7 +219,9 @@ class Model:
 
     def build(self, input_shapes):
         """Build every layer in order from the inputs' shapes (a list, one per input)."""
-        shapes = dict(zip(self.input_names, (tuple(int(n) for n in s) for s in input_shapes)))
+        shapes = dict(
+            zip(self.input_names, (tuple(int(n) for n in s) for s in input_shapes), strict=True)
+        )
         for layer, sources, multi in self._plan:
             layer.dtype = self.dtype
             layer.rng = self.rng
@@ -219,7 +231,9 @@ class Model:
             except ShapeError:
                 raise
             except (ValueError, TypeError) as exc:
-                got = " and ".join(f"{shape_text(s)} from {name}" for s, name in zip(given, sources))
+                got = " and ".join(
+                    f"{shape_text(s)} from {name}" for s, name in zip(given, sources, strict=True)
+                )
                 raise ShapeError(f"layer {layer.name} cannot take input {got}: {exc}") from exc
             layer.input_shape = given if multi else given[0]
             layer.output_shape = shapes[layer.name] = tuple(int(n) for n in out)
@@ -254,7 +268,7 @@ class Model:
             for layer in self.layers:
                 x = layer.forward(x, training)
             return x
-        values = dict(zip(self.input_names, x if len(self.inputs) > 1 else [x]))
+        values = dict(zip(self.input_names, x if len(self.inputs) > 1 else [x], strict=True))
         for layer, sources, multi in self._plan:
             values[layer.name] = layer.forward(
                 [values[s] for s in sources] if multi else values[sources[0]], training
@@ -283,7 +297,7 @@ class Model:
                 grad_in = layer.backward(grad)
             if not wanted:
                 continue
-            for source, g in zip(sources, grad_in if multi else [grad_in]):
+            for source, g in zip(sources, grad_in if multi else [grad_in], strict=True):
                 # A tensor read by several layers gets the sum of their gradients.
                 grads[source] = g if source not in grads else grads[source] + g
         if not input_grad:
@@ -317,7 +331,9 @@ class Model:
         if len(self.inputs) == 1:
             if isinstance(x, dict):
                 if set(x) != {self.inputs[0].name}:
-                    raise DataError(f"the model's input is named '{self.inputs[0].name}', got data for {sorted(x)}")
+                    raise DataError(
+                        f"the model's input is named '{self.inputs[0].name}', got data for {sorted(x)}"
+                    )
                 x = x[self.inputs[0].name]
             return [x]
         names = self.input_names
@@ -331,12 +347,18 @@ class Model:
             return [x[n] for n in names]
         if isinstance(x, (tuple, list)) and len(x) == len(names):
             return list(x)
-        raise DataError(f"the model has {len(names)} inputs ({', '.join(names)}): give a dict by name or a tuple")
+        raise DataError(
+            f"the model has {len(names)} inputs ({', '.join(names)}): give a dict by name or a tuple"
+        )
 
     def integer_inputs(self):
         """Names of the inputs that carry integer token ids: an `Input` of an integer dtype,
         or one read by a layer with ``integer_input``."""
-        found = {i.name for i in self.inputs if i.dtype is not None and np.issubdtype(i.dtype, np.integer)}
+        found = {
+            i.name
+            for i in self.inputs
+            if i.dtype is not None and np.issubdtype(i.dtype, np.integer)
+        }
         for layer, sources, _ in self._plan if self.built else []:
             if getattr(layer, "integer_input", False):
                 found.update(s for s in sources if s in self.input_names)
@@ -348,19 +370,21 @@ class Model:
         `ShapeError` for data that cannot be its input."""
         arrays = [np.asarray(a) for a in self._input_arrays(x)]
         names = self.input_names if self.built else [DEFAULT_INPUT]
-        for name, a in zip(names, arrays):
+        for name, a in zip(names, arrays, strict=True):
             label = what if len(arrays) == 1 else f"{what}['{name}']"
             if a.ndim < 1 or a.shape[0] == 0:
                 raise DataError(f"{label} is empty")
             if not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
                 raise DataError(f"{label} must be numeric, got dtype {a.dtype}")
         if len({len(a) for a in arrays}) > 1:
-            raise DataError(f"{what}: the inputs have different numbers of samples: {[len(a) for a in arrays]}")
+            raise DataError(
+                f"{what}: the inputs have different numbers of samples: {[len(a) for a in arrays]}"
+            )
         if not self.built:
             self.build([a.shape[1:] for a in arrays])
         integer = self.integer_inputs()
         prepared = []
-        for i, (name, a) in enumerate(zip(self.input_names, arrays)):
+        for i, (name, a) in enumerate(zip(self.input_names, arrays, strict=True)):
             label = what if len(arrays) == 1 else f"{what}['{name}']"
             shape = tuple(a.shape[1:])
             if shape != self.input_shapes[i]:
@@ -373,7 +397,7 @@ class Model:
                 if not np.issubdtype(a.dtype, np.integer):
                     raise DataError(
                         f"{label} must hold integer token ids (it feeds "
-                        f"{', '.join(l.name for l, s, _ in self._plan if name in s)}), got dtype {a.dtype}"
+                        f"{', '.join(layer.name for layer, s, _ in self._plan if name in s)}), got dtype {a.dtype}"
                     )
                 prepared.append(a)
             else:
@@ -392,14 +416,19 @@ class Model:
         if batch_size is None or batch_size >= n:
             return self.forward(x, training=False)
         return np.concatenate(
-            [self.forward(take_rows(x, slice(i, i + batch_size)), training=False) for i in range(0, n, batch_size)]
+            [
+                self.forward(take_rows(x, slice(i, i + batch_size)), training=False)
+                for i in range(0, n, batch_size)
+            ]
         )
 
     # --- parameters --------------------------------------------------------------------------
 
     def parameters(self):
         """``[(layer name, parameter name, array)]`` in a fixed order."""
-        return [(layer.name, key, value) for layer in self.layers for key, value in layer.params.items()]
+        return [
+            (layer.name, key, value) for layer in self.layers for key, value in layer.params.items()
+        ]
 
     def params_list(self):
         return [value for layer in self.layers for value in layer.params.values()]
@@ -411,7 +440,9 @@ class Model:
         """``[(layer name, state name, array)]``: what layers keep but no optimizer trains
         (batch norm's running statistics)."""
         return [
-            (layer.name, key, value) for layer in self.layers for key, value in (getattr(layer, "state", None) or {}).items()
+            (layer.name, key, value)
+            for layer in self.layers
+            for key, value in (getattr(layer, "state", None) or {}).items()
         ]
 
     @property
@@ -509,12 +540,14 @@ class Model:
 
         def line(row):
             cells = [f"{row[0]:<{widths[0]}}", f"{row[1]:<{widths[1]}}", f"{row[2]:>{widths[2]}}"]
-            cells += [f"{cell:<{w}}" for cell, w in zip(row[3:], widths[3:])]
+            cells += [f"{cell:<{w}}" for cell, w in zip(row[3:], widths[3:], strict=True)]
             return "  ".join(cells).rstrip()
 
         body = [line(rows[0]), rule, *map(line, rows[1:]), rule]
         inputs = ", ".join(shape_text(s) for s in self.input_shapes)
-        body.append(f"total parameters: {self.num_params:,}  (input {inputs}, {np.dtype(self.dtype).name})")
+        body.append(
+            f"total parameters: {self.num_params:,}  (input {inputs}, {np.dtype(self.dtype).name})"
+        )
         return "\n".join(body)
 
     def __repr__(self):
@@ -555,7 +588,11 @@ class Sequential(Model):
 
     def build(self, input_shape):
         """Build for samples of ``input_shape`` (also accepts a one-item list of shapes)."""
-        shape = input_shape[0] if input_shape and isinstance(input_shape[0], (list, tuple)) else input_shape
+        shape = (
+            input_shape[0]
+            if input_shape and isinstance(input_shape[0], (list, tuple))
+            else input_shape
+        )
         tensor = Input(tuple(int(n) for n in shape), name=DEFAULT_INPUT)
         for layer in self.layers:
             tensor = _place(layer, [tensor])
@@ -604,15 +641,22 @@ def declared_inputs(model_config):
         if isinstance(item, str):
             item = {"name": item}
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
-            raise ConfigError(f"{where} must be an input name or a table with a 'name' (and 'shape'), got {item!r}")
+            raise ConfigError(
+                f"{where} must be an input name or a table with a 'name' (and 'shape'), got {item!r}"
+            )
         unknown = sorted(set(item) - {"name", "shape"})
         if unknown:
-            raise ConfigError(f"{where} ({item['name']}) has no key {', '.join(map(repr, unknown))}; its keys: name, shape")
+            raise ConfigError(
+                f"{where} ({item['name']}) has no key {', '.join(map(repr, unknown))}; its keys: name, shape"
+            )
         shape = item.get("shape")
         if shape is not None and (
-            not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+            not isinstance(shape, list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
         ):
-            raise ConfigError(f"{where} ({item['name']}): shape must be a list of positive sizes, got {shape!r}")
+            raise ConfigError(
+                f"{where} ({item['name']}): shape must be a list of positive sizes, got {shape!r}"
+            )
         result.append((item["name"], None if shape is None else tuple(shape)))
     names = [name for name, _ in result]
     if not names or len(set(names)) != len(names):
@@ -644,7 +688,10 @@ def config_inputs(model_config, x, dataset="the dataset"):
                 )
         else:
             declared = [(key, None) for key in keys]  # the data's keys, in the dataset's order
-        shapes = {name: shape if shape is not None else tuple(np.shape(x[name])[1:]) for name, shape in declared}
+        shapes = {
+            name: shape if shape is not None else tuple(np.shape(x[name])[1:])
+            for name, shape in declared
+        }
         return [name for name, _ in declared], shapes
     data_shape = model_config.get("input_shape", None if x is None else tuple(np.shape(x)[1:]))
     if declared is None:
@@ -654,7 +701,7 @@ def config_inputs(model_config, x, dataset="the dataset"):
             f"the model declares inputs {', '.join(repr(n) for n, _ in declared)}, but {dataset} gives one "
             "array: a dataset for several inputs returns x as a dict keyed by their names"
         )
-    (name, shape), = declared
+    ((name, shape),) = declared
     return [name], {name: data_shape if shape is None else shape}
 
 
@@ -667,7 +714,10 @@ def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inpu
     `Sequential`.  ``inputs`` optionally names several model inputs, with ``input_shape`` a
     mapping of their shapes.
     """
-    specs = [spec if isinstance(spec, dict) else {"type": spec} if isinstance(spec, str) else spec for spec in layers]
+    specs = [
+        spec if isinstance(spec, dict) else {"type": spec} if isinstance(spec, str) else spec
+        for spec in layers
+    ]
     graph = (inputs is not None and list(inputs) != [DEFAULT_INPUT]) or any(
         isinstance(s, dict) and "inputs" in s for s in specs
     )
@@ -679,7 +729,9 @@ def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inpu
     if len(input_names) == 1 and not isinstance(input_shape, dict):
         input_shape = {input_names[0]: input_shape}
     if not isinstance(input_shape, dict) or set(input_shape) != set(input_names):
-        raise ConfigError(f"the model's inputs {input_names} need their shapes (the data's, or model.input_shape)")
+        raise ConfigError(
+            f"the model's inputs {input_names} need their shapes (the data's, or model.input_shape)"
+        )
     tensors = {name: Input(input_shape[name], name=name) for name in input_names}
     previous = tensors[input_names[0]]
     made = []
@@ -701,8 +753,14 @@ def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inpu
         else:
             if isinstance(reads, str):
                 reads = [reads]
-            if not isinstance(reads, list) or not reads or not all(isinstance(r, str) for r in reads):
-                raise ConfigError(f"{where}: 'inputs' must be a list of layer or input names, got {reads!r}")
+            if (
+                not isinstance(reads, list)
+                or not reads
+                or not all(isinstance(r, str) for r in reads)
+            ):
+                raise ConfigError(
+                    f"{where}: 'inputs' must be a list of layer or input names, got {reads!r}"
+                )
             parents = []
             for read in reads:
                 if read not in tensors:
@@ -718,11 +776,15 @@ def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inpu
                 parents.append(tensors[read])
         if getattr(layer, "multi_input", False):
             if reads is None:
-                raise ConfigError(f"{where}: a merge layer needs 'inputs', the names of the layers it merges")
+                raise ConfigError(
+                    f"{where}: a merge layer needs 'inputs', the names of the layers it merges"
+                )
             tensor = _place(layer, parents)
         else:
             if len(parents) != 1:
-                raise ConfigError(f"{where}: layer {layer.name} takes one input, got {len(parents)}: {reads}")
+                raise ConfigError(
+                    f"{where}: layer {layer.name} takes one input, got {len(parents)}: {reads}"
+                )
             tensor = _place(layer, parents)
         tensors[layer.name] = previous = tensor
         made.append(layer)
@@ -730,5 +792,7 @@ def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inpu
     model = Model([tensors[n] for n in input_names], previous, dtype=dtype, seed=seed)
     dangling = [layer.name for layer in made if layer not in model.layers]
     if dangling:
-        raise ConfigError(f"layers {', '.join(dangling)} do not lead to the output (the last layer listed)")
+        raise ConfigError(
+            f"layers {', '.join(dangling)} do not lead to the output (the last layer listed)"
+        )
     return model

@@ -93,7 +93,9 @@ class OnnxBuilder:
         when ``outputs`` > 1)."""
         node_name = self.unique(self.scoped(name or op_type))
         output_names = [self.unique(f"{node_name}:{index}") for index in range(outputs)]
-        node = self.helper.make_node(op_type, list(inputs), output_names, name=node_name, **attributes)
+        node = self.helper.make_node(
+            op_type, list(inputs), output_names, name=node_name, **attributes
+        )
         self.nodes.append(node)
         return output_names[0] if outputs == 1 else output_names
 
@@ -109,7 +111,9 @@ class OnnxBuilder:
             array = array.astype(np.int64)
         tensor_name = self.unique(self.scoped(name))
         # np.require keeps a scalar 0-d (a Gather index must be one to drop its axis).
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.require(array, requirements="C"), tensor_name))
+        self.initializers.append(
+            self.onnx.numpy_helper.from_array(np.require(array, requirements="C"), tensor_name)
+        )
         return tensor_name
 
     def param(self, layer, key, transform=None):
@@ -190,10 +194,14 @@ def to_onnx(model, opset=OPSET):
         exporter = layer_exporter(layer)
         fed = [values[name] for name in inbound_names(model, index, layer)]
         with builder.layer_scope(layer.name):
-            values[layer.name] = exporter(builder, fed if getattr(layer, "multi_input", False) else fed[0])
+            values[layer.name] = exporter(
+                builder, fed if getattr(layer, "multi_input", False) else fed[0]
+            )
     output_layer = getattr(model, "output_layer", None) or model.layers[-1]
     builder.used.add("output")
-    builder.nodes.append(helper.make_node("Identity", [values[output_layer.name]], ["output"], name="output"))
+    builder.nodes.append(
+        helper.make_node("Identity", [values[output_layer.name]], ["output"], name="output")
+    )
     output_shape = getattr(model, "output_shape", None) or output_layer.output_shape
     graph = helper.make_graph(
         builder.nodes,
@@ -216,7 +224,10 @@ def to_onnx(model, opset=OPSET):
         # full_check runs shape inference: a layer's exporter that computes a shape other
         # than the layer's declared output shape is caught here, not by a user's runtime.
         builder.onnx.checker.check_model(onnx_model, full_check=True)
-    except (builder.onnx.checker.ValidationError, builder.onnx.shape_inference.InferenceError) as exc:
+    except (
+        builder.onnx.checker.ValidationError,
+        builder.onnx.shape_inference.InferenceError,
+    ) as exc:
         raise PluginError(f"the exported ONNX graph is invalid: {exc}") from exc
     return onnx_model
 
@@ -239,7 +250,9 @@ def onnx_session(onnx_model):
     try:
         import onnxruntime
     except ImportError:
-        raise ConfigError('running ONNX models needs onnxruntime: pip install "plugnet[onnx]"') from None
+        raise ConfigError(
+            'running ONNX models needs onnxruntime: pip install "plugnet[onnx]"'
+        ) from None
     if hasattr(onnx_model, "SerializeToString"):
         onnx_model = onnx_model.SerializeToString()
     options = onnxruntime.SessionOptions()

@@ -48,7 +48,13 @@ MARKER = "plugnet_check"
 
 # The checks each kind gets, in the order they run.
 CHECK_NAMES = {
-    "layers": ("round_trip", "float32", "float64", "gradient[training=False]", "gradient[training=True]"),
+    "layers": (
+        "round_trip",
+        "float32",
+        "float64",
+        "gradient[training=False]",
+        "gradient[training=True]",
+    ),
     "activations": ("gradient", "float32"),
     "losses": ("gradient", "float32"),
     "initializers": ("shape",),
@@ -106,7 +112,9 @@ class Check:
             run_check(self)
         except AssertionError as exc:
             failure = f"{self.id}: {exc}"
-        except PlugnetError as exc:  # plugnet's own message says it; any other error keeps its traceback
+        except (
+            PlugnetError
+        ) as exc:  # plugnet's own message says it; any other error keeps its traceback
             failure = f"{self.id}: {type(exc).__name__}: {exc}"
         else:
             return
@@ -150,7 +158,9 @@ def plugin_checks(module, cases=None):
             try:
                 mapping = impl.function() or {}
             except Exception as exc:
-                raise PluginCheckError(f"plugin {module_name}: {hook_name}() raised {type(exc).__name__}: {exc}") from exc
+                raise PluginCheckError(
+                    f"plugin {module_name}: {hook_name}() raised {type(exc).__name__}: {exc}"
+                ) from exc
             for name, factory in mapping.items():
                 found = cases_for(name, factory, cases)
                 for index, case in enumerate(found):
@@ -215,7 +225,9 @@ def run_check(check):
         if name == "gradient":
             testing.check_loss(component, **case)
         else:
-            check_loss_float32(component, **options(case, "y_pred", "y_true", "batch", "classes", "seed"))
+            check_loss_float32(
+                component, **options(case, "y_pred", "y_true", "batch", "classes", "seed")
+            )
     elif kind == "initializers":
         check_initializer_shape(component, **options(case, "shape", "seed"))
 
@@ -225,7 +237,9 @@ def expect(array, shape, dtype, what):
     if array.shape != tuple(shape):
         raise AssertionError(f"{what} has shape {array.shape}, expected {tuple(shape)}")
     if array.dtype != dtype:
-        raise AssertionError(f"{what} has dtype {array.dtype}, expected {dtype} (keep the input's dtype)")
+        raise AssertionError(
+            f"{what} has dtype {array.dtype}, expected {dtype} (keep the input's dtype)"
+        )
 
 
 def check_layer_dtype(layer, dtype, input_shape=(4,), batch=3, seed=0):
@@ -279,7 +293,12 @@ def check_loss_float32(loss, y_pred=None, y_true=None, batch=4, classes=3, seed=
     value = loss.forward(y_pred.copy(), np.asarray(y_true))
     if np.ndim(value) != 0 or not np.isfinite(value):
         raise AssertionError(f"forward in float32 must return one finite number, got {value!r}")
-    expect(loss.backward(y_pred.copy(), np.asarray(y_true)), y_pred.shape, np.float32, "backward's output in float32")
+    expect(
+        loss.backward(y_pred.copy(), np.asarray(y_true)),
+        y_pred.shape,
+        np.float32,
+        "backward's output in float32",
+    )
 
 
 def check_initializer_shape(initializer, shape=(3, 4), seed=0):
@@ -290,7 +309,9 @@ def check_initializer_shape(initializer, shape=(3, 4), seed=0):
         raise AssertionError("returned values that are not finite")
     again = np.asarray(initializer(tuple(shape), np.random.default_rng(seed)))
     if not np.array_equal(first, again):
-        raise AssertionError("the same generator seed gave different values: draw from the rng given")
+        raise AssertionError(
+            "the same generator seed gave different values: draw from the rng given"
+        )
 
 
 # --- the fixture and the marker --------------------------------------------------------------
@@ -303,7 +324,9 @@ def pytest_generate_tests(metafunc):
     if marker is None:
         return  # the fixture itself says what is missing
     if not marker.args:
-        raise pytest.UsageError(f"{MARKER} marker: name the plugin module, e.g. @pytest.mark.{MARKER}(mypackage)")
+        raise pytest.UsageError(
+            f"{MARKER} marker: name the plugin module, e.g. @pytest.mark.{MARKER}(mypackage)"
+        )
     try:
         checks = plugin_checks(marker.args[0], marker.kwargs.get("cases"))
     except PluginCheckError as exc:
@@ -337,7 +360,10 @@ class PluginModule(pytest.Collector):
         components = {}
         for check in checks:
             components.setdefault(check.component, []).append(check)
-        return [Component.from_parent(self, name=name, checks=group) for name, group in components.items()]
+        return [
+            Component.from_parent(self, name=name, checks=group)
+            for name, group in components.items()
+        ]
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, self.CollectError):
@@ -384,5 +410,7 @@ def pytest_make_collect_report(collector):
     report = yield
     if isinstance(collector, pytest.Session) and report.passed:
         for name in collector.config.getoption("plugnet_check"):
-            report.result.append(PluginModule.from_parent(collector, name=name, nodeid=name, path=module_path(name)))
+            report.result.append(
+                PluginModule.from_parent(collector, name=name, nodeid=name, path=module_path(name))
+            )
     return report

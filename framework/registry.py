@@ -98,7 +98,9 @@ def load_plugins(module_names):
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # a plugin's module may raise anything: its own bug, not ours
-            raise PluginError(f"cannot import plugin module '{module_name}': {error_text(exc)}") from exc
+            raise PluginError(
+                f"cannot import plugin module '{module_name}': {error_text(exc)}"
+            ) from exc
         if pm.is_registered(module):
             continue
         pm.register(module, name=module_name)
@@ -178,7 +180,9 @@ class Registry:
         # Every layer may be named (a model's layers read each other by name).
         layer_name = params.pop("name", None) if kind == "layers" else None
         if layer_name is not None and (not isinstance(layer_name, str) or not layer_name):
-            raise ConfigError(f"layer '{name}': name must be a non-empty string, got {layer_name!r}")
+            raise ConfigError(
+                f"layer '{name}': name must be a non-empty string, got {layer_name!r}"
+            )
         check_parameters(factory, params, f"{SINGULAR[kind]} '{name}'")
         try:
             component = factory(**params)

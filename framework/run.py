@@ -12,8 +12,8 @@ import numpy as np
 from framework.base import kind_of
 from framework.checkpoints import latest_whole_checkpoint, list_checkpoints, restore_checkpoint
 from framework.config import check_config
-from framework.errors import ConfigError, DataError, PlugnetError
 from framework.data import dataset_arrays
+from framework.errors import ConfigError, DataError, PlugnetError
 from framework.model import config_inputs, model_from_config
 from framework.registry import load_plugins, resolve
 from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunLock, check_logdir, claim
@@ -58,7 +58,9 @@ class Experiment:
     y_test: np.ndarray
     created_logdir: bool = False  # the logdir did not exist before this run
     lock: RunLock | None = None  # this process's lock on the logdir, held until fit ends
-    stop: GracefulStop = attrs.field(factory=GracefulStop)  # `stop.request()` stops at a step boundary
+    stop: GracefulStop = attrs.field(
+        factory=GracefulStop
+    )  # `stop.request()` stops at a step boundary
 
     @property
     def logdir(self):
@@ -106,7 +108,9 @@ class Experiment:
             raise
         if self.stop.requested:
             raise self.interrupted()
-        save_run_model(self.trainer.model, os.path.join(self.logdir, MODEL_FILE))  # the final weights
+        save_run_model(
+            self.trainer.model, os.path.join(self.logdir, MODEL_FILE)
+        )  # the final weights
         summary = self.summary()
         save_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
         return summary
@@ -141,8 +145,11 @@ def check_token_inputs(model, data, x, dataset):
         if name not in arrays or not np.issubdtype(np.asarray(arrays[name]).dtype, np.integer):
             continue
         float_reader = next(
-            (layer for layer in model.layers
-             if name in model.inbound[layer.name] and not getattr(layer, "integer_input", False)),
+            (
+                layer
+                for layer in model.layers
+                if name in model.inbound[layer.name] and not getattr(layer, "integer_input", False)
+            ),
             None,
         )
         if float_reader is None:
@@ -163,7 +170,9 @@ def load_data(config):
     ``data``)."""
     load_plugins(config.get("plugins", []))
     dataset = resolve("datasets", config["data"])
-    arrays = dataset_arrays(dataset.load(np.random.default_rng(config.get("seed", 0))), config["data"]["type"])
+    arrays = dataset_arrays(
+        dataset.load(np.random.default_rng(config.get("seed", 0))), config["data"]["type"]
+    )
     return dataset, arrays
 
 
@@ -188,8 +197,12 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     check_config(config)
     if resume is not None:
         config = {**config, "logging": {**config.get("logging", {}), "logdir": os.fspath(resume)}}
-    logdir = config.get("logging", {}).get("logdir") or os.path.join(DEFAULT_LOGDIR, config["data"]["type"])
-    check_logdir(logdir, resume=resume is not None, overwrite=overwrite)  # early: before the data load
+    logdir = config.get("logging", {}).get("logdir") or os.path.join(
+        DEFAULT_LOGDIR, config["data"]["type"]
+    )
+    check_logdir(
+        logdir, resume=resume is not None, overwrite=overwrite
+    )  # early: before the data load
     load_plugins(config.get("plugins", []))
     seed = config.get("seed", 0)
     data, (x_train, y_train, x_test, y_test) = load_data(config) if data is None else data
@@ -221,7 +234,9 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     if len(y_test):
         x_test, y_test = trainer.check_data(x_test, y_test, "held-out")
     callbacks = list(train.get("callbacks", []))
-    named = [c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))]
+    named = [
+        c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))
+    ]
     if progress and "progress" not in named:
         callbacks.append("progress")
     for spec in callbacks:
@@ -236,7 +251,9 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     except BaseException:
         lock.release()
         raise
-    return Experiment(config, trainer, x_train, y_train, x_test, y_test, created_logdir=created, lock=lock)
+    return Experiment(
+        config, trainer, x_train, y_train, x_test, y_test, created_logdir=created, lock=lock
+    )
 
 
 def run_config_text(config):
@@ -256,7 +273,9 @@ def load_run_config(logdir):
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
     except FileNotFoundError:
-        raise DataError(f"{logdir} holds no {CONFIG_FILE}: give the run's config file to resume it") from None
+        raise DataError(
+            f"{logdir} holds no {CONFIG_FILE}: give the run's config file to resume it"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path} is not a readable config: {exc}") from exc
     if not isinstance(config, dict):

@@ -87,7 +87,7 @@ def model_inputs(model):
     integer token ids)."""
     integer = model.integer_inputs() if hasattr(model, "integer_inputs") else set()
     found = []
-    for item, shape in zip(model.inputs, model.input_shapes):
+    for item, shape in zip(model.inputs, model.input_shapes, strict=True):
         dtype = getattr(item, "dtype", None)
         if dtype is None and item.name in integer:
             dtype = np.int64
@@ -103,7 +103,9 @@ def inbound_names(model, index, layer):
 def describe(model):
     """The architecture of a built model as JSON data (see the module's docstring)."""
     if not model.built:
-        raise ConfigError("the model is not built yet (give input_shape, or fit or predict once): nothing to save")
+        raise ConfigError(
+            "the model is not built yet (give input_shape, or fit or predict once): nothing to save"
+        )
     layers = []
     for index, layer in enumerate(model.layers):
         kind = kind_of(layer)
@@ -130,7 +132,9 @@ def save_model(model, path):
     """Write ``model`` (architecture and weights) to the ``.npz`` file ``path``, atomically."""
     arrays = dict(model.state_dict())
     if ARCHITECTURE in arrays:
-        raise ConfigError(f"a layer's parameter is keyed '{ARCHITECTURE}', which model files reserve")
+        raise ConfigError(
+            f"a layer's parameter is keyed '{ARCHITECTURE}', which model files reserve"
+        )
     arrays[ARCHITECTURE] = np.array(json.dumps(describe(model)))
     save_arrays(path, arrays)
     return os.fspath(path)
@@ -143,7 +147,9 @@ def save_run_model(model, path):
     try:
         return save_model(model, path)
     except ConfigError as exc:
-        logger.warning("%s holds the weights only (load it with the run's config.json): %s", path, exc)
+        logger.warning(
+            "%s holds the weights only (load it with the run's config.json): %s", path, exc
+        )
         save_arrays(path, model.state_dict())
         return os.fspath(path)
 
@@ -181,24 +187,32 @@ def build_from_architecture(architecture):
     values = {}
     inputs = []
     for spec in architecture["inputs"]:
-        values[spec["name"]] = Input(tuple(spec["shape"]), name=spec["name"], dtype=spec.get("dtype"))
+        values[spec["name"]] = Input(
+            tuple(spec["shape"]), name=spec["name"], dtype=spec.get("dtype")
+        )
         inputs.append(values[spec["name"]])
-    for layer, entry in zip(layers, architecture["layers"]):
+    for layer, entry in zip(layers, architecture["layers"], strict=True):
         fed = [values[name] for name in entry["inputs"]]
         values[entry["name"]] = layer(fed if getattr(layer, "multi_input", False) else fed[0])
-    return Model(inputs if len(inputs) > 1 else inputs[0], values[architecture["output"]], dtype=dtype)
+    return Model(
+        inputs if len(inputs) > 1 else inputs[0], values[architecture["output"]], dtype=dtype
+    )
 
 
 def read_architecture(text, path):
     try:
         architecture = json.loads(str(text[()]))
         if not isinstance(architecture, dict) or architecture.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported format {architecture.get('format') if isinstance(architecture, dict) else architecture!r}")
+            raise ValueError(
+                f"unsupported format {architecture.get('format') if isinstance(architecture, dict) else architecture!r}"
+            )
         for key in ("dtype", "inputs", "layers"):
             if key not in architecture:
                 raise ValueError(f"no '{key}'")
     except (ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"{path} is not a readable plugnet model file: its architecture is damaged ({exc})") from exc
+        raise DataError(
+            f"{path} is not a readable plugnet model file: its architecture is damaged ({exc})"
+        ) from exc
     return architecture
 
 
@@ -207,7 +221,9 @@ def model_from_arrays(arrays, path):
     try:
         model = build_from_architecture(architecture)
     except (KeyError, TypeError, IndexError) as exc:
-        raise DataError(f"{path} is not a readable plugnet model file: its architecture is damaged ({exc!r})") from exc
+        raise DataError(
+            f"{path} is not a readable plugnet model file: its architecture is damaged ({exc!r})"
+        ) from exc
     model.load_state_dict(arrays, source=path)
     return model
 
@@ -249,11 +265,18 @@ def model_from_config(config):
     load_plugins(config.get("plugins", []))
     model_config = config["model"]
     declared = declared_inputs(model_config)
-    shapes_given = all(shape is not None for _, shape in declared) if declared else "input_shape" in model_config
+    shapes_given = (
+        all(shape is not None for _, shape in declared)
+        if declared
+        else "input_shape" in model_config
+    )
     x = None if shapes_given else load_data(config)[0]
     names, input_shape = config_inputs(model_config, x, f"dataset '{config['data'].get('type')}'")
     return build_model(
-        model_config["layers"], input_shape=input_shape, dtype=model_config.get("dtype", "float32"), inputs=names
+        model_config["layers"],
+        input_shape=input_shape,
+        dtype=model_config.get("dtype", "float32"),
+        inputs=names,
     )
 
 
@@ -266,7 +289,9 @@ def load_data(config):
     data = resolve("datasets", config["data"])
     from framework.data import dataset_arrays
 
-    return dataset_arrays(data.load(np.random.default_rng(config.get("seed", 0))), config["data"].get("type"))
+    return dataset_arrays(
+        data.load(np.random.default_rng(config.get("seed", 0))), config["data"].get("type")
+    )
 
 
 def run_config(run_dir):
@@ -365,7 +390,9 @@ def load_run(run_dir, config=None):
             arrays = load_arrays(model_path)
         except DataError as exc:
             if list_checkpoints(run_dir):
-                raise DataError(f"{exc} (delete it to load the run's newest checkpoint instead)") from exc
+                raise DataError(
+                    f"{exc} (delete it to load the run's newest checkpoint instead)"
+                ) from exc
             raise
         if ARCHITECTURE in arrays:
             return model_from_arrays(arrays, model_path)
@@ -382,4 +409,3 @@ def load_run(run_dir, config=None):
     model = model_from_config(config)
     model.load_state_dict(checkpoint["params"], source=checkpoint["path"])
     return model
-

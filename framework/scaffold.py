@@ -46,7 +46,9 @@ def check_name(name):
             f"underscores, not starting with a digit (e.g. '{suggestion}')"
         )
     if name in TAKEN:
-        raise ConfigError(f"'{name}' is taken (by plugnet or the standard library); choose another name, e.g. 'plugnet_{name}'")
+        raise ConfigError(
+            f"'{name}' is taken (by plugnet or the standard library); choose another name, e.g. 'plugnet_{name}'"
+        )
 
 
 def check_directory(directory):
@@ -70,7 +72,9 @@ def render(name):
     values = {"name": name, "distribution": distribution_name(name)}
     templates = resources.files("framework") / "templates" / "plugin"
     return {
-        target.replace("NAME", name): Template((templates / source).read_text(encoding="utf-8")).substitute(values)
+        target.replace("NAME", name): Template(
+            (templates / source).read_text(encoding="utf-8")
+        ).substitute(values)
         for source, target in FILES.items()
     }
 

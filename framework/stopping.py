@@ -57,13 +57,19 @@ class Interrupted(KeyboardInterrupt):
     def message(self):
         """One line for the user: where the run stopped, what was kept, how to go on."""
         how = "interrupted again, stopped at once" if self.at_once else "interrupted"
-        parts = [f"{how} ({self.signal_name})" + ("" if self.step is None else f" at step {self.step}")]
+        parts = [
+            f"{how} ({self.signal_name})" + ("" if self.step is None else f" at step {self.step}")
+        ]
         if self.checkpoint:  # at once: the newest one, from before the step it stopped in
-            parts.append(f"{'newest checkpoint' if self.at_once else 'checkpoint'} {self.checkpoint}")
+            parts.append(
+                f"{'newest checkpoint' if self.at_once else 'checkpoint'} {self.checkpoint}"
+            )
         elif self.logdir is not None and not self.at_once:
             parts.append("no checkpoint (the run has no checkpoint callback)")
         if self.checkpoint and self.logdir is not None:
-            parts.append(f"resume with: plugnet train --resume {shlex.quote(os.fspath(self.logdir))}")
+            parts.append(
+                f"resume with: plugnet train --resume {shlex.quote(os.fspath(self.logdir))}"
+            )
         return "; ".join(parts)
 
 
@@ -121,7 +127,9 @@ class GracefulStop:
 
             found = list_checkpoints(trainer.logdir)
             newest = found[-1][1] if found else None
-        raise Interrupted(signum, step=trainer.step, logdir=trainer.logdir, checkpoint=newest, at_once=True)
+        raise Interrupted(
+            signum, step=trainer.step, logdir=trainer.logdir, checkpoint=newest, at_once=True
+        )
 
     def __enter__(self):
         # Python lets only the main thread set signal handlers; elsewhere (a sweep's worker

@@ -63,8 +63,15 @@ def save_arrays(path, arrays):
 # encrypted (RuntimeError) or compressed by an unknown method (NotImplementedError), and a
 # damaged .npy header fails numpy's tokenizer.
 CORRUPT_ARCHIVE_ERRORS = (
-    OSError, EOFError, KeyError, RuntimeError, NotImplementedError, SyntaxError,
-    zipfile.BadZipFile, zlib.error, tokenize.TokenError,
+    OSError,
+    EOFError,
+    KeyError,
+    RuntimeError,
+    NotImplementedError,
+    SyntaxError,
+    zipfile.BadZipFile,
+    zlib.error,
+    tokenize.TokenError,
 )
 
 

@@ -124,7 +124,9 @@ def tensor_values(tag, array, scalars=True, histograms=False):
     stats = tensor_stats(array)
     values = []
     if scalars:
-        values.extend(scalar_value(f"{tag}/{name}", value) for name, value in zip(STATS, stats))
+        values.extend(
+            scalar_value(f"{tag}/{name}", value) for name, value in zip(STATS, stats, strict=True)
+        )
     if histograms:
         histo = histogram(array, stats)
         if histo is not None:
@@ -163,7 +165,9 @@ def text_value(tag, text):
     tensor = TensorProto(
         dtype=types_pb2.DT_STRING,
         string_val=[text.encode("utf-8")],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]),
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]
+        ),
     )
     return Summary.Value(tag=tag, metadata=metadata, tensor=tensor)
 
@@ -227,7 +231,9 @@ def component_hparams(trainer):
 def _hparams_metadata(**content):
     data = plugin_hparams_pb2.HParamsPluginData(version=0, **content)
     return SummaryMetadata(
-        plugin_data=SummaryMetadata.PluginData(plugin_name=HPARAMS_PLUGIN, content=data.SerializeToString())
+        plugin_data=SummaryMetadata.PluginData(
+            plugin_name=HPARAMS_PLUGIN, content=data.SerializeToString()
+        )
     )
 
 
@@ -255,16 +261,22 @@ def final_metrics(trainer):
     ``hparams/test/accuracy`` (test values where there are held-out data)."""
     metrics = {metric_tag(f"train.{key}"): value for key, value in trainer.train_logs.items()}
     if trainer.validation_data is not None:
-        metrics.update({metric_tag(f"test.{key}"): value for key, value in trainer.test_logs.items()})
+        metrics.update(
+            {metric_tag(f"test.{key}"): value for key, value in trainer.test_logs.items()}
+        )
     return metrics
 
 
 def experiment_value(experiment):
     """A summary holding an HParams ``api_pb2.Experiment``: the table's columns."""
-    return Summary(value=[Summary.Value(tag=EXPERIMENT_TAG, metadata=_hparams_metadata(experiment=experiment))])
+    return Summary(
+        value=[Summary.Value(tag=EXPERIMENT_TAG, metadata=_hparams_metadata(experiment=experiment))]
+    )
 
 
-def write_hparams_session(logdir, hparams, metrics, status, *, step, start_time=None, experiment=True):
+def write_hparams_session(
+    logdir, hparams, metrics, status, *, step, start_time=None, experiment=True
+):
     """Make ``logdir`` one HParams session (one row): ``hparams`` against the final
     ``metrics`` (tag -> value), in an event file of its own that replaces an earlier one.
     With ``experiment``, also the experiment summary that makes the directory a table of its
@@ -308,8 +320,18 @@ def hparams_summaries(hparams, metric_tags, status="success", start_time=None):
     )
     return (
         experiment_value(experiment),
-        Summary(value=[Summary.Value(tag=SESSION_START_TAG, metadata=_hparams_metadata(session_start_info=start))]),
-        Summary(value=[Summary.Value(tag=SESSION_END_TAG, metadata=_hparams_metadata(session_end_info=end))]),
+        Summary(
+            value=[
+                Summary.Value(
+                    tag=SESSION_START_TAG, metadata=_hparams_metadata(session_start_info=start)
+                )
+            ]
+        ),
+        Summary(
+            value=[
+                Summary.Value(tag=SESSION_END_TAG, metadata=_hparams_metadata(session_end_info=end))
+            ]
+        ),
     )
 
 
@@ -361,7 +383,9 @@ def layer_ops(layer):
     kind = kind_of(layer)
     params = list(getattr(layer, "params", {}) or {})
     activation = getattr(layer, "activation", None)
-    activation_name = kind_of(activation) if activation is not None and not isinstance(activation, str) else None
+    activation_name = (
+        kind_of(activation) if activation is not None and not isinstance(activation, str) else None
+    )
     if not params:
         if kind == "activation" and activation_name:
             return [(activation_name, ())]
@@ -380,7 +404,10 @@ def _shape_attr(*shapes):
     Dim = tensor_shape_pb2.TensorShapeProto.Dim
     return attr_value_pb2.AttrValue(
         list=attr_value_pb2.AttrValue.ListValue(
-            shape=[tensor_shape_pb2.TensorShapeProto(dim=[Dim(size=int(n)) for n in shape]) for shape in shapes]
+            shape=[
+                tensor_shape_pb2.TensorShapeProto(dim=[Dim(size=int(n)) for n in shape])
+                for shape in shapes
+            ]
         )
     )
 
@@ -413,7 +440,10 @@ def model_graph(model, loss=None):
         names, shapes = model.input_names, model.input_shapes
     else:  # a duck-typed model without inputs: one, named "input"
         names, shapes = ["input"], [model.input_shape]
-    nodes = [_node(name, "Placeholder", [], (-1, *shape), dtype) for name, shape in zip(names, shapes)]
+    nodes = [
+        _node(name, "Placeholder", [], (-1, *shape), dtype)
+        for name, shape in zip(names, shapes, strict=True)
+    ]
     last_op = {name: name for name in names}  # what a reader of each tensor connects to
     inbound = getattr(model, "inbound", None)
     previous = names[0]
@@ -432,5 +462,7 @@ def model_graph(model, loss=None):
         last_op[layer.name] = previous = feeds[0]
     if loss is not None:
         nodes.append(_node("labels", "Placeholder", [], (-1,), dtype))
-        nodes.append(_node("loss", op_type(kind_of(loss)), [previous, "labels"], (), dtype, loss=repr(loss)))
+        nodes.append(
+            _node("loss", op_type(kind_of(loss)), [previous, "labels"], (), dtype, loss=repr(loss))
+        )
     return graph_pb2.GraphDef(node=nodes, versions=versions_pb2.VersionDef(producer=22))

@@ -87,7 +87,9 @@ def label(component):
 # --- layers ----------------------------------------------------------------------------------
 
 
-def check_layer(layer, input_shape=(4,), *, batch=3, training=(False, True), seed=0, eps=EPS, tol=TOL):
+def check_layer(
+    layer, input_shape=(4,), *, batch=3, training=(False, True), seed=0, eps=EPS, tol=TOL
+):
     """Check a layer (an object, a registered name or a ``{"type": ...}`` mapping).
 
     The layer is built in float64 inside a one-layer model, which sets its name, dtype and
@@ -110,7 +112,9 @@ def check_layer(layer, input_shape=(4,), *, batch=3, training=(False, True), see
     """
     layer = resolve("layers", layer)
     if getattr(layer, "integer_input", False):  # token ids: see check_token_layer
-        return check_token_layer(layer, input_shape, batch=batch, training=training, seed=seed, eps=eps, tol=tol)
+        return check_token_layer(
+            layer, input_shape, batch=batch, training=training, seed=seed, eps=eps, tol=tol
+        )
     multi = bool(getattr(layer, "multi_input", False))
     if multi:
         inputs = [Input(shape, name=f"input_{i}") for i, shape in enumerate(input_shape)]
@@ -122,19 +126,26 @@ def check_layer(layer, input_shape=(4,), *, batch=3, training=(False, True), see
     layer.needs_input_grad = True  # a model's first layer may skip dL/dx; the check needs it
     what = f"layer {label(layer)}"
     rng = np.random.default_rng(seed)
-    errors = [check_param_round_trip(model, layer, rng, what), check_state_round_trip(model, layer, rng, what)]
+    errors = [
+        check_param_round_trip(model, layer, rng, what),
+        check_state_round_trip(model, layer, rng, what),
+    ]
     shapes = model.input_shapes
     xs = [rng.normal(size=(batch, *shape)) for shape in shapes]
     g = rng.normal(size=(batch, *model.output_shape))
     for mode in training:
-        errors.append(check_layer_mode(layer, xs, multi, g, mode, seed, eps, tol, f"{what} (training={mode})"))
+        errors.append(
+            check_layer_mode(layer, xs, multi, g, mode, seed, eps, tol, f"{what} (training={mode})")
+        )
     return max(errors)
 
 
 def check_param_round_trip(model, layer, rng, what):
     """Keys, shapes and dtype of params and grads; the flat vector round trip, in place."""
     if set(layer.grads) != set(layer.params):
-        raise AssertionError(f"{what}: grads keys {sorted(layer.grads)} != params keys {sorted(layer.params)}")
+        raise AssertionError(
+            f"{what}: grads keys {sorted(layer.grads)} != params keys {sorted(layer.params)}"
+        )
     for key, value in layer.params.items():
         check_shape(layer.grads[key], value.shape, f"{what}: grads['{key}']")
         check_shape(value, value.shape, f"{what}: params['{key}']")
@@ -143,10 +154,14 @@ def check_param_round_trip(model, layer, rng, what):
     vector = model.get_params() + 0.1 * rng.normal(size=model.num_params)
     model.set_params(vector)
     if not np.array_equal(model.get_params(), vector):
-        raise AssertionError(f"{what}: set_params followed by get_params does not give the vector back")
+        raise AssertionError(
+            f"{what}: set_params followed by get_params does not give the vector back"
+        )
     for key, value in arrays.items():
         if layer.params[key] is not value:
-            raise AssertionError(f"{what}: params['{key}'] was replaced; parameters must be updated in place")
+            raise AssertionError(
+                f"{what}: params['{key}'] was replaced; parameters must be updated in place"
+            )
     return 0.0
 
 
@@ -168,7 +183,9 @@ def check_state_round_trip(model, layer, rng, what):
     model.load_state_dict(saved)
     for key, value in state.items():
         if not np.array_equal(value, saved[f"{layer.name}/{key}"]):
-            raise AssertionError(f"{what}: state['{key}'] does not come back from the model's state_dict")
+            raise AssertionError(
+                f"{what}: state['{key}'] does not come back from the model's state_dict"
+            )
     return 0.0
 
 
@@ -179,9 +196,11 @@ def check_layer_mode(layer, xs, multi, g, training, seed, eps, tol, what):
 
     given = [x.copy() for x in xs]
     y = forward(given)
-    for x, kept in zip(xs, given):
+    for x, kept in zip(xs, given, strict=True):
         if not np.array_equal(x, kept):
-            raise AssertionError(f"{what}: forward changed its input in place; a graph may hand it to other layers")
+            raise AssertionError(
+                f"{what}: forward changed its input in place; a graph may hand it to other layers"
+            )
     check_shape(y, g.shape, f"{what}: forward output")
     upstream = g.copy()
     grad_in = layer.backward(upstream)
@@ -189,28 +208,46 @@ def check_layer_mode(layer, xs, multi, g, training, seed, eps, tol, what):
         raise AssertionError(f"{what}: backward changed its gradient argument in place")
     if multi:
         if not isinstance(grad_in, (list, tuple)) or len(grad_in) != len(xs):
-            raise AssertionError(f"{what}: backward must return a list of {len(xs)} gradients, one per input")
+            raise AssertionError(
+                f"{what}: backward must return a list of {len(xs)} gradients, one per input"
+            )
         grad_xs = [np.array(gx) for gx in grad_in]
     else:
         grad_xs = [np.array(grad_in)]
     grads = {key: np.array(value) for key, value in layer.grads.items()}
     if set(grads) != set(layer.params):
-        raise AssertionError(f"{what}: after backward, grads keys {sorted(grads)} != params keys {sorted(layer.params)}")
+        raise AssertionError(
+            f"{what}: after backward, grads keys {sorted(grads)} != params keys {sorted(layer.params)}"
+        )
     errors = []
-    for i, (x, grad_x) in enumerate(zip(given, grad_xs)):
+    for i, (x, grad_x) in enumerate(zip(given, grad_xs, strict=True)):
         name = f"input {i}" if multi else "the input"
         check_shape(grad_x, x.shape, f"{what}: backward's gradient with respect to {name}")
 
         def objective():
             return np.vdot(g, forward(given))
 
-        errors.append(compare(grad_x, numeric_gradient(objective, x, eps), f"{what}: gradient with respect to {name}", tol))
+        errors.append(
+            compare(
+                grad_x,
+                numeric_gradient(objective, x, eps),
+                f"{what}: gradient with respect to {name}",
+                tol,
+            )
+        )
 
     def objective():
         return np.vdot(g, forward(given))
 
     for key, param in layer.params.items():
-        errors.append(compare(grads[key], numeric_gradient(objective, param, eps), f"{what}: gradient of '{key}'", tol))
+        errors.append(
+            compare(
+                grads[key],
+                numeric_gradient(objective, param, eps),
+                f"{what}: gradient of '{key}'",
+                tol,
+            )
+        )
 
     activation = getattr(layer, "activation", None)
     if hasattr(layer, "backward_preactivation") and activation is not None:
@@ -220,17 +257,33 @@ def check_layer_mode(layer, xs, multi, g, training, seed, eps, tol, what):
         else:  # no separate activation: the output is the net input
             grad_z = g.copy()
         via_z = layer.backward_preactivation(grad_z)
-        for i, (a, b) in enumerate(zip(via_z if multi else [via_z], grad_xs)):
-            errors.append(compare(a, b, f"{what}: backward_preactivation against backward (input {i})", tol))
+        for i, (a, b) in enumerate(zip(via_z if multi else [via_z], grad_xs, strict=True)):
+            errors.append(
+                compare(a, b, f"{what}: backward_preactivation against backward (input {i})", tol)
+            )
         for key in layer.params:
-            errors.append(compare(layer.grads[key], grads[key], f"{what}: backward_preactivation's '{key}'", tol))
+            errors.append(
+                compare(
+                    layer.grads[key], grads[key], f"{what}: backward_preactivation's '{key}'", tol
+                )
+            )
     return max(errors)
 
 
 # --- layers whose input is integer token ids (embedding) ------------------------------------
 
 
-def check_token_layer(layer, input_shape=(5,), *, vocab=None, batch=3, training=(False, True), seed=0, eps=EPS, tol=TOL):
+def check_token_layer(
+    layer,
+    input_shape=(5,),
+    *,
+    vocab=None,
+    batch=3,
+    training=(False, True),
+    seed=0,
+    eps=EPS,
+    tol=TOL,
+):
     """`check_layer` for a layer that takes integer token ids (class attribute
     ``integer_input = True``, as ``embedding``): inputs are random ids in ``[0, vocab)``
     (``vocab`` defaults to the layer's ``input_dim``) of shape ``(batch, *input_shape)``.
@@ -249,7 +302,7 @@ def check_token_layer(layer, input_shape=(5,), *, vocab=None, batch=3, training=
     for mode in training:
         mode_what = f"{what} (training={mode})"
 
-        def objective():
+        def objective(mode=mode):
             layer.rng = np.random.default_rng(seed)
             return np.vdot(g, layer.forward(ids.copy(), mode))
 
@@ -257,10 +310,19 @@ def check_token_layer(layer, input_shape=(5,), *, vocab=None, batch=3, training=
         check_shape(layer.forward(ids.copy(), mode), g.shape, f"{mode_what}: forward output")
         grad_ids = layer.backward(g.copy())
         if grad_ids is not None and np.any(grad_ids):
-            raise AssertionError(f"{mode_what}: backward returned a non-zero gradient for integer ids")
+            raise AssertionError(
+                f"{mode_what}: backward returned a non-zero gradient for integer ids"
+            )
         for key, param in layer.params.items():
             analytic = np.array(layer.grads[key])
-            errors.append(compare(analytic, numeric_gradient(objective, param, eps), f"{mode_what}: gradient of '{key}'", tol))
+            errors.append(
+                compare(
+                    analytic,
+                    numeric_gradient(objective, param, eps),
+                    f"{mode_what}: gradient of '{key}'",
+                    tol,
+                )
+            )
     return max(errors)
 
 
@@ -324,7 +386,11 @@ def check_loss(loss, y_pred=None, y_true=None, *, batch=4, classes=3, seed=0, ep
     fuses_with = getattr(loss, "fuses_with", None)  # optional in the protocol
     for link in ("softmax", "sigmoid"):
         if fuses_with is not None and fuses_with(link):
-            errors.append(check_fused(loss, resolve("activations", link), y_true, y_pred.shape, rng, eps, tol, what))
+            errors.append(
+                check_fused(
+                    loss, resolve("activations", link), y_true, y_pred.shape, rng, eps, tol, what
+                )
+            )
     return max(errors)
 
 
@@ -339,7 +405,9 @@ def check_fused(loss, activation, y_true, shape, rng, eps, tol, what):
     with np.errstate(all="ignore"):
         chained = np.asarray(activation.backward(z, a, loss.backward(np.array(a), y_true)))
     finite = np.isfinite(chained)
-    errors.append(compare(fused[finite], chained[finite], f"{what} against the chained gradient", tol))
+    errors.append(
+        compare(fused[finite], chained[finite], f"{what} against the chained gradient", tol)
+    )
     return max(errors)
 
 
@@ -393,7 +461,9 @@ def check_plugin(module, cases=None, *, tol=TOL):
                     else:
                         report[key] = max(report.get(key, 0.0), error)
     if failures:
-        raise AssertionError(f"plugin {name}: {len(failures)} check(s) failed:\n  " + "\n  ".join(failures))
+        raise AssertionError(
+            f"plugin {name}: {len(failures)} check(s) failed:\n  " + "\n  ".join(failures)
+        )
     return report
 
 

@@ -78,7 +78,10 @@ def spin_exponent(controller):
 
 def idle_threads_sleep(controller):
     """Whether BLAS library ``controller``'s idle threads sleep within 2^22 cycles."""
-    return controller.internal_api == "openblas" and 0 < spin_exponent(controller) <= LONGEST_SPIN_EXPONENT
+    return (
+        controller.internal_api == "openblas"
+        and 0 < spin_exponent(controller) <= LONGEST_SPIN_EXPONENT
+    )
 
 
 def blas_limits():
@@ -126,7 +129,7 @@ def split(work, total, minimum=1):
         for future in futures:
             future.result()  # raises a part's exception
     finally:
-        for controller, limit in zip(_blas, limits):
+        for controller, limit in zip(_blas, limits, strict=True):
             controller.set_num_threads(limit)
 
 
@@ -146,5 +149,7 @@ def _get_pool():
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="plugnet")
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="plugnet"
+            )
         return _pool

@@ -182,7 +182,14 @@ class Trainer:
     # --- training ------------------------------------------------------------------------------
 
     def fit(
-        self, x, y, epochs=1, batch_size=None, shuffle=True, validation_data=None, evaluate_every=None,
+        self,
+        x,
+        y,
+        epochs=1,
+        batch_size=None,
+        shuffle=True,
+        validation_data=None,
+        evaluate_every=None,
         initial_epoch=None,
     ):
         """Train ``epochs`` more epochs (a second call continues where the first ended, as
@@ -203,11 +210,17 @@ class Trainer:
             if len(xv):
                 self.validation_data = self.check_data(xv, yv, "held-out")
         n = num_samples(x)
-        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-            raise ConfigError(f"batch_size must be a positive integer or omitted, got {batch_size!r}")
+        if batch_size is not None and (
+            not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
+            raise ConfigError(
+                f"batch_size must be a positive integer or omitted, got {batch_size!r}"
+            )
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise ConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
-        if evaluate_every is not None and (not isinstance(evaluate_every, int) or evaluate_every < 1):
+        if evaluate_every is not None and (
+            not isinstance(evaluate_every, int) or evaluate_every < 1
+        ):
             raise ConfigError(f"evaluate_every must be a positive integer, got {evaluate_every!r}")
         self._batch_size = batch_size = min(batch_size or n, n)
         if initial_epoch is not None and initial_epoch != self.epoch:
@@ -215,7 +228,9 @@ class Trainer:
                 f"initial_epoch={initial_epoch!r}, but this trainer is at epoch {self.epoch}: "
                 "give initial_epoch=trainer.epoch (after a resume) or leave it out"
             )
-        self.epochs = epochs = epochs if initial_epoch is not None else self.epoch + epochs  # where this fit ends
+        self.epochs = epochs = (
+            epochs if initial_epoch is not None else self.epoch + epochs
+        )  # where this fit ends
         full_batch = getattr(self.optimizer, "full_batch", False)
         self.steps_per_epoch = 1 if full_batch else math.ceil(n / batch_size)
         self.stop_training = False
@@ -260,7 +275,9 @@ class Trainer:
     def _record_epoch(self, logs, hooks, epoch):
         if self.validation_data is not None:
             # An evaluate_every evaluation after the epoch's last step already has the logs.
-            evaluated = self.test_logs if self._evaluated_at == self.step else self._run_evaluation(hooks)
+            evaluated = (
+                self.test_logs if self._evaluated_at == self.step else self._run_evaluation(hooks)
+            )
             for key, value in evaluated.items():
                 logs[f"val_{key}"] = value
         for key, value in logs.items():
@@ -274,7 +291,11 @@ class Trainer:
         last = model.output_layer
         link = getattr(getattr(last, "activation", None), "link", None)
         fuses_with = getattr(loss, "fuses_with", None)  # optional: a loss may not fuse at all
-        fused = link is not None and hasattr(last, "backward_preactivation") and bool(fuses_with and fuses_with(link))
+        fused = (
+            link is not None
+            and hasattr(last, "backward_preactivation")
+            and bool(fuses_with and fuses_with(link))
+        )
         batch_begin = hooks["on_batch_begin"]
         after_backward = hooks["on_after_backward"]
         batch_end = hooks["on_batch_end"]
@@ -297,7 +318,11 @@ class Trainer:
             totals = self.epoch_totals
             seen = 0  # samples of this epoch trained in this call
             for start in range(self.batch_in_epoch * batch_size, n, batch_size):
-                rows = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
+                rows = (
+                    slice(start, start + batch_size)
+                    if order is None
+                    else order[start : start + batch_size]
+                )
                 xb, yb = take_rows(x, rows), y[rows]
                 step = self.step
                 if batch_begin:
@@ -335,7 +360,9 @@ class Trainer:
                 break
             self.epoch += 1
             self.batch_in_epoch = 0
-            self.train_logs = {key: total / max(self.epoch_seen, 1) for key, total in totals.items()}
+            self.train_logs = {
+                key: total / max(self.epoch_seen, 1) for key, total in totals.items()
+            }
             self._record_epoch(dict(self.train_logs), hooks, epoch)
 
     def _fit_full_batch(self, x, y, epochs, hooks, evaluate_every):

@@ -311,7 +311,9 @@ def read_images(path):
 def read_labels(path, n_classes=10):
     labels = read_idx(path)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path} must hold one integer label per image, got {labels.dtype} of shape {labels.shape}")
+        raise DataError(
+            f"{path} must hold one integer label per image, got {labels.dtype} of shape {labels.shape}"
+        )
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise DataError(f"{path} has labels outside 0..{n_classes - 1}")
     return labels.astype(np.int64)
@@ -338,20 +340,28 @@ def subset(x, y, count, rng):
 def optional_urls(instance, attribute, value):
     if value is None or isinstance(value, str):
         return
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+    if (
+        not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
         raise ValueError(f"{attribute.name} must be a base URL or a list of them, got {value!r}")
 
 
 def optional_hashes(instance, attribute, value):
     if value is not None and not (
-        isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        isinstance(value, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     ):
-        raise ValueError(f"{attribute.name} must map file names to digests ('md5:...' or 'sha256:...'), got {value!r}")
+        raise ValueError(
+            f"{attribute.name} must map file names to digests ('md5:...' or 'sha256:...'), got {value!r}"
+        )
 
 
 def has_idx_files(directory):
     return all(
-        any(os.path.isfile(os.path.join(directory, c)) for c in idx_spellings(name)) for name in IDX_FILES.values()
+        any(os.path.isfile(os.path.join(directory, c)) for c in idx_spellings(name))
+        for name in IDX_FILES.values()
     )
 
 
@@ -393,7 +403,10 @@ class MNIST(Dataset):
     """
 
     directory_name = "mnist"
-    mirrors = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+    mirrors = (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    )
     # The digests published with the dataset (torchvision checks the same ones).
     digests = {
         "train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -450,14 +463,18 @@ class MNIST(Dataset):
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
-            raise DataError(f"dataset '{self.directory_name}' cannot download into {directory}: {exc.strerror or exc}") from exc
+            raise DataError(
+                f"dataset '{self.directory_name}' cannot download into {directory}: {exc.strerror or exc}"
+            ) from exc
         missing = [
             name for name in IDX_FILES.values()
             if not any(os.path.isfile(os.path.join(directory, c)) for c in idx_spellings(name))
         ]  # fmt: skip
         try:
             for name in missing:
-                self.download_file(name, directory, bases, hashes, partial=len(missing) < len(IDX_FILES))
+                self.download_file(
+                    name, directory, bases, hashes, partial=len(missing) < len(IDX_FILES)
+                )
         except DataError:
             if created and not os.listdir(directory):
                 os.rmdir(directory)  # leave nothing behind
@@ -473,7 +490,13 @@ class MNIST(Dataset):
         for base in bases:
             url = base.rstrip("/") + "/" + filename
             try:
-                pooch.retrieve(url, known_hash=hashes[filename], fname=filename, path=directory, progressbar=True)
+                pooch.retrieve(
+                    url,
+                    known_hash=hashes[filename],
+                    fname=filename,
+                    path=directory,
+                    progressbar=True,
+                )
                 return
             except Exception as exc:  # noqa: BLE001 - every failure is reported, then the next mirror tried
                 failures.append(f"{url}: {download_failure(exc)}")
@@ -484,7 +507,7 @@ class MNIST(Dataset):
             problem = f"dataset '{self.directory_name}' could not download {filename}"
         raise DataError(
             f"{problem} ({'; '.join(failures)}). Without a network, put its four files ({files}) "
-            f"in {directory}, or give path = \"DIR\" in [data] or set ${DATA_ENV} to a directory "
+            f'in {directory}, or give path = "DIR" in [data] or set ${DATA_ENV} to a directory '
             f"holding '{self.directory_name}/'"
         )
 

@@ -123,8 +123,10 @@ class CrossEntropy(Loss):
             grad[np.arange(len(p)), y_true.astype(np.intp, copy=False)] -= 1
         else:
             np.put_along_axis(
-                grad, y_true.astype(np.intp)[..., None],
-                self._picked(p, y_true)[..., None] - 1, axis=-1,
+                grad,
+                y_true.astype(np.intp)[..., None],
+                self._picked(p, y_true)[..., None] - 1,
+                axis=-1,
             )
         return grad
 

@@ -34,7 +34,7 @@ class StatefulOptimizer(Optimizer):
         self.state = {slot: [] for slot in self.slots}
 
     def ensure_state(self, params):
-        for slot, arrays in self.state.items():
+        for arrays in self.state.values():
             if len(arrays) != len(params):
                 arrays[:] = [np.zeros_like(p) for p in params]
 
@@ -48,7 +48,9 @@ class StatefulOptimizer(Optimizer):
         state = dict(state)
         self.t = int(state.pop("t", 0))
         for slot in self.state:
-            keys = sorted((k for k in state if k.startswith(f"{slot}.")), key=lambda k: int(k.split(".")[1]))
+            keys = sorted(
+                (k for k in state if k.startswith(f"{slot}.")), key=lambda k: int(k.split(".")[1])
+            )
             self.state[slot] = [np.array(state.pop(k)) for k in keys]
         if state:
             raise ValueError(f"{type(self).__name__} has no state named {sorted(state)}")
@@ -73,11 +75,11 @@ class SGD(StatefulOptimizer):
         self.t += 1
         lr, momentum = self.lr, self.momentum
         if not momentum:
-            for param, grad in zip(params, grads):
+            for param, grad in zip(params, grads, strict=True):
                 param -= lr * grad
             return
         self.ensure_state(params)
-        for param, grad, velocity in zip(params, grads, self.state["velocity"]):
+        for param, grad, velocity in zip(params, grads, self.state["velocity"], strict=True):
             velocity *= momentum
             velocity -= lr * grad
             if self.nesterov:
@@ -103,7 +105,7 @@ class Adam(StatefulOptimizer):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
-        for param, grad, m, v in zip(params, grads, self.state["m"], self.state["v"]):
+        for param, grad, m, v in zip(params, grads, self.state["m"], self.state["v"], strict=True):
             update_in_blocks(self.update, (param, grad, m, v), step_size)
 
     def update(self, param, grad, m, v, scratch, step_size):
@@ -172,7 +174,7 @@ class RMSprop(StatefulOptimizer):
     def step(self, params, grads):
         self.ensure_state(params)
         self.t += 1
-        for param, grad, square_avg in zip(params, grads, self.state["square_avg"]):
+        for param, grad, square_avg in zip(params, grads, self.state["square_avg"], strict=True):
             square_avg *= self.rho
             square_avg += (1 - self.rho) * grad * grad
             param -= self.lr * grad / (np.sqrt(square_avg) + self.epsilon)
@@ -184,7 +186,9 @@ class Adagrad(StatefulOptimizer):
 
     slots = ("sum_squares",)
     lr: float = attrs.field(default=0.01, converter=float, validator=non_negative)
-    initial_accumulator: float = attrs.field(default=0.1, converter=float, validator=attrs.validators.ge(0))
+    initial_accumulator: float = attrs.field(
+        default=0.1, converter=float, validator=attrs.validators.ge(0)
+    )
     epsilon: float = attrs.field(default=1e-7, converter=float, validator=positive)
 
     def step(self, params, grads):
@@ -194,7 +198,7 @@ class Adagrad(StatefulOptimizer):
             for sum_squares in self.state["sum_squares"]:
                 sum_squares += self.initial_accumulator
         self.t += 1
-        for param, grad, sum_squares in zip(params, grads, self.state["sum_squares"]):
+        for param, grad, sum_squares in zip(params, grads, self.state["sum_squares"], strict=True):
             sum_squares += grad * grad
             param -= self.lr * grad / (np.sqrt(sum_squares) + self.epsilon)
 
@@ -224,7 +228,11 @@ class ScipyMinimizer(Optimizer):
                 raise StopIteration
 
         result = optimize.minimize(
-            objective, x0, jac=True, method=self.method, callback=after_iteration,
+            objective,
+            x0,
+            jac=True,
+            method=self.method,
+            callback=after_iteration,
             options={"maxiter": int(iterations), "gtol": self.gtol},
         )
         return result.x

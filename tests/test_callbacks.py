@@ -26,15 +26,23 @@ def blobs(n, seed, spread=1.5):
 
 def classifier(units=32, seed=0):
     return Sequential(
-        [{"type": "dense", "units": units, "activation": "tanh"}, {"type": "dense", "units": 2, "activation": "softmax"}],
-        input_shape=(2,), seed=seed,
+        [
+            {"type": "dense", "units": units, "activation": "tanh"},
+            {"type": "dense", "units": 2, "activation": "softmax"},
+        ],
+        input_shape=(2,),
+        seed=seed,
     )
 
 
 def overfitting_trainer(callbacks):
     return Trainer(
-        classifier(), "cross_entropy", {"type": "sgd", "lr": 0.3, "momentum": 0.9},
-        metrics=["accuracy"], callbacks=callbacks, seed=0,
+        classifier(),
+        "cross_entropy",
+        {"type": "sgd", "lr": 0.3, "momentum": 0.9},
+        metrics=["accuracy"],
+        callbacks=callbacks,
+        seed=0,
     )
 
 
@@ -80,7 +88,12 @@ def drive(stopper, values, monitor="val_loss", metrics=()):
         # improves at 0, 1 and 4; then three epochs without improvement
         ([1.0, 0.8, 0.9, 0.85, 0.79, 0.81, 0.82, 0.83, 0.5], dict(patience=3), 7, 4),
         # 0.79 is not better than 0.8 by more than min_delta, so epoch 4 is the third miss
-        ([1.0, 0.8, 0.9, 0.85, 0.79, 0.81, 0.82, 0.83, 0.5], dict(patience=3, min_delta=0.05), 4, 1),
+        (
+            [1.0, 0.8, 0.9, 0.85, 0.79, 0.81, 0.82, 0.83, 0.5],
+            dict(patience=3, min_delta=0.05),
+            4,
+            1,
+        ),
         # patience 0: the first epoch without improvement stops
         ([1.0, 0.8, 0.9, 0.5], dict(patience=0), 2, 1),
         # an equal value is no improvement
@@ -95,8 +108,12 @@ def test_patience_and_min_delta_count_epochs_without_improvement(values, params,
     assert trainer.stop_training
     assert (stopper.stopped_epoch, stopper.best_epoch) == (stopped, best)
     assert stopper.best == values[best]
-    np.testing.assert_array_equal(trainer.model.get_params(), float(best))  # the best epoch's weights
-    assert trainer.stop_reason.startswith(f"early stopping at epoch {stopped + 1}: val_loss has not improved")
+    np.testing.assert_array_equal(
+        trainer.model.get_params(), float(best)
+    )  # the best epoch's weights
+    assert trainer.stop_reason.startswith(
+        f"early stopping at epoch {stopped + 1}: val_loss has not improved"
+    )
 
 
 def test_no_stop_while_improving():
@@ -107,7 +124,9 @@ def test_no_stop_while_improving():
 
 def test_max_mode_for_accuracy():
     stopper = EarlyStopping(monitor="val_accuracy", patience=2, verbose=False)
-    trainer = drive(stopper, [0.5, 0.6, 0.6, 0.55, 0.9], monitor="val_accuracy", metrics=["accuracy"])
+    trainer = drive(
+        stopper, [0.5, 0.6, 0.6, 0.55, 0.9], monitor="val_accuracy", metrics=["accuracy"]
+    )
     assert stopper.direction == "max"
     assert (stopper.stopped_epoch, stopper.best_epoch) == (3, 1)
     np.testing.assert_array_equal(trainer.model.get_params(), 1.0)
@@ -170,14 +189,21 @@ def test_restores_the_best_weights_at_the_end_without_a_stop():
 
 def test_restore_best_false_keeps_the_last_weights():
     recorder = ParamsPerEpoch()
-    trainer = overfitting_trainer([EarlyStopping(patience=5, restore_best=False, verbose=False), recorder])
+    trainer = overfitting_trainer(
+        [EarlyStopping(patience=5, restore_best=False, verbose=False), recorder]
+    )
     trainer.fit(*blobs(40, 0), epochs=100, batch_size=8, validation_data=blobs(40, 1))
     assert trainer.stop_training
     np.testing.assert_array_equal(trainer.model.get_params(), recorder.params[-1])
 
 
 def test_unknown_monitor_fails_before_the_first_step():
-    trainer = Trainer(classifier(), "cross_entropy", metrics=["accuracy"], callbacks=[{"type": "early_stopping", "monitor": "val_los"}])
+    trainer = Trainer(
+        classifier(),
+        "cross_entropy",
+        metrics=["accuracy"],
+        callbacks=[{"type": "early_stopping", "monitor": "val_los"}],
+    )
     with pytest.raises(ConfigError) as error:
         trainer.fit(*blobs(20, 0), epochs=3, validation_data=blobs(10, 1))
     assert str(error.value) == (
@@ -194,8 +220,18 @@ def test_val_monitor_without_held_out_data_says_why():
 
 
 def test_unknown_monitor_from_the_cli_is_one_message_and_exit_2(capsys):
-    code = main(["train", "--epochs", "2", "--quiet", "--logdir", "run", "--set",
-                 'train.callbacks=[{type = "early_stopping", monitor = "val_acc"}]'])
+    code = main(
+        [
+            "train",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--logdir",
+            "run",
+            "--set",
+            'train.callbacks=[{type = "early_stopping", monitor = "val_acc"}]',
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err == (
@@ -257,7 +293,9 @@ def test_terminate_on_nan_stops_at_the_first_non_finite_step_and_names_it(capsys
         warnings.simplefilter("error")  # numpy's overflow warnings are silenced while it watches
         trainer.fit(*regression_data(), epochs=40, batch_size=4)
     assert trainer.step == bad + 1 and guard.stopped_step == bad
-    reason = f"training stopped at step {bad}: loss is {reference.losses[bad]} (epoch {bad // 8 + 1})"
+    reason = (
+        f"training stopped at step {bad}: loss is {reference.losses[bad]} (epoch {bad // 8 + 1})"
+    )
     assert trainer.stop_reason == reason
     assert capsys.readouterr().err == f"plugnet: {reason}\n"
     assert np.geterr()["over"] == "warn"  # numpy's settings are given back
@@ -287,7 +325,9 @@ callbacks = ["terminate_on_nan"]
     code = main(["train", str(config), "--quiet", "--logdir", "run"])
     out, err = capsys.readouterr()
     assert code == 0
-    match = re.fullmatch(r"plugnet: training stopped at step (\d+): loss is (nan|inf) \(epoch 1\)\n", err)
+    match = re.fullmatch(
+        r"plugnet: training stopped at step (\d+): loss is (nan|inf) \(epoch 1\)\n", err
+    )
     assert match, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == int(match.group(1)) + 1 and summary["epochs"] == 0
@@ -304,7 +344,13 @@ def read_csv(path):
 
 
 def test_csv_rows_equal_the_history(tmp_path):
-    trainer = Trainer(classifier(4), "cross_entropy", metrics=["accuracy"], callbacks=["csv_logger"], logdir=str(tmp_path / "run"))
+    trainer = Trainer(
+        classifier(4),
+        "cross_entropy",
+        metrics=["accuracy"],
+        callbacks=["csv_logger"],
+        logdir=str(tmp_path / "run"),
+    )
     history = trainer.fit(*blobs(30, 0), epochs=4, batch_size=8, validation_data=blobs(10, 1))
     header, *rows = read_csv(tmp_path / "run" / "history.csv")
     assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
@@ -323,7 +369,12 @@ def test_csv_without_logdir_goes_to_the_current_directory(tmp_path):
 def test_csv_append_adds_rows_under_one_header(tmp_path):
     path = str(tmp_path / "abs" / "h.csv")  # absolute: used as given, not under the logdir
     for _ in range(2):
-        trainer = Trainer(classifier(4), "cross_entropy", callbacks=[{"type": "csv_logger", "filename": path, "append": True}], logdir="elsewhere")
+        trainer = Trainer(
+            classifier(4),
+            "cross_entropy",
+            callbacks=[{"type": "csv_logger", "filename": path, "append": True}],
+            logdir="elsewhere",
+        )
         trainer.fit(*blobs(10, 0), epochs=3)
     header, *rows = read_csv(path)
     assert header == ["epoch", "loss"] and [row[0] for row in rows] == ["0", "1", "2"] * 2
@@ -331,8 +382,13 @@ def test_csv_append_adds_rows_under_one_header(tmp_path):
 
 def test_csv_append_to_a_file_with_other_columns_is_refused(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,loss,accuracy\n0,1.0,0.5\n")
-    trainer = Trainer(classifier(4), "cross_entropy", callbacks=[{"type": "csv_logger", "append": True}])
-    with pytest.raises(ConfigError, match="history.csv has the columns epoch, loss, accuracy, but this run logs epoch, loss;"):
+    trainer = Trainer(
+        classifier(4), "cross_entropy", callbacks=[{"type": "csv_logger", "append": True}]
+    )
+    with pytest.raises(
+        ConfigError,
+        match="history.csv has the columns epoch, loss, accuracy, but this run logs epoch, loss;",
+    ):
         trainer.fit(*blobs(10, 0), epochs=1)
     assert (tmp_path / "history.csv").read_text() == "epoch,loss,accuracy\n0,1.0,0.5\n"
 
@@ -349,7 +405,9 @@ def test_csv_is_flushed_each_epoch_and_closed_on_exception(tmp_path):
 
     logger = create("callbacks", "csv_logger")
     with pytest.raises(RuntimeError, match="boom"):
-        Trainer(classifier(4), "cross_entropy", callbacks=[logger, Watch()]).fit(*blobs(10, 0), epochs=5)
+        Trainer(classifier(4), "cross_entropy", callbacks=[logger, Watch()]).fit(
+            *blobs(10, 0), epochs=5
+        )
     assert rows_seen == [2, 3, 4]  # header + one row per finished epoch, readable at once
     assert logger._file is None
 
@@ -357,7 +415,9 @@ def test_csv_is_flushed_each_epoch_and_closed_on_exception(tmp_path):
 # --- progress ----------------------------------------------------------------------------------
 
 
-LINE = re.compile(r"epoch +(\d+)/(\d+)  loss (\S+)  accuracy (\S+)  val_loss (\S+)  val_accuracy (\S+)")
+LINE = re.compile(
+    r"epoch +(\d+)/(\d+)  loss (\S+)  accuracy (\S+)  val_loss (\S+)  val_accuracy (\S+)"
+)
 
 
 def test_progress_prints_a_line_per_epoch_off_a_terminal(capsys):
@@ -371,7 +431,9 @@ def test_progress_prints_a_line_per_epoch_off_a_terminal(capsys):
         match = LINE.fullmatch(line)
         assert match, line
         assert match.group(1, 2) == (str(epoch + 1), "3")
-        for value, key in zip(match.groups()[2:], ["loss", "accuracy", "val_loss", "val_accuracy"]):
+        for value, key in zip(
+            match.groups()[2:], ["loss", "accuracy", "val_loss", "val_accuracy"], strict=True
+        ):
             assert float(value) == pytest.approx(history[key][epoch], abs=5.1e-5)
 
 
@@ -394,7 +456,9 @@ def lines_for(epochs, capsys, callbacks=(), **params):
 def test_a_long_run_prints_the_first_every_nth_and_last_epoch(capsys):
     assert lines_for(250, capsys, every_seconds=None) == [1, *range(5, 251, 5)]
     assert lines_for(23, capsys, every=10) == [1, 10, 20, 23]
-    assert lines_for(23, capsys, every=10, every_seconds=0) == list(range(1, 24))  # slow epochs all print
+    assert lines_for(23, capsys, every=10, every_seconds=0) == list(
+        range(1, 24)
+    )  # slow epochs all print
 
 
 def test_an_early_stop_prints_the_epoch_it_stopped_on(capsys):
@@ -409,7 +473,12 @@ def test_an_early_stop_prints_the_epoch_it_stopped_on(capsys):
 
 def test_progress_draws_a_bar_on_a_terminal():
     terminal = FakeTerminal()
-    trainer = Trainer(classifier(4), "cross_entropy", metrics=["accuracy"], callbacks=[{"type": "progress", "file": terminal}])
+    trainer = Trainer(
+        classifier(4),
+        "cross_entropy",
+        metrics=["accuracy"],
+        callbacks=[{"type": "progress", "file": terminal}],
+    )
     history = trainer.fit(*blobs(30, 0), epochs=3, batch_size=8)
     text = terminal.getvalue()
     assert text.startswith("\r") and text.endswith("\n") and "epoch 1/3  loss" not in text
@@ -421,7 +490,11 @@ def test_progress_draws_a_bar_on_a_terminal():
 @pytest.mark.parametrize("bar, terminal, drawn", [(True, False, True), (False, True, False)])
 def test_bar_option_overrides_the_terminal_test(bar, terminal, drawn):
     stream = FakeTerminal() if terminal else io.StringIO()
-    Trainer(classifier(4), "cross_entropy", callbacks=[create("callbacks", "progress", bar=bar, file=stream)]).fit(*blobs(10, 0), epochs=2)
+    Trainer(
+        classifier(4),
+        "cross_entropy",
+        callbacks=[create("callbacks", "progress", bar=bar, file=stream)],
+    ).fit(*blobs(10, 0), epochs=2)
     assert ("100%|" in stream.getvalue()) is drawn
     assert stream.getvalue().startswith("epoch 1/2  loss") is not drawn
 
@@ -436,7 +509,9 @@ def test_the_bar_is_closed_where_training_failed():
     terminal = FakeTerminal()
     progress = create("callbacks", "progress", file=terminal)
     with pytest.raises(RuntimeError, match="boom"):
-        Trainer(classifier(4), "cross_entropy", callbacks=[progress, Boom()]).fit(*blobs(30, 0), epochs=3, batch_size=8)
+        Trainer(classifier(4), "cross_entropy", callbacks=[progress, Boom()]).fit(
+            *blobs(30, 0), epochs=3, batch_size=8
+        )
     text = terminal.getvalue()
     assert text.endswith("\n")  # the error prints on a line of its own
     assert " 6/12 [" in text.rstrip("\n").split("\r")[-1]
@@ -446,7 +521,11 @@ def test_the_bar_is_closed_where_training_failed():
 def test_cli_prints_epoch_lines_unless_quiet(capsys):
     assert main(["train", "--epochs", "3", "--logdir", "run"]) == 0
     out, err = capsys.readouterr()
-    assert [line.split("  ")[0] for line in err.splitlines()] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert [line.split("  ")[0] for line in err.splitlines()] == [
+        "epoch 1/3",
+        "epoch 2/3",
+        "epoch 3/3",
+    ]
     assert out.startswith("trained 3 epochs")
     assert main(["train", "--epochs", "3", "--logdir", "run", "--quiet", "--overwrite"]) == 0
     assert capsys.readouterr().err == ""

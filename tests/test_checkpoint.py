@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from cli_checks import cli_error  # tests/support
 
 import framework
 from framework import Callback, ConfigError, DataError, create, hookimpl
@@ -24,8 +25,6 @@ from framework.checkpoints import (
 from framework.cli import main
 from framework.run import build
 
-from cli_checks import cli_error  # tests/support
-
 SGD_MOMENTUM = {"type": "sgd", "lr": 0.1, "momentum": 0.9}
 ADAM = {"type": "adam", "lr": 0.01}
 DENSE = [
@@ -39,7 +38,9 @@ WITH_DROPOUT = [
 ]
 
 
-def make_config(logdir, optimizer=SGD_MOMENTUM, layers=DENSE, epochs=4, batch_size=16, every=4, keep=0):
+def make_config(
+    logdir, optimizer=SGD_MOMENTUM, layers=DENSE, epochs=4, batch_size=16, every=4, keep=0
+):
     """90 training samples in batches of 16: 6 steps an epoch, the last one short, so
     checkpoints every 4 steps fall mid-epoch."""
     return {
@@ -101,7 +102,9 @@ def test_checkpoint_files_hold_parameters_optimizer_counters_and_generators(tmp_
     assert [step for step, _ in list_checkpoints(logdir)] == [4, 8, 12]
     with np.load(logdir / "checkpoints" / "step-8.npz", allow_pickle=False) as raw:
         assert int(raw["step"]) == 8 and int(raw["epoch"]) == 1 and int(raw["batch_in_epoch"]) == 2
-        assert {"dense_0/weights", "dense_0/bias", "dense_1/weights", "dense_1/bias"} <= set(raw.files)
+        assert {"dense_0/weights", "dense_0/bias", "dense_1/weights", "dense_1/bias"} <= set(
+            raw.files
+        )
         state = json.loads(str(raw["state"]))
     assert state["optimizer"]["t"] == 8 and state["optimizer_kind"] == "adam"
     assert state["optimizer"]["m.0"] == {"__array__": "state/optimizer/m.0"}
@@ -109,7 +112,10 @@ def test_checkpoint_files_hold_parameters_optimizer_counters_and_generators(tmp_
     assert state["epoch_seen"] == 2 * 16  # two batches of the second epoch
     assert state["history"]["loss"] == trainer.history["loss"][:1]
     # the seconds trained so far, the running fit's included
-    seconds = [load_checkpoint(logdir / "checkpoints" / f"step-{n}.npz")["state"]["seconds"] for n in (4, 8, 12)]
+    seconds = [
+        load_checkpoint(logdir / "checkpoints" / f"step-{n}.npz")["state"]["seconds"]
+        for n in (4, 8, 12)
+    ]
     assert 0 < seconds[0] < seconds[1] < seconds[2] <= trainer.seconds
 
     last = load_checkpoint(logdir / "checkpoints" / "step-12.npz")
@@ -192,7 +198,9 @@ def test_nested_state_round_trips_big_integers_and_arrays():
     ],
     ids=["sgd-momentum", "adam", "adam-dropout", "per-sample-nesterov-dropout"],
 )
-def test_resume_after_a_crash_reaches_the_uninterrupted_weights(tmp_path, optimizer, layers, batch_size, crash_step):
+def test_resume_after_a_crash_reaches_the_uninterrupted_weights(
+    tmp_path, optimizer, layers, batch_size, crash_step
+):
     straight = make_config(tmp_path / "straight", optimizer, layers, batch_size=batch_size)
     expected = framework.run(straight)
     expected_step, expected_params = final_params(tmp_path / "straight")
@@ -255,8 +263,12 @@ def test_resume_with_the_trainer_api(tmp_path):
     def trainer(logdir="api"):
         model = framework.Sequential(WITH_DROPOUT, input_shape=(2,), seed=1)
         return framework.Trainer(
-            model, "cross_entropy", ADAM, callbacks=[{"type": "checkpoint", "every": 3}],
-            logdir=str(tmp_path / logdir), seed=2,
+            model,
+            "cross_entropy",
+            ADAM,
+            callbacks=[{"type": "checkpoint", "every": 3}],
+            logdir=str(tmp_path / logdir),
+            seed=2,
         )
 
     straight = trainer("straight")
@@ -308,7 +320,9 @@ def test_cli_resume_continues_from_the_saved_config(tmp_path, capsys):
     a = json.loads((tmp_path / "runs/a/summary.json").read_text())
     b = json.loads((tmp_path / "runs/b/summary.json").read_text())
     assert a["steps"] == b["steps"] == 25
-    assert a["train"] == pytest.approx(b["train"], abs=1e-9) and a["test"] == pytest.approx(b["test"], abs=1e-9)
+    assert a["train"] == pytest.approx(b["train"], abs=1e-9) and a["test"] == pytest.approx(
+        b["test"], abs=1e-9
+    )
     assert_same_params(final_params(tmp_path / "runs/a")[1], final_params(tmp_path / "runs/b")[1])
 
 
@@ -320,7 +334,9 @@ def test_cli_resume_errors(tmp_path, capsys):
     assert main(["train", config, "--quiet", "--set", "train.callbacks=[]"]) == 0
     err = cli_error(capsys, "train", "--resume", "runs/a")
     assert "no checkpoint to resume from in runs/a/checkpoints" in err
-    assert "drop --logdir runs/b" in cli_error(capsys, "train", "--resume", "runs/a", "--logdir", "runs/b")
+    assert "drop --logdir runs/b" in cli_error(
+        capsys, "train", "--resume", "runs/a", "--logdir", "runs/b"
+    )
 
 
 def test_cli_resume_into_a_different_model_is_refused(tmp_path, capsys):
@@ -328,9 +344,14 @@ def test_cli_resume_into_a_different_model_is_refused(tmp_path, capsys):
     assert main(["train", config, "--quiet"]) == 0
     before = (tmp_path / "runs/a/config.json").read_text()
     err = cli_error(capsys, "train", "--resume", "runs/a", "--set", "model.layers.0.units=7")
-    assert "runs/a/checkpoints/step-5.npz: dense_0/weights has shape (2, 6), the model's is (2, 7)" in err
+    assert (
+        "runs/a/checkpoints/step-5.npz: dense_0/weights has shape (2, 6), the model's is (2, 7)"
+        in err
+    )
     assert (tmp_path / "runs/a/config.json").read_text() == before  # nothing rewritten
-    err = cli_error(capsys, "train", "--resume", "runs/a", "--set", "train.optimizer.type=sgd", "--quiet")
+    err = cli_error(
+        capsys, "train", "--resume", "runs/a", "--set", "train.optimizer.type=sgd", "--quiet"
+    )
     assert "written with optimizer 'adam'; this run uses 'sgd'" in err
 
 
@@ -358,7 +379,9 @@ def test_no_whole_checkpoint_is_exit_2(tmp_path, capsys):
     for _, path in list_checkpoints("runs/a"):
         with open(path, "r+b") as f:
             f.truncate(100)
-    before = {name: (tmp_path / "runs/a" / name).read_bytes() for name in ("config.json", "summary.json")}
+    before = {
+        name: (tmp_path / "runs/a" / name).read_bytes() for name in ("config.json", "summary.json")
+    }
     err = cli_error(capsys, "train", "--resume", "runs/a")
     assert "no whole checkpoint in runs/a/checkpoints: every one is unreadable" in err
     assert "step-5.npz is not a readable .npz file" in err  # the newest is named
@@ -376,12 +399,16 @@ class Payload:
 def test_object_arrays_are_refused_and_never_run(tmp_path, caplog):
     framework.run(make_config(tmp_path, epochs=1, every=3))
     good = load_checkpoint(tmp_path / "checkpoints" / "step-6.npz")
-    hostile = {key: value for key, value in np.load(tmp_path / "checkpoints" / "step-6.npz").items()}
+    hostile = {
+        key: value for key, value in np.load(tmp_path / "checkpoints" / "step-6.npz").items()
+    }
     hostile["dense_0/bias"] = np.array([Payload()], dtype=object)
     path = tmp_path / "checkpoints" / "step-99.npz"
     np.savez(path, **hostile)  # numpy pickles the object array
     assert b"pwned" in path.read_bytes()
-    with pytest.raises(DataError, match="holds an object .pickled. array; plugnet refuses to load it"):
+    with pytest.raises(
+        DataError, match="holds an object .pickled. array; plugnet refuses to load it"
+    ):
         load_checkpoint(path)
     with caplog.at_level(logging.WARNING, logger="plugnet.checkpoints"):
         assert latest_whole_checkpoint(tmp_path)["step"] == good["step"] == 6
@@ -395,16 +422,22 @@ def test_object_arrays_are_refused_and_never_run(tmp_path, caplog):
 
 def test_foreign_npz_is_not_a_checkpoint(tmp_path):
     np.savez(tmp_path / "step-1.npz", weights=np.zeros(3))
-    with pytest.raises(DataError, match="is not a plugnet checkpoint: it has no step, epoch, batch_in_epoch, state"):
+    with pytest.raises(
+        DataError, match="is not a plugnet checkpoint: it has no step, epoch, batch_in_epoch, state"
+    ):
         load_checkpoint(tmp_path / "step-1.npz")
-    np.savez(tmp_path / "step-2.npz", step=1, epoch=0, batch_in_epoch=0, state=np.array("{not json"))
+    np.savez(
+        tmp_path / "step-2.npz", step=1, epoch=0, batch_in_epoch=0, state=np.array("{not json")
+    )
     with pytest.raises(DataError, match="is not a readable plugnet checkpoint"):
         load_checkpoint(tmp_path / "step-2.npz")
     np.savez(tmp_path / "step-3.npz", step=-1, epoch=0, batch_in_epoch=0, state=np.array("{}"))
     with pytest.raises(DataError, match="'step' must be a non-negative integer"):
         load_checkpoint(tmp_path / "step-3.npz")
     (tmp_path / "step-4.npz").write_bytes(b"not an archive at all")
-    with pytest.raises(DataError, match="is not a readable .npz file: it is neither a zip archive nor numpy data"):
+    with pytest.raises(
+        DataError, match="is not a readable .npz file: it is neither a zip archive nor numpy data"
+    ):
         load_checkpoint(tmp_path / "step-4.npz")
     (tmp_path / "step-5.npz").write_bytes(pickle.dumps({"step": 1}))
     with pytest.raises(DataError, match="is a Python pickle; plugnet refuses to load it"):
@@ -427,7 +460,10 @@ def test_save_checkpoint_refuses_state_that_needs_pickle(tmp_path):
             return {"when": object()}
 
     experiment.trainer.add_callback(Weird())
-    with pytest.raises(ConfigError, match="cannot write a checkpoint: 'state/callbacks/weird/when' is of type object"):
+    with pytest.raises(
+        ConfigError,
+        match="cannot write a checkpoint: 'state/callbacks/weird/when' is of type object",
+    ):
         save_checkpoint(experiment.trainer, tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
 
@@ -480,7 +516,9 @@ def scalar_series(logdir, writer, tag):
 def test_tensorboard_continues_at_the_restored_step(tmp_path):
     def with_tensorboard(logdir):
         config = make_config(logdir, ADAM, WITH_DROPOUT, epochs=3)
-        config["train"]["callbacks"].append({"type": "tensorboard", "scalar_every": 1, "histogram_every": 0})
+        config["train"]["callbacks"].append(
+            {"type": "tensorboard", "scalar_every": 1, "histogram_every": 0}
+        )
         config["train"]["evaluate_every"] = 5
         return config
 
@@ -498,7 +536,9 @@ def test_tensorboard_continues_at_the_restored_step(tmp_path):
         steps = [step for step, _ in got]
         assert steps == sorted(set(steps)), f"{writer}/{tag}: repeated or rewound steps"
         assert steps == [step for step, _ in expected], f"{writer}/{tag}"
-        np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6, err_msg=f"{writer}/{tag}")
+        np.testing.assert_allclose(
+            [v for _, v in got], [v for _, v in expected], rtol=1e-6, err_msg=f"{writer}/{tag}"
+        )
 
 
 def test_resume_keeps_early_stopping_state_and_csv_rows(tmp_path):

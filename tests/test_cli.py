@@ -34,27 +34,57 @@ def test_train_default_example_writes_summary(tmp_path, capsys):
 
 def test_set_and_seed_override(tmp_path, capsys):
     logdir = tmp_path / "r"
-    code, _, err = run_cli(capsys, "train", *FAST, "--logdir", str(logdir), "--set", "train.batch_size=800", "--seed", "3")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        *FAST,
+        "--logdir",
+        str(logdir),
+        "--set",
+        "train.batch_size=800",
+        "--seed",
+        "3",
+    )
     assert code == 0, err
     assert json.loads((logdir / "summary.json").read_text())["steps"] == 3
 
 
 def test_plugin_module_used_by_name(tmp_path, capsys):
     code, _, err = run_cli(
-        capsys, "train", *FAST, "--logdir", str(tmp_path / "c"), "--plugin", "cube_plugin",
-        "--set", "model.layers.0.activation=cube", "--set", "train.optimizer.lr=0.001",
+        capsys,
+        "train",
+        *FAST,
+        "--logdir",
+        str(tmp_path / "c"),
+        "--plugin",
+        "cube_plugin",
+        "--set",
+        "model.layers.0.activation=cube",
+        "--set",
+        "train.optimizer.lr=0.001",
     )
     assert code == 0, err
 
 
 BAD_INPUTS = [
     (["--set", "model.layers.0.type=dens"], "unknown layer 'dens'; did you mean 'dense'?"),
-    (["--set", "model.layers.0.unit=4"], "layer 'dense' has no parameter 'unit'; did you mean 'units'?"),
+    (
+        ["--set", "model.layers.0.unit=4"],
+        "layer 'dense' has no parameter 'unit'; did you mean 'units'?",
+    ),
     (["--set", "model.layers.0.units=four"], "layer 'dense'"),
-    (["--set", "train.optimizer.lrr=0.1"], "optimizer 'sgd' has no parameter 'lrr'; did you mean 'lr'?"),
-    (["--set", 'model.layers.0.weight_init="he_normall"'],
-     "layer 'dense': weight_init: unknown initializer 'he_normall'; did you mean 'he_normal'?"),
-    (["--set", 'model.layers.0.bias_init="nope"'], "layer 'dense': bias_init: unknown initializer 'nope'. Known"),
+    (
+        ["--set", "train.optimizer.lrr=0.1"],
+        "optimizer 'sgd' has no parameter 'lrr'; did you mean 'lr'?",
+    ),
+    (
+        ["--set", 'model.layers.0.weight_init="he_normall"'],
+        "layer 'dense': weight_init: unknown initializer 'he_normall'; did you mean 'he_normal'?",
+    ),
+    (
+        ["--set", 'model.layers.0.bias_init="nope"'],
+        "layer 'dense': bias_init: unknown initializer 'nope'. Known",
+    ),
     (["--set", "train.epoch=3"], "unknown config key 'train.epoch'; did you mean 'train.epochs'?"),
     (["--set", "model.input_shape=[3]"], "dense_0"),
     (["--set", "model.layers.1.units=1"], "label"),
@@ -62,8 +92,12 @@ BAD_INPUTS = [
     (["--set", 'data.type="mnist"', "--set", "data.n_samples=1"], "mnist"),
     # found as training begins, after the tensorboard callback has opened its files
     (
-        ["--set", "data.test_fraction=0", "--set",
-         'train.callbacks=[{type="early_stopping", monitor="val_loss"}, "tensorboard"]'],
+        [
+            "--set",
+            "data.test_fraction=0",
+            "--set",
+            'train.callbacks=[{type="early_stopping", monitor="val_loss"}, "tensorboard"]',
+        ],
         "val_ values need held-out data",
     ),
 ]
@@ -92,15 +126,18 @@ def test_malformed_toml(tmp_path, capsys):
 
 
 def test_missing_data_directory(tmp_path, capsys):
-    config = write(tmp_path / "m.toml", f"""
+    config = write(
+        tmp_path / "m.toml",
+        f"""
 [data]
 type = "mnist"
-path = "{tmp_path / 'nowhere'}"
+path = "{tmp_path / "nowhere"}"
 [model]
 layers = [{{ type = "flatten" }}, {{ type = "dense", units = 10, activation = "softmax" }}]
 [train]
 loss = "cross_entropy"
-""")
+""",
+    )
     code, _, err = run_cli(capsys, "train", config, "--logdir", str(tmp_path / "x"))
     assert code == 2 and "nowhere" in err and "Traceback" not in err
 
@@ -116,11 +153,24 @@ def test_plugins_command_lists_builtins_by_kind(capsys):
 def test_real_process_exit_status_and_no_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "support"))
     result = subprocess.run(
-        [sys.executable, "-m", "framework", "train", "--set", "train.loss=crossentropy", "--logdir", str(tmp_path / "p")],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "framework",
+            "train",
+            "--set",
+            "train.loss=crossentropy",
+            "--logdir",
+            str(tmp_path / "p"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("plugnet: error: unknown loss 'crossentropy'; did you mean 'cross_entropy'?")
+    assert result.stderr.startswith(
+        "plugnet: error: unknown loss 'crossentropy'; did you mean 'cross_entropy'?"
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "p").exists()
 
@@ -153,7 +203,10 @@ def test_the_command_ends_with_every_file_flushed_atexit_run_and_threads_finishe
     env = dict(os.environ, PYTHONPATH=str(tmp_path), EXIT_PROBE_DIR=str(tmp_path))
     result = subprocess.run(
         [sys.executable, "-m", "framework", "plugins", "--plugin", "exit_probe"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("plugins.layers  (built-in)") and "exit_probe" in result.stdout

@@ -19,8 +19,15 @@ def test_default_config_is_valid():
 
 @pytest.mark.parametrize(
     "text, value",
-    [("0.05", 0.05), ("3", 3), ("true", True), ("adam", "adam"), ('"x y"', "x y"),
-     ("[1, 2]", [1, 2]), ('{ type = "adam", lr = 0.1 }', {"type": "adam", "lr": 0.1})],
+    [
+        ("0.05", 0.05),
+        ("3", 3),
+        ("true", True),
+        ("adam", "adam"),
+        ('"x y"', "x y"),
+        ("[1, 2]", [1, 2]),
+        ('{ type = "adam", lr = 0.1 }', {"type": "adam", "lr": 0.1}),
+    ],
 )
 def test_set_values_are_typed_as_toml(text, value):
     assert parse_value(text) == value
@@ -37,7 +44,10 @@ def test_overrides_reach_nested_keys_and_list_items():
 
 def test_setting_a_parameter_on_a_component_named_by_string():
     config = {"train": {"optimizer": "sgd"}}
-    assert apply_overrides(config, ["train.optimizer.lr=0.5"])["train"]["optimizer"] == {"type": "sgd", "lr": 0.5}
+    assert apply_overrides(config, ["train.optimizer.lr=0.5"])["train"]["optimizer"] == {
+        "type": "sgd",
+        "lr": 0.5,
+    }
 
 
 def test_bad_overrides():
@@ -52,7 +62,9 @@ def test_bad_overrides():
 
 def test_unknown_key_names_it_and_closest():
     config = apply_overrides(default_config(), ["train.epoch=3"])
-    with pytest.raises(ConfigError, match=r"unknown config key 'train.epoch'; did you mean 'train.epochs'\?"):
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'train.epoch'; did you mean 'train.epochs'\?"
+    ):
         check_config(config)
 
 
@@ -83,4 +95,8 @@ def test_missing_file():
 
 
 def test_flatten():
-    assert flatten_config({"a": {"b": 1, "c": [{"d": 2}]}, "e": "x"}) == {"a.b": 1, "a.c.0.d": 2, "e": "x"}
+    assert flatten_config({"a": {"b": 1, "c": [{"d": 2}]}, "e": "x"}) == {
+        "a.b": 1,
+        "a.c.0.d": 2,
+        "e": "x",
+    }

@@ -5,14 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from cli_checks import cli_error  # tests/support
 
 import framework
 from framework import ConfigError, DataError
 from framework.checkpoints import list_checkpoints, load_checkpoint
 from framework.cli import main
 from framework.run import build
-
-from cli_checks import cli_error  # tests/support
 
 TWO_INPUTS = """seed = 0
 [data]
@@ -37,7 +36,9 @@ callbacks = [{ type = "tensorboard" }, { type = "checkpoint", every = 40, keep =
 
 
 def test_the_two_inputs_dataset_needs_both_inputs():
-    x, y, x_test, y_test = framework.create("datasets", "two_inputs", n_samples=500).load(np.random.default_rng(1))
+    x, y, x_test, y_test = framework.create("datasets", "two_inputs", n_samples=500).load(
+        np.random.default_rng(1)
+    )
     assert sorted(x) == ["a", "b"] and x["a"].shape == (400, 3) and x["b"].shape == (400, 2)
     assert x_test["a"].shape == (100, 3) and len(y_test) == 100
     np.testing.assert_array_equal(y, x["a"].sum(1) > x["b"].sum(1))
@@ -77,18 +78,42 @@ def test_a_config_of_two_inputs_trains_evaluates_and_resumes_from_the_cli(tmp_pa
 
 def test_wrong_input_names_are_one_message_naming_them(tmp_path, capsys):
     (tmp_path / "two.toml").write_text(TWO_INPUTS)
-    err = cli_error(capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=["a", "c"]')
+    err = cli_error(
+        capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=["a", "c"]'
+    )
     assert "dataset 'two_inputs' gives inputs 'a', 'b' but the model declares 'a', 'c'" in err
     assert "no model input is named 'b'" in err and "no data for input 'c'" in err
-    err = cli_error(capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=["a"]')
+    err = cli_error(
+        capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=["a"]'
+    )
     assert "no model input is named 'b'" in err
-    err = cli_error(capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=[{name = "a", size = 3}, "b"]')
+    err = cli_error(
+        capsys,
+        "train",
+        "two.toml",
+        "--logdir",
+        "runs/x",
+        "--set",
+        'model.inputs=[{name = "a", size = 3}, "b"]',
+    )
     assert "model.inputs.0 (a) has no key 'size'" in err
-    err = cli_error(capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=["a", "a"]')
+    err = cli_error(
+        capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=["a", "a"]'
+    )
     assert "distinct inputs" in err
-    err = cli_error(capsys, "train", "two.toml", "--logdir", "runs/x", "--set", 'model.inputs=["a", {name = "b", shape = [4]}]')
+    err = cli_error(
+        capsys,
+        "train",
+        "two.toml",
+        "--logdir",
+        "runs/x",
+        "--set",
+        'model.inputs=["a", {name = "b", shape = [4]}]',
+    )
     assert "expected shape (None, 4), got (None, 2)" in err
-    err = cli_error(capsys, "train", "two.toml", "--logdir", "runs/x", "--set", "model.layers.0.inputs=['b']")
+    err = cli_error(
+        capsys, "train", "two.toml", "--logdir", "runs/x", "--set", "model.layers.0.inputs=['b']"
+    )
     assert "input 'a' does not reach the model's output" in err
     assert not (tmp_path / "runs/x").exists()  # nothing written
 
@@ -96,7 +121,10 @@ def test_wrong_input_names_are_one_message_naming_them(tmp_path, capsys):
 def test_inputs_declared_for_array_data():
     config = {
         "data": {"type": "moons", "n_samples": 50},
-        "model": {"inputs": ["point"], "layers": [{"type": "dense", "units": 2, "activation": "softmax"}]},
+        "model": {
+            "inputs": ["point"],
+            "layers": [{"type": "dense", "units": 2, "activation": "softmax"}],
+        },
         "train": {"loss": "cross_entropy", "epochs": 1},
         "logging": {"logdir": "runs/one"},
     }
@@ -104,7 +132,9 @@ def test_inputs_declared_for_array_data():
     assert experiment.trainer.model.input_names == ["point"]
     experiment.fit()
     config["model"]["inputs"] = ["p", "q"]
-    with pytest.raises(DataError, match="declares inputs 'p', 'q', but dataset 'moons' gives one array"):
+    with pytest.raises(
+        DataError, match="declares inputs 'p', 'q', but dataset 'moons' gives one array"
+    ):
         build(dict(config, logging={"logdir": "runs/two"}))
 
 
@@ -125,13 +155,17 @@ def test_a_float_layer_reading_token_ids_is_refused_with_a_hint(capsys, tmp_path
     with pytest.raises(ConfigError) as caught:
         build(token_config(layers))
     message = str(caught.value)
-    assert message.startswith("layer dense_0 (dense) reads the model's input, which holds integer token ids")
+    assert message.startswith(
+        "layer dense_0 (dense) reads the model's input, which holds integer token ids"
+    )
     assert 'e.g. { type = "embedding", input_dim = 7, output_dim = 32 }' in message
     (tmp_path / "tokens.toml").write_text(
         '[data]\ntype = "reverse_sequence"\n[model]\nlayers = [{ type = "dense", units = 10, activation = "softmax" }]\n'
         '[train]\nloss = "cross_entropy"\n'
     )
-    assert "layer dense_0 (dense) reads the model's input" in cli_error(capsys, "train", "tokens.toml", "--logdir", "runs/t")
+    assert "layer dense_0 (dense) reads the model's input" in cli_error(
+        capsys, "train", "tokens.toml", "--logdir", "runs/t"
+    )
     assert not (tmp_path / "runs/t").exists()
 
 

@@ -46,14 +46,21 @@ def reference_conv(x, weights, bias, strides, padding):
 def reference_pool(x, pool, strides, padding, reduce):
     """Pooling by explicit loops over output pixels; padding is NaN and ignored."""
     if padding == "same":
-        rows, cols = tf_same(x.shape[1], pool[0], strides[0]), tf_same(x.shape[2], pool[1], strides[1])
+        rows, cols = (
+            tf_same(x.shape[1], pool[0], strides[0]),
+            tf_same(x.shape[2], pool[1], strides[1]),
+        )
         x = np.pad(x, ((0, 0), rows[1:], cols[1:], (0, 0)), constant_values=np.nan)
     out_h = (x.shape[1] - pool[0]) // strides[0] + 1
     out_w = (x.shape[2] - pool[1]) // strides[1] + 1
     out = np.zeros((x.shape[0], out_h, out_w, x.shape[3]))
     for i in range(out_h):
         for j in range(out_w):
-            window = x[:, i * strides[0] : i * strides[0] + pool[0], j * strides[1] : j * strides[1] + pool[1]]
+            window = x[
+                :,
+                i * strides[0] : i * strides[0] + pool[0],
+                j * strides[1] : j * strides[1] + pool[1],
+            ]
             out[:, i, j] = reduce(window, axis=(1, 2))
     return out
 
@@ -91,15 +98,26 @@ ALGORITHM_CASES = [(*case, "im2col") for case in CONV_CASES] + [
 
 
 @pytest.mark.parametrize("kernel_size, strides, padding, shape, algorithm", ALGORITHM_CASES)
-def test_conv2d_forward_matches_the_loop_definition(kernel_size, strides, padding, shape, algorithm):
+def test_conv2d_forward_matches_the_loop_definition(
+    kernel_size, strides, padding, shape, algorithm
+):
     layer = layer_on(
-        {"type": "conv2d", "filters": 3, "kernel_size": kernel_size, "strides": strides,
-         "padding": padding, "bias_init": {"type": "normal", "stddev": 1.0}, "algorithm": algorithm},
+        {
+            "type": "conv2d",
+            "filters": 3,
+            "kernel_size": kernel_size,
+            "strides": strides,
+            "padding": padding,
+            "bias_init": {"type": "normal", "stddev": 1.0},
+            "algorithm": algorithm,
+        },
         shape,
     )
     x = np.random.default_rng(1).normal(size=(2, *shape))
     y = layer.forward(x, training=True)
-    expected = reference_conv(x, layer.params["weights"], layer.params["bias"], layer.strides, padding)
+    expected = reference_conv(
+        x, layer.params["weights"], layer.params["bias"], layer.strides, padding
+    )
     assert y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12)
 
@@ -109,8 +127,15 @@ def test_conv2d_matches_pytorch(kernel_size, strides, padding, shape, algorithm)
     torch = pytest.importorskip("torch")
     functional = torch.nn.functional
     layer = layer_on(
-        {"type": "conv2d", "filters": 4, "kernel_size": kernel_size, "strides": strides,
-         "padding": padding, "bias_init": {"type": "normal"}, "algorithm": algorithm},
+        {
+            "type": "conv2d",
+            "filters": 4,
+            "kernel_size": kernel_size,
+            "strides": strides,
+            "padding": padding,
+            "bias_init": {"type": "normal"},
+            "algorithm": algorithm,
+        },
         shape,
     )
     x = np.random.default_rng(2).normal(size=(3, *shape))
@@ -120,20 +145,35 @@ def test_conv2d_matches_pytorch(kernel_size, strides, padding, shape, algorithm)
         _, top, bottom = tf_same(shape[0], weights.shape[0], layer.strides[0])
         _, left, right = tf_same(shape[1], weights.shape[1], layer.strides[1])
         xt = functional.pad(xt, (left, right, top, bottom))
-    expected = functional.conv2d(
-        xt, torch.from_numpy(weights.transpose(3, 2, 0, 1).copy()), torch.from_numpy(bias),
-        stride=layer.strides,
-    ).numpy().transpose(0, 2, 3, 1)
+    expected = (
+        functional.conv2d(
+            xt,
+            torch.from_numpy(weights.transpose(3, 2, 0, 1).copy()),
+            torch.from_numpy(bias),
+            stride=layer.strides,
+        )
+        .numpy()
+        .transpose(0, 2, 3, 1)
+    )
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("kernel_size, strides, padding, shape, algorithm", ALGORITHM_CASES)
 @pytest.mark.parametrize("activation", [None, "tanh"])
-def test_conv2d_gradients_match_finite_differences(kernel_size, strides, padding, shape, algorithm, activation):
+def test_conv2d_gradients_match_finite_differences(
+    kernel_size, strides, padding, shape, algorithm, activation
+):
     layer = layer_on(
-        {"type": "conv2d", "filters": 2, "kernel_size": kernel_size, "strides": strides,
-         "padding": padding, "activation": activation, "bias_init": {"type": "normal"},
-         "algorithm": algorithm},
+        {
+            "type": "conv2d",
+            "filters": 2,
+            "kernel_size": kernel_size,
+            "strides": strides,
+            "padding": padding,
+            "activation": activation,
+            "bias_init": {"type": "normal"},
+            "algorithm": algorithm,
+        },
         shape,
     )
     rng = np.random.default_rng(3)
@@ -148,11 +188,15 @@ def test_conv2d_gradients_match_finite_differences(kernel_size, strides, padding
     analytic = {name: grad.copy() for name, grad in layer.grads.items()}
     np.testing.assert_allclose(grad_x, numeric_grad(objective, x), rtol=1e-6, atol=1e-8)
     for name, param in layer.params.items():
-        np.testing.assert_allclose(analytic[name], numeric_grad(objective, param), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(
+            analytic[name], numeric_grad(objective, param), rtol=1e-6, atol=1e-8
+        )
 
 
 def test_conv2d_records_net_input_and_activation():
-    layer = layer_on({"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}, (4, 4, 1))
+    layer = layer_on(
+        {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}, (4, 4, 1)
+    )
     x = np.random.default_rng(4).normal(size=(3, 4, 4, 1))
     a = layer.forward(x)
     assert layer.preactivations.shape == (3, 4, 4, 2)
@@ -165,7 +209,12 @@ def test_conv2d_records_net_input_and_activation():
 
 def test_conv2d_parameters_have_the_contract_shapes_and_initialisers():
     layer = layer_on(
-        {"type": "conv2d", "filters": 5, "kernel_size": (3, 2), "bias_init": {"type": "constant", "value": 0.1}},
+        {
+            "type": "conv2d",
+            "filters": 5,
+            "kernel_size": (3, 2),
+            "bias_init": {"type": "constant", "value": 0.1},
+        },
         (6, 6, 4),
     )
     assert layer.params["weights"].shape == (3, 2, 4, 5)
@@ -195,7 +244,9 @@ def test_conv2d_first_layer_skips_the_input_gradient_but_fills_its_own():
     "size, kernel, stride", [(5, 4, 1), (6, 3, 2), (7, 2, 3), (28, 5, 1), (5, 3, 2), (4, 1, 3)]
 )
 def test_same_padding_follows_tensorflow(size, kernel, stride):
-    layer = layer_on({"type": "conv2d", "filters": 1, "kernel_size": kernel, "strides": stride}, (size, size, 1))
+    layer = layer_on(
+        {"type": "conv2d", "filters": 1, "kernel_size": kernel, "strides": stride}, (size, size, 1)
+    )
     out, before, after = tf_same(size, kernel, stride)
     assert layer.output_shape == (out, out, 1)
     assert layer.pads == ((before, after), (before, after))
@@ -205,7 +256,12 @@ def test_odd_same_padding_puts_the_extra_zeros_after():
     """A 2x2 all-ones kernel over an all-ones 3x3 image counts the real pixels under each
     window: TensorFlow pads one row and column after, so the last row and column see less."""
     layer = layer_on(
-        {"type": "conv2d", "filters": 1, "kernel_size": 2, "weight_init": {"type": "constant", "value": 1.0}},
+        {
+            "type": "conv2d",
+            "filters": 1,
+            "kernel_size": 2,
+            "weight_init": {"type": "constant", "value": 1.0},
+        },
         (3, 3, 1),
     )
     y = layer.forward(np.ones((1, 3, 3, 1)))
@@ -213,7 +269,9 @@ def test_odd_same_padding_puts_the_extra_zeros_after():
 
 
 def test_conv2d_keeps_float32():
-    layer = layer_on({"type": "conv2d", "filters": 3, "activation": "relu"}, (6, 6, 2), dtype="float32")
+    layer = layer_on(
+        {"type": "conv2d", "filters": 3, "activation": "relu"}, (6, 6, 2), dtype="float32"
+    )
     x = np.random.default_rng(6).random((2, 6, 6, 2), dtype=np.float32)
     y = layer.forward(x, training=True)
     grad_x = layer.backward(np.ones_like(y))
@@ -235,7 +293,9 @@ POOL_CASES = [
 
 @pytest.mark.parametrize("pool_size, strides, padding, shape", POOL_CASES)
 @pytest.mark.parametrize("kind, reduce", [("maxpool2d", np.nanmax), ("avgpool2d", np.nanmean)])
-def test_pooling_forward_matches_the_loop_definition(kind, reduce, pool_size, strides, padding, shape):
+def test_pooling_forward_matches_the_loop_definition(
+    kind, reduce, pool_size, strides, padding, shape
+):
     spec = {"type": kind, "pool_size": pool_size, "padding": padding}
     if strides is not None:
         spec["strides"] = strides
@@ -262,7 +322,9 @@ def test_pooling_gradients_match_finite_differences(kind, pool_size, strides, pa
         return float(np.sum(layer.forward(x, training=True) * grad_y))
 
     objective()
-    np.testing.assert_allclose(layer.backward(grad_y), numeric_grad(objective, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        layer.backward(grad_y), numeric_grad(objective, x), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_maxpool_strides_default_to_the_pool_size():
@@ -311,7 +373,9 @@ def test_same_avgpool_averages_only_real_pixels():
     layer = layer_on({"type": "avgpool2d", "pool_size": 2, "padding": "same"}, (3, 3, 1))
     x = np.arange(9, dtype=float).reshape(1, 3, 3, 1)
     y = layer.forward(x)
-    np.testing.assert_allclose(y[0, :, :, 0], [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8]])
+    np.testing.assert_allclose(
+        y[0, :, :, 0], [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8]]
+    )
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -320,8 +384,10 @@ def test_same_avgpool_averages_only_real_pixels():
 def test_a_kernel_larger_than_a_valid_input_names_the_layer_and_shapes():
     with pytest.raises(ShapeError) as info:
         Sequential(
-            [{"type": "conv2d", "filters": 2, "kernel_size": 3},
-             {"type": "conv2d", "filters": 2, "kernel_size": 5, "padding": "valid"}],
+            [
+                {"type": "conv2d", "filters": 2, "kernel_size": 3},
+                {"type": "conv2d", "filters": 2, "kernel_size": 5, "padding": "valid"},
+            ],
             input_shape=(4, 4, 1),
         )
     assert str(info.value) == (
@@ -331,14 +397,20 @@ def test_a_kernel_larger_than_a_valid_input_names_the_layer_and_shapes():
 
 
 def test_a_pool_larger_than_a_valid_input_names_the_layer():
-    with pytest.raises(ShapeError, match=r"layer maxpool2d_0: pool_size 3x3 is larger than its input \(None, 2, 5, 1\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"layer maxpool2d_0: pool_size 3x3 is larger than its input \(None, 2, 5, 1\)",
+    ):
         Sequential([{"type": "maxpool2d", "pool_size": 3}], input_shape=(2, 5, 1))
 
 
 @pytest.mark.parametrize("kind", ["conv2d", "maxpool2d", "avgpool2d"])
 def test_image_layers_refuse_flat_inputs(kind):
     spec = {"type": kind, "filters": 2} if kind == "conv2d" else {"type": kind}
-    with pytest.raises(ShapeError, match=rf"layer {kind}_0 expects images shaped \(height, width, channels\), got input shape \(None, 784\)"):
+    with pytest.raises(
+        ShapeError,
+        match=rf"layer {kind}_0 expects images shaped \(height, width, channels\), got input shape \(None, 784\)",
+    ):
         Sequential([spec], input_shape=(784,))
 
 
@@ -347,10 +419,16 @@ def test_image_layers_refuse_flat_inputs(kind):
     [
         ({"filters": 0}, "filters must be a positive integer, got 0"),
         ({"filters": 2, "padding": "full"}, "padding must be 'same' or 'valid', got 'full'"),
-        ({"filters": 2, "kernel_size": [3, 3, 3]}, "expected an integer or a pair of integers, got [3, 3, 3]"),
+        (
+            {"filters": 2, "kernel_size": [3, 3, 3]},
+            "expected an integer or a pair of integers, got [3, 3, 3]",
+        ),
         ({"filters": 2, "strides": 0}, "expected positive sizes, got 0"),
         ({"filters": 2, "kernel_size": 2.5}, "expected an integer or a pair of integers, got 2.5"),
-        ({"filters": 2, "algorithm": "winograd"}, "'algorithm' must be in ('auto', 'im2col', 'fft')"),
+        (
+            {"filters": 2, "algorithm": "winograd"},
+            "'algorithm' must be in ('auto', 'im2col', 'fft')",
+        ),
     ],
 )
 def test_bad_conv2d_parameters_are_config_errors_naming_the_layer(params, message):
@@ -391,7 +469,7 @@ def test_both_algorithms_agree_in_float32_on_the_seed_002_layer():
         grad_x = layer.backward(grad_y)
         results[algorithm] = y, grad_x, layer.grads["weights"], layer.grads["bias"]
         assert all(array.dtype == np.float32 for array in results[algorithm])
-    for by_im2col, by_fft in zip(results["im2col"], results["fft"]):
+    for by_im2col, by_fft in zip(results["im2col"], results["fft"], strict=True):
         np.testing.assert_allclose(by_fft, by_im2col, rtol=0, atol=1e-5 * np.abs(by_im2col).max())
 
 
@@ -422,7 +500,13 @@ def test_a_small_convnet_with_dropout_and_flatten_learns_bars():
         [
             {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
             {"type": "maxpool2d", "pool_size": 2},
-            {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu", "padding": "valid"},
+            {
+                "type": "conv2d",
+                "filters": 4,
+                "kernel_size": 3,
+                "activation": "relu",
+                "padding": "valid",
+            },
             {"type": "avgpool2d", "pool_size": 2},
             {"type": "dropout", "rate": 0.25},
             {"type": "flatten"},
@@ -432,7 +516,9 @@ def test_a_small_convnet_with_dropout_and_flatten_learns_bars():
         seed=0,
     )
     assert model.output_shape == (2,)
-    trainer = Trainer(model, "cross_entropy", {"type": "adam", "lr": 0.02}, metrics=["accuracy"], seed=0)
+    trainer = Trainer(
+        model, "cross_entropy", {"type": "adam", "lr": 0.02}, metrics=["accuracy"], seed=0
+    )
     before = trainer.evaluate(x_test, y_test)["loss"]
     trainer.fit(x, y, epochs=15, batch_size=32)
     after = trainer.evaluate(x_test, y_test)
@@ -442,7 +528,9 @@ def test_a_small_convnet_with_dropout_and_flatten_learns_bars():
 
 def write_idx(path, array):
     """An IDX file (gzipped) of uint8 data, as MNIST ships."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
     with gzip.open(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
 
@@ -450,7 +538,10 @@ def write_idx(path, array):
 def tiny_mnist(directory, rng, train=100, test=40):
     os.makedirs(directory)
     for prefix, n in (("train", train), ("t10k", test)):
-        write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"), rng.integers(0, 256, (n, 28, 28)))
+        write_idx(
+            os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"),
+            rng.integers(0, 256, (n, 28, 28)),
+        )
         write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz"), rng.integers(0, 10, n))
 
 
@@ -458,11 +549,26 @@ def test_the_seed_002_network_is_the_one_the_seed_describes():
     config = load_config(os.path.join(EXAMPLES, "mnist_dcn.toml"))
     model = Sequential(config["model"]["layers"], input_shape=(28, 28, 1))
     shapes = [layer.output_shape for layer in model.layers]
-    assert shapes == [(28, 28, 32), (14, 14, 32), (14, 14, 64), (7, 7, 64), (3136,), (1024,), (1024,), (10,)]
-    assert model.num_params == (25 * 32 + 32) + (25 * 32 * 64 + 64) + (3136 * 1024 + 1024) + (1024 * 10 + 10)
-    weights = np.concatenate([layer.params["weights"].ravel() for layer in model.layers if "weights" in layer.params])
+    assert shapes == [
+        (28, 28, 32),
+        (14, 14, 32),
+        (14, 14, 64),
+        (7, 7, 64),
+        (3136,),
+        (1024,),
+        (1024,),
+        (10,),
+    ]
+    assert model.num_params == (25 * 32 + 32) + (25 * 32 * 64 + 64) + (3136 * 1024 + 1024) + (
+        1024 * 10 + 10
+    )
+    weights = np.concatenate(
+        [layer.params["weights"].ravel() for layer in model.layers if "weights" in layer.params]
+    )
     assert np.abs(weights).max() <= 0.2  # truncated at two standard deviations of 0.1
-    biases = np.concatenate([layer.params["bias"] for layer in model.layers if "bias" in layer.params])
+    biases = np.concatenate(
+        [layer.params["bias"] for layer in model.layers if "bias" in layer.params]
+    )
     np.testing.assert_array_equal(biases, np.float32(0.1))
     train = config["train"]
     assert (train["batch_size"], train["evaluate_every"]) == (50, 1100)
@@ -475,8 +581,12 @@ def test_the_mnist_convnet_trains_end_to_end_on_tiny_idx_files(tmp_path):
     tiny_mnist(tmp_path / "data" / "mnist", np.random.default_rng(10))
     config = apply_overrides(
         load_config(os.path.join(EXAMPLES, "mnist_dcn.toml")),
-        [f"data.path={str(tmp_path / 'data' / 'mnist')!r}", "train.epochs=1",
-         "train.evaluate_every=1", f"logging.logdir={str(tmp_path / 'run')!r}"],
+        [
+            f"data.path={str(tmp_path / 'data' / 'mnist')!r}",
+            "train.epochs=1",
+            "train.evaluate_every=1",
+            f"logging.logdir={str(tmp_path / 'run')!r}",
+        ],
     )
     summary = run(config)
     assert summary["steps"] == 2 and summary["epochs"] == 1
@@ -485,12 +595,16 @@ def test_the_mnist_convnet_trains_end_to_end_on_tiny_idx_files(tmp_path):
     assert os.listdir(tmp_path / "run" / "test")  # the held-out writer's event file
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["step-2.npz"]
     # Seed 002's summaries: every layer's tensors, the pooled activations among them.
-    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator"
+    )
     events = event_accumulator.EventAccumulator(str(tmp_path / "run" / "train"))
     events.Reload()
     histograms, scalars = set(events.Tags()["histograms"]), set(events.Tags()["scalars"])
     for layer in ("conv2d_0", "conv2d_2"):
-        assert {f"{layer}/{t}" for t in ("weights", "bias", "preactivations", "activations")} <= histograms
+        assert {
+            f"{layer}/{t}" for t in ("weights", "bias", "preactivations", "activations")
+        } <= histograms
         assert f"{layer}/preactivations/stddev" in scalars
     assert {"maxpool2d_1/activations", "maxpool2d_3/activations"} <= histograms
     assert {"maxpool2d_1/activations/max", "maxpool2d_3/activations/min"} <= scalars
@@ -517,11 +631,15 @@ def test_each_seed_002_variant_changes_one_thing_of_the_base_net(variant, change
     histogram_every = "train.callbacks.0.histogram_every"
     expected = {*changes, *SHORT_RUN, checkpoint_every, histogram_every, "logging.logdir"}
     if variant == "glorot":  # the truncated normal's table gives way to a name
-        expected |= {f"model.layers.{i}.weight_init.{p}" for i in (0, 2, 5, 7) for p in ("type", "stddev")}
+        expected |= {
+            f"model.layers.{i}.weight_init.{p}" for i in (0, 2, 5, 7) for p in ("type", "stddev")
+        }
     for key, value in changes.items():
         assert config[key] == value
     assert differing == expected
     assert {key: config[key] for key in SHORT_RUN} == SHORT_RUN
     assert config[checkpoint_every] == 200
-    Sequential(load_config(os.path.join(EXAMPLES, f"mnist_dcn_{variant}.toml"))["model"]["layers"],
-               input_shape=(28, 28, 1))
+    Sequential(
+        load_config(os.path.join(EXAMPLES, f"mnist_dcn_{variant}.toml"))["model"]["layers"],
+        input_shape=(28, 28, 1),
+    )

@@ -49,9 +49,12 @@ def test_hours_studied_is_normalised_as_in_seed_000():
 
 def test_moons_are_make_moons_with_a_seeded_random_state():
     x, y, x_test, y_test = load("moons", seed=7, n_samples=300, noise=0.3, test_fraction=0.2)
-    ref_x, ref_y = sklearn_datasets.make_moons(n_samples=300, noise=0.3, random_state=sklearn_state(7))
+    ref_x, ref_y = sklearn_datasets.make_moons(
+        n_samples=300, noise=0.3, random_state=sklearn_state(7)
+    )
     assert np.array_equal(
-        sorted_rows(np.concatenate([x, x_test]), np.concatenate([y, y_test])), sorted_rows(ref_x, ref_y)
+        sorted_rows(np.concatenate([x, x_test]), np.concatenate([y, y_test])),
+        sorted_rows(ref_x, ref_y),
     )
 
 
@@ -65,11 +68,23 @@ def test_circles_are_make_circles_with_a_seeded_random_state():
 
 def test_regression_is_make_regression_unscaled_with_target_scale_none():
     x, y, _, _ = load(
-        "regression", seed=4, n_samples=50, n_features=6, n_informative=3, n_targets=2, noise=0.5,
-        target_scale="none", test_fraction=0,
+        "regression",
+        seed=4,
+        n_samples=50,
+        n_features=6,
+        n_informative=3,
+        n_targets=2,
+        noise=0.5,
+        target_scale="none",
+        test_fraction=0,
     )
     ref_x, ref_y = sklearn_datasets.make_regression(
-        n_samples=50, n_features=6, n_informative=3, n_targets=2, noise=0.5, random_state=sklearn_state(4)
+        n_samples=50,
+        n_features=6,
+        n_informative=3,
+        n_targets=2,
+        noise=0.5,
+        random_state=sklearn_state(4),
     )
     assert x.shape == (50, 6) and y.shape == (50, 2)
     assert np.array_equal(sorted_rows(x, y), sorted_rows(ref_x, ref_y))
@@ -84,20 +99,24 @@ def test_regression_minmax_scales_training_targets_to_unit_range():
     _, y, _, y_test = load("regression", n_samples=200, n_features=5, n_targets=3)
     assert np.allclose(y.min(axis=0), 0) and np.allclose(y.max(axis=0), 1)
     # The held-out targets use the training statistics, so they are not rescaled on their own.
-    raw_train, raw_test = load("regression", n_samples=200, n_features=5, n_targets=3, target_scale="none")[1::2]
+    raw_train, raw_test = load(
+        "regression", n_samples=200, n_features=5, n_targets=3, target_scale="none"
+    )[1::2]
     low, span = raw_train.min(axis=0), raw_train.max(axis=0) - raw_train.min(axis=0)
     assert np.allclose(y_test, (raw_test - low) / span)
 
 
 def test_regression_standard_scaling():
-    _, y, _, _ = load("regression", n_samples=200, n_features=5, n_targets=2, target_scale="standard")
+    _, y, _, _ = load(
+        "regression", n_samples=200, n_features=5, n_targets=2, target_scale="standard"
+    )
     assert np.allclose(y.mean(axis=0), 0) and np.allclose(y.std(axis=0), 1)
 
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_same_seed_same_data_other_seed_other_data(name):
     first, again, other = load(name, seed=1), load(name, seed=1), load(name, seed=2)
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], other[0])
 
 
@@ -111,7 +130,12 @@ def test_classification_labels_are_class_indices(name):
 @pytest.mark.parametrize("fraction, n_test", [(0.25, 25), (0.1, 10), (0.5, 50)])
 def test_split_sizes(fraction, n_test):
     x, y, x_test, y_test = load("moons", n_samples=100, test_fraction=fraction)
-    assert (len(x), len(y), len(x_test), len(y_test)) == (100 - n_test, 100 - n_test, n_test, n_test)
+    assert (len(x), len(y), len(x_test), len(y_test)) == (
+        100 - n_test,
+        100 - n_test,
+        n_test,
+        n_test,
+    )
 
 
 @pytest.mark.parametrize("name", ["moons", "circles", "regression", "digits"])
@@ -146,7 +170,11 @@ BAD_PARAMS = [
     ("moons", {"test_fraction": 1.0}, "test_fraction must be a number in [0, 1), got 1.0"),
     ("xor", {"test_fraction": -0.5}, "test_fraction must be a number in [0, 1), got -0.5"),
     ("regression", {"test_fraction": True}, "test_fraction must be a number in [0, 1), got True"),
-    ("regression", {"target_scale": "log"}, "dataset 'regression': target_scale must be one of 'minmax', 'standard', 'none', got 'log'"),
+    (
+        "regression",
+        {"target_scale": "log"},
+        "dataset 'regression': target_scale must be one of 'minmax', 'standard', 'none', got 'log'",
+    ),
     ("digits", {"flatten": "yes"}, "flatten must be true or false, got 'yes'"),
     ("mnist", {"n_samples": 1}, "dataset 'mnist' has no parameter 'n_samples'"),
     ("mnist", {"train_samples": 0}, "train_samples must be a positive integer, got 0"),
@@ -209,7 +237,9 @@ def test_mnist_round_trip(tmp_path, compress):
 
 def test_mnist_flatten_and_subsets(tmp_path):
     arrays = make_mnist_dir(tmp_path, n_train=20, n_test=10)
-    x, y, x_test, y_test = load("mnist", seed=5, path=str(tmp_path), train_samples=8, test_samples=4, flatten=True)
+    x, y, x_test, y_test = load(
+        "mnist", seed=5, path=str(tmp_path), train_samples=8, test_samples=4, flatten=True
+    )
     assert x.shape == (8, 784) and x_test.shape == (4, 784) and (len(y), len(y_test)) == (8, 4)
     # Each kept sample is a row of the file with its own label.
     images = arrays["train-images-idx3-ubyte"].reshape(20, 784).astype(np.float32) / 255
@@ -231,14 +261,19 @@ def test_mnist_reads_from_plugnet_data(tmp_path, monkeypatch):
 
 def test_mnist_without_path_or_env_or_network_says_how_to_fix():
     # no files anywhere: a download from the mirrors, here a closed port (conftest)
-    with pytest.raises(DataError, match=r"dataset .mnist. could not download .* put its four files .* \$PLUGNET_DATA"):
+    with pytest.raises(
+        DataError,
+        match=r"dataset .mnist. could not download .* put its four files .* \$PLUGNET_DATA",
+    ):
         load("mnist")
 
 
 def test_missing_file_is_named(tmp_path):
     make_mnist_dir(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(DataError, match=r"missing file t10k-labels-idx1-ubyte \(or t10k-labels-idx1-ubyte.gz\)"):
+    with pytest.raises(
+        DataError, match=r"missing file t10k-labels-idx1-ubyte \(or t10k-labels-idx1-ubyte.gz\)"
+    ):
         load("mnist", path=str(tmp_path))
 
 
@@ -262,7 +297,10 @@ def test_truncated_file_is_named(tmp_path, compress):
 def test_image_and_label_counts_must_match(tmp_path):
     make_mnist_dir(tmp_path, n_train=6)
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(5), compress=False)
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte has 6 images but .*train-labels-idx1-ubyte has 5 labels"):
+    with pytest.raises(
+        DataError,
+        match=r"train-images-idx3-ubyte has 6 images but .*train-labels-idx1-ubyte has 5 labels",
+    ):
         load("mnist", path=str(tmp_path))
 
 
@@ -279,7 +317,9 @@ def test_mnist_trains_from_generated_files(tmp_path):
     make_mnist_dir(tmp_path / "mnist", n_train=16, n_test=8)
     config = {
         "data": {"type": "mnist", "path": str(tmp_path / "mnist")},
-        "model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]},
+        "model": {
+            "layers": [{"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]
+        },
         "train": {"loss": "cross_entropy", "epochs": 1, "batch_size": 8, "metrics": ["accuracy"]},
         "logging": {"logdir": str(tmp_path / "run")},
     }

@@ -17,7 +17,12 @@ from plugins.datasets import MNIST, FashionMNIST
 
 pytest.importorskip("pooch")
 
-NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+NAMES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
@@ -59,7 +64,11 @@ def server(tmp_path):
     thread.start()
     try:
         yield SimpleNamespace(
-            root=root, url=f"http://127.0.0.1:{httpd.server_address[1]}/", arrays=arrays, hashes=hashes, requests=requests
+            root=root,
+            url=f"http://127.0.0.1:{httpd.server_address[1]}/",
+            arrays=arrays,
+            hashes=hashes,
+            requests=requests,
         )
     finally:
         httpd.shutdown()
@@ -80,7 +89,9 @@ def test_first_use_downloads_into_path_then_reads_from_it(server, tmp_path):
     x, y, x_test, y_test = load(path=str(data), url=server.url, hashes=server.hashes)
     assert x.shape == (12, 28, 28, 1) and x_test.shape == (5, 28, 28, 1)
     assert np.array_equal(x[..., 0], server.arrays[NAMES[0]].astype(np.float32) / 255)
-    assert np.array_equal(y, server.arrays[NAMES[1]]) and np.array_equal(y_test, server.arrays[NAMES[3]])
+    assert np.array_equal(y, server.arrays[NAMES[1]]) and np.array_equal(
+        y_test, server.arrays[NAMES[3]]
+    )
     assert files_in(data) == sorted(f"{name}.gz" for name in NAMES)  # no temporary files left
     assert sorted(server.requests) == sorted(f"/{name}.gz" for name in NAMES)
 
@@ -106,7 +117,11 @@ def test_plugnet_data_that_holds_no_files_falls_back_to_the_cache(server, tmp_pa
 
 def test_a_mirror_that_fails_is_followed_by_the_next(server, tmp_path):
     dead = MNIST.mirrors[0]  # conftest's closed port
-    x, *_ = load(path=str(tmp_path / "d"), url=[dead, server.url + "missing/", server.url], hashes=server.hashes)
+    x, *_ = load(
+        path=str(tmp_path / "d"),
+        url=[dead, server.url + "missing/", server.url],
+        hashes=server.hashes,
+    )
     assert len(x) == 12
     assert "/missing/train-images-idx3-ubyte.gz" in server.requests  # a 404 there, then the next
 
@@ -131,8 +146,11 @@ def test_offline_the_message_says_where_to_put_the_files(tmp_path):
     with pytest.raises(DataError) as info:
         load(path=str(target))  # the default mirrors: a closed port here (conftest)
     message = str(info.value)
-    assert "could not download train-images-idx3-ubyte.gz" in message and "could not connect" in message
-    assert f"put its four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, " in message
+    assert (
+        "could not download train-images-idx3-ubyte.gz" in message
+        and "could not connect" in message
+    )
+    assert "put its four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, " in message
     assert f"in {target}" in message and "$PLUGNET_DATA" in message
     assert "\n" not in message
     assert not target.exists()  # the directory it made for the download is removed again
@@ -146,7 +164,10 @@ def test_offline_from_the_command_line_is_one_line_and_exit_2(tmp_path, capsys):
     )
     assert main(["train", str(config), "--logdir", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("plugnet: error: dataset 'fashion_mnist' could not download") and err.count("\n") == 1
+    assert (
+        err.startswith("plugnet: error: dataset 'fashion_mnist' could not download")
+        and err.count("\n") == 1
+    )
     assert str(tmp_path / "cache" / "plugnet" / "fashion_mnist") in err
     assert not (tmp_path / "run").exists()
 
@@ -163,11 +184,15 @@ def test_offline_from_the_command_line_is_one_line_and_exit_2(tmp_path, capsys):
 def test_bad_download_parameters(params, message, tmp_path, server):
     from framework import ConfigError
 
-    with pytest.raises((ConfigError, DataError), match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        (ConfigError, DataError), match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
         load(path=str(tmp_path / "d"), **{"url": server.url, **params})
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="no copy of the MNIST files beside the repository")
+@pytest.mark.skipif(
+    not SHARED_MNIST.is_dir(), reason="no copy of the MNIST files beside the repository"
+)
 def test_the_built_in_mnist_digests_are_those_of_the_real_files():
     for name, digest in MNIST.digests.items():
         algorithm, value = digest.split(":")

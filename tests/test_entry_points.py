@@ -64,7 +64,11 @@ def plugnet(*args, path=None):
     if path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(
-        [sys.executable, "-m", "framework", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "framework", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -27,8 +27,13 @@ def example(name, *overrides):
 
 def test_the_seed_examples_are_there():
     assert {
-        "hours_studied.toml", "regression_bfgs.toml", "circles.toml", "circles_small.toml",
-        "moons.toml", "moons_deep.toml", "xor.toml",
+        "hours_studied.toml",
+        "regression_bfgs.toml",
+        "circles.toml",
+        "circles_small.toml",
+        "moons.toml",
+        "moons_deep.toml",
+        "xor.toml",
     } <= set(CONFIGS)
 
 
@@ -48,7 +53,18 @@ def test_every_example_builds(name):
 def test_hours_studied_bfgs_drives_the_cost_below_1e_5(tmp_path, capsys):
     """Seed 000: 2-3-1 sigmoid net, no biases, uniform [0, 1) weights, ½Σ(y − ŷ)², BFGS."""
     logdir = tmp_path / "hours"
-    assert main(["train", os.path.join(EXAMPLES, "hours_studied.toml"), "--logdir", str(logdir), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                os.path.join(EXAMPLES, "hours_studied.toml"),
+                "--logdir",
+                str(logdir),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((logdir / "summary.json").read_text())
     assert summary["train"]["loss"] < 1e-5
     assert 1 <= summary["epochs"] <= 200  # one BFGS iteration per epoch, at most maxiter
@@ -75,7 +91,9 @@ def test_regression_bfgs_fits_the_deeper_network():
 def test_circles_small_reaches_97_percent(tmp_path, capsys):
     """Seed 001's 2-3-2 net with momentum on 1,000 circles (circles.toml trains on 50,000)."""
     logdir = tmp_path / "circles"
-    code = main(["train", os.path.join(EXAMPLES, "circles_small.toml"), "--logdir", str(logdir), "--quiet"])
+    code = main(
+        ["train", os.path.join(EXAMPLES, "circles_small.toml"), "--logdir", str(logdir), "--quiet"]
+    )
     assert code == 0
     summary = json.loads((logdir / "summary.json").read_text())
     assert summary["test"]["accuracy"] >= 0.97
@@ -84,7 +102,10 @@ def test_circles_small_reaches_97_percent(tmp_path, capsys):
 
 def test_circles_full_example_is_the_small_one_at_scale():
     full, small = example("circles.toml"), example("circles_small.toml")
-    assert full["model"] == small["model"] and full["train"]["optimizer"] == small["train"]["optimizer"]
+    assert (
+        full["model"] == small["model"]
+        and full["train"]["optimizer"] == small["train"]["optimizer"]
+    )
     # 50,000 training samples as in the seed; lr 5.0 on the mean loss = 1e-4 on the sum.
     train_samples = full["data"]["n_samples"] * (1 - full["data"]["test_fraction"])
     assert train_samples == 50_000
@@ -107,7 +128,9 @@ def test_moons_deep_reaches_95_percent():
 def test_xor_gets_all_four_points_right():
     """Seed 003's 2-2-1 net with per-sample SGD; lr 1.0 for 2,000 epochs here, where xor.toml
     takes the seed's lr 0.01 for 50,000 epochs."""
-    experiment = build(example("xor.toml", "train.optimizer.lr=1.0", "train.epochs=2000", "logging.logdir=run"))
+    experiment = build(
+        example("xor.toml", "train.optimizer.lr=1.0", "train.epochs=2000", "logging.logdir=run")
+    )
     summary = experiment.fit()
     assert summary["steps"] == 2000 * 4  # batch_size = 1: one step per point
     predicted = experiment.trainer.model.predict(experiment.x_train).ravel() > 0.5

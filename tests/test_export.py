@@ -35,7 +35,9 @@ def onnx_difference(model, x):
     proto = to_onnx(model)
     # As the model takes it (token ids kept integers), ids as the int64 the graph declares.
     fed = model.prepare(x)
-    got = run_onnx(onnx_session(proto), fed.astype(np.int64) if np.issubdtype(fed.dtype, np.integer) else fed)
+    got = run_onnx(
+        onnx_session(proto), fed.astype(np.int64) if np.issubdtype(fed.dtype, np.integer) else fed
+    )
     expected = model.predict(x)
     assert got.shape == expected.shape and got.dtype == expected.dtype
     return float(np.max(np.abs(got - expected)))
@@ -64,9 +66,17 @@ LAYER_CASES = [
     ("dropout", {"rate": 0.5}, (6,)),
     ("flatten", {}, (3, 4, 2)),
     ("reshape", {"target_shape": [3, -1]}, (2, 6)),
-    ("conv2d", {"filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"}, (6, 7, 2)),
+    (
+        "conv2d",
+        {"filters": 3, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        (6, 7, 2),
+    ),
     ("conv2d", {"filters": 4, "kernel_size": 4, "strides": 2, "padding": "same"}, (7, 6, 3)),
-    ("conv2d", {"filters": 2, "kernel_size": [2, 3], "strides": [1, 2], "padding": "valid"}, (5, 8, 2)),
+    (
+        "conv2d",
+        {"filters": 2, "kernel_size": [2, 3], "strides": [1, 2], "padding": "valid"},
+        (5, 8, 2),
+    ),
     ("conv2d", {"filters": 2, "kernel_size": 5, "padding": "same", "use_bias": False}, (4, 4, 1)),
     ("maxpool2d", {"pool_size": 2}, (6, 6, 3)),
     ("maxpool2d", {"pool_size": 3, "strides": 2, "padding": "same"}, (6, 7, 2)),
@@ -104,8 +114,6 @@ LAYER_CASES = [
 ]
 
 
-
-
 def test_every_builtin_layer_has_a_case():
     import plugins.layers
 
@@ -127,7 +135,11 @@ def test_recurrent_layers_export_as_onnx_operators(kind, params, operator):
     assert [n.op_type for n in proto.graph.node].count("MatMul") == 0
     shapes = {t.name: list(t.dims) for t in proto.graph.initializer}
     gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[operator]
-    assert [shapes[name] for name in node.input[1:4]] == [[1, gates * 4, 3], [1, gates * 4, 4], [1, 2 * gates * 4]]
+    assert [shapes[name] for name in node.input[1:4]] == [
+        [1, gates * 4, 3],
+        [1, gates * 4, 4],
+        [1, 2 * gates * 4],
+    ]
 
 
 @pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru", "multi_head_attention"])
@@ -138,7 +150,9 @@ def test_sequence_layers_export_in_float64(kind):
         params = {"num_heads": 2, "causal": True}
     else:
         params = {"units": 4, "return_sequences": True}
-    model = randomize(Sequential([layer(kind, **params)], input_shape=(5, 4), dtype="float64", seed=0))
+    model = randomize(
+        Sequential([layer(kind, **params)], input_shape=(5, 4), dtype="float64", seed=0)
+    )
     proto = to_onnx(model)
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     assert onnx_difference(model, np.random.default_rng(0).normal(size=(6, 5, 4))) <= 1e-12
@@ -148,10 +162,15 @@ def test_recurrent_layer_with_a_plugin_activation_unrolls_through_its_exporter(m
     monkeypatch.syspath_prepend(os.path.join(ROOT, "examples", "plugin"))
     framework.load_plugins(["plugnet_swish"])
     swish = {"type": "swish", "beta": 1.5}
-    model = randomize(Sequential([layer("simple_rnn", units=3, activation=swish)], input_shape=(4, 2), seed=0))
+    model = randomize(
+        Sequential([layer("simple_rnn", units=3, activation=swish)], input_shape=(4, 2), seed=0)
+    )
     assert onnx_difference(model, random_inputs((4, 2))) <= TOLERANCE
     cube = Sequential([layer("simple_rnn", units=3, activation=Cube())], input_shape=(4, 2))
-    with pytest.raises(PluginError, match=r"activation 'cube' .* in layer simple_rnn_0 .*to_onnx\(self, builder, x\)"):
+    with pytest.raises(
+        PluginError,
+        match=r"activation 'cube' .* in layer simple_rnn_0 .*to_onnx\(self, builder, x\)",
+    ):
         to_onnx(cube)
 
 
@@ -159,10 +178,16 @@ def test_stacked_recurrent_and_attention_model_exports():
     """Sequences through an LSTM, a causal attention over its states and a GRU, in one graph."""
     model = randomize(
         Sequential(
-            [layer("lstm", units=8, return_sequences=True), layer("multi_head_attention", num_heads=2, causal=True),
-             layer("layer_norm"), layer("gru", units=4, return_sequences=True), layer("simple_rnn", units=3),
-             layer("dense", units=2)],
-            input_shape=(7, 3), seed=0,
+            [
+                layer("lstm", units=8, return_sequences=True),
+                layer("multi_head_attention", num_heads=2, causal=True),
+                layer("layer_norm"),
+                layer("gru", units=4, return_sequences=True),
+                layer("simple_rnn", units=3),
+                layer("dense", units=2),
+            ],
+            input_shape=(7, 3),
+            seed=0,
         ),
         seed=2,
     )
@@ -181,45 +206,66 @@ def test_graph_models_export_merges_batch_norm_and_layer_norm():
     y = layer("dense", units=3, activation="softmax")(layer("layer_norm")(gated))
     model = randomize(framework.Model(x, y, seed=0))
     xs = random_inputs((6, 6, 2), n=16)
-    framework.Trainer(model, "cross_entropy", "adam", seed=0).fit(xs, np.arange(16) % 3, epochs=2, batch_size=8)
+    framework.Trainer(model, "cross_entropy", "adam", seed=0).fit(
+        xs, np.arange(16) % 3, epochs=2, batch_size=8
+    )
     assert not np.allclose(model.layers[2].state["running_var"], 1)
     assert onnx_difference(model, random_inputs((6, 6, 2), seed=3)) <= TOLERANCE
 
 
 def test_token_models_export_embedding_positions_and_pooling():
     ids = framework.Input((7,), name="tokens")
-    h = layer("positional_embedding", max_length=10)(layer("embedding", input_dim=12, output_dim=4)(ids))
-    model = randomize(framework.Model(ids, layer("dense", units=2)(layer("global_avgpool1d")(h)), seed=0))
+    h = layer("positional_embedding", max_length=10)(
+        layer("embedding", input_dim=12, output_dim=4)(ids)
+    )
+    model = randomize(
+        framework.Model(ids, layer("dense", units=2)(layer("global_avgpool1d")(h)), seed=0)
+    )
     tokens = np.random.default_rng(0).integers(0, 12, size=(5, 7))
     session = onnx_session(to_onnx(model))
     got = session.run(None, {"tokens": tokens.astype(np.int64)})[0]
     assert np.max(np.abs(got - model.predict(tokens))) <= TOLERANCE
 
 
-@pytest.mark.parametrize("kind, params, shape", LAYER_CASES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(LAYER_CASES)])
+@pytest.mark.parametrize(
+    "kind, params, shape", LAYER_CASES, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(LAYER_CASES)]
+)
 def test_each_builtin_layer_alone(kind, params, shape):
     model = randomize(Sequential([layer(kind, **params)], input_shape=shape, seed=0))
     assert onnx_difference(model, random_inputs(shape)) <= TOLERANCE
 
 
-ACTIVATIONS = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", {"type": "leaky_relu", "alpha": 0.3}, "softmax"]
+ACTIVATIONS = [
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    {"type": "leaky_relu", "alpha": 0.3},
+    "softmax",
+]
 
 
 def test_every_builtin_activation_is_covered():
     import plugins.activations
 
     named = {a if isinstance(a, str) else a["type"] for a in ACTIVATIONS}
-    assert named == set(plugins.activations.register_activations())  # the built-ins, not a test's plugins
+    assert named == set(
+        plugins.activations.register_activations()
+    )  # the built-ins, not a test's plugins
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
 def test_each_builtin_activation_in_dense_and_conv(activation):
     model = randomize(
         Sequential(
-            [layer("conv2d", filters=3, kernel_size=3, activation=activation),
-             layer("flatten"),
-             layer("dense", units=4, activation=activation)],
-            input_shape=(5, 5, 2), seed=0,
+            [
+                layer("conv2d", filters=3, kernel_size=3, activation=activation),
+                layer("flatten"),
+                layer("dense", units=4, activation=activation),
+            ],
+            input_shape=(5, 5, 2),
+            seed=0,
         )
     )
     # Large inputs reach every region: sigmoid's tails, relu's negative side, softmax's max.
@@ -252,16 +298,23 @@ def example_inputs(config):
 def test_example_models(config):
     model = config["model"]
     x = example_inputs(config)
-    net = model_from_config(model["layers"], input_shape=x.shape[1:], dtype=model.get("dtype", "float32"), seed=0)
+    net = model_from_config(
+        model["layers"], input_shape=x.shape[1:], dtype=model.get("dtype", "float32"), seed=0
+    )
     assert onnx_difference(net, x) <= TOLERANCE
 
 
 def test_graph_has_a_dynamic_batch_and_nodes_named_after_layers():
     model = randomize(
         Sequential(
-            [layer("conv2d", filters=2, kernel_size=3), layer("maxpool2d"), layer("flatten"),
-             layer("dense", units=3, activation="softmax")],
-            input_shape=(6, 6, 1), seed=0,
+            [
+                layer("conv2d", filters=2, kernel_size=3),
+                layer("maxpool2d"),
+                layer("flatten"),
+                layer("dense", units=3, activation="softmax"),
+            ],
+            input_shape=(6, 6, 1),
+            seed=0,
         )
     )
     proto = to_onnx(model)
@@ -270,12 +323,16 @@ def test_graph_has_a_dynamic_batch_and_nodes_named_after_layers():
     assert graph_input.name == "input"
     dims = graph_input.type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [6, 6, 1]
-    layer_names = {l.name for l in model.layers}
+    layer_names = {layer.name for layer in model.layers}
     for node in proto.graph.node:
         assert node.name == "output" or node.name.split("/")[0] in layer_names
-    assert {"conv2d_0/Conv", "maxpool2d_1/MaxPool", "flatten_2/Flatten", "dense_3/MatMul", "dense_3/Softmax"} <= {
-        node.name for node in proto.graph.node
-    }
+    assert {
+        "conv2d_0/Conv",
+        "maxpool2d_1/MaxPool",
+        "flatten_2/Flatten",
+        "dense_3/MatMul",
+        "dense_3/Softmax",
+    } <= {node.name for node in proto.graph.node}
     session = onnx_session(proto)
     for batch in (1, 33):
         x = random_inputs((6, 6, 1), n=batch)
@@ -283,7 +340,13 @@ def test_graph_has_a_dynamic_batch_and_nodes_named_after_layers():
 
 
 def test_float64_model_exports_in_float64():
-    model = randomize(Sequential([layer("dense", units=3, activation="tanh"), layer("dense", units=2)], input_shape=(4,), dtype="float64"))
+    model = randomize(
+        Sequential(
+            [layer("dense", units=3, activation="tanh"), layer("dense", units=2)],
+            input_shape=(4,),
+            dtype="float64",
+        )
+    )
     proto = to_onnx(model)
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     x = np.random.default_rng(0).normal(size=(6, 4))
@@ -313,13 +376,19 @@ def test_layer_without_exporter_is_one_clear_error(tmp_path):
     with pytest.raises(PluginError) as caught:
         export_onnx(model, tmp_path / "m.onnx")
     message = str(caught.value)
-    assert "layer doubler_1" in message and "Doubler" in message and "to_onnx(self, builder, x)" in message
+    assert (
+        "layer doubler_1" in message
+        and "Doubler" in message
+        and "to_onnx(self, builder, x)" in message
+    )
     assert os.listdir(tmp_path) == []
 
 
 def test_activation_without_exporter_names_it_and_its_layer():
     model = Sequential([create("layers", "dense", units=3, activation=Cube())], input_shape=(2,))
-    with pytest.raises(PluginError, match=r"activation 'cube' .* in layer dense_0 .*to_onnx\(self, builder, x\)"):
+    with pytest.raises(
+        PluginError, match=r"activation 'cube' .* in layer dense_0 .*to_onnx\(self, builder, x\)"
+    ):
         to_onnx(model)
 
 
@@ -351,9 +420,13 @@ def test_example_plugin_layer_and_activation_export(monkeypatch):
     framework.load_plugins(["plugnet_swish"])
     model = randomize(
         Sequential(
-            [layer("dense", units=4, activation={"type": "swish", "beta": 1.5}), layer("gaussian_noise"),
-             layer("dense", units=2, activation="swish")],
-            input_shape=(3,), seed=0,
+            [
+                layer("dense", units=4, activation={"type": "swish", "beta": 1.5}),
+                layer("gaussian_noise"),
+                layer("dense", units=2, activation="swish"),
+            ],
+            input_shape=(3,),
+            seed=0,
         )
     )
     assert onnx_difference(model, 3 * random_inputs((3,))) <= TOLERANCE
@@ -372,8 +445,12 @@ def test_export_writes_atomically_and_unwritable_path_is_a_data_error(tmp_path):
 
 
 def cli(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-    return subprocess.run([sys.executable, "-m", "framework", *args], capture_output=True, text=True, cwd=cwd, env=env)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "framework", *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
 
 
 def test_cli_export_check_runs_the_file_on_held_out_data(tmp_path):
@@ -398,13 +475,16 @@ def test_cli_export_check_runs_the_file_on_held_out_data(tmp_path):
     result = cli("export", "run", "-o", "digits.onnx", "--check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "wrote digits.onnx" in result.stdout
-    line = next(l for l in result.stdout.splitlines() if "largest difference" in l)
+    line = next(ln for ln in result.stdout.splitlines() if "largest difference" in ln)
     assert "359 held-out samples" in line  # a fifth of 1,797 digits
     assert float(line.rsplit(" ", 1)[1]) <= TOLERANCE
 
     blocked = cli("export", "run", "-o", "run/config.json/m.onnx", cwd=tmp_path)
     assert blocked.returncode == 2
-    assert blocked.stderr.startswith("plugnet: error: cannot write the ONNX file") and blocked.stderr.count("\n") == 1
+    assert (
+        blocked.stderr.startswith("plugnet: error: cannot write the ONNX file")
+        and blocked.stderr.count("\n") == 1
+    )
     assert "Traceback" not in blocked.stderr
 
 
@@ -430,6 +510,8 @@ def test_cli_export_check_on_a_trained_lstm_run(tmp_path):
     ).fit()
     result = cli("export", "run", "-o", "adding.onnx", "--check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    line = next(l for l in result.stdout.splitlines() if "largest difference" in l)
+    line = next(ln for ln in result.stdout.splitlines() if "largest difference" in ln)
     assert float(line.rsplit(" ", 1)[1]) <= TOLERANCE
-    assert {"lstm_0/LSTM", "gru_1/GRU"} <= {node.name for node in onnx.load(tmp_path / "adding.onnx").graph.node}
+    assert {"lstm_0/LSTM", "gru_1/GRU"} <= {
+        node.name for node in onnx.load(tmp_path / "adding.onnx").graph.node
+    }

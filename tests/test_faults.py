@@ -45,7 +45,10 @@ def start(args, cwd):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([SUPPORT, os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen(
         [sys.executable, "-m", "framework", "train", *args, "--quiet"],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -61,7 +64,9 @@ def kill_when(process, logdir, ready, timeout=120):
             return names
         if process.poll() is not None:
             _, err = process.communicate()
-            pytest.fail(f"training ended before the kill point (status {process.returncode}): {err.decode()}")
+            pytest.fail(
+                f"training ended before the kill point (status {process.returncode}): {err.decode()}"
+            )
         time.sleep(0.002)
     process.kill()
     pytest.fail("the kill point was never reached")
@@ -92,7 +97,12 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_weights(t
     (tmp_path / "c.toml").write_text(CONFIG)
     sys.path.insert(0, SUPPORT)
     try:
-        expected = framework.run(dict(framework.config.load_config(tmp_path / "c.toml"), logging={"logdir": str(tmp_path / "straight")}))
+        expected = framework.run(
+            dict(
+                framework.config.load_config(tmp_path / "c.toml"),
+                logging={"logdir": str(tmp_path / "straight")},
+            )
+        )
     finally:
         sys.path.remove(SUPPORT)
     straight = final_params(tmp_path / "straight")
@@ -102,7 +112,10 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_weights(t
     kill_points = [
         ("after the first checkpoint", lambda names: count(names) >= 1),
         ("after four more", lambda names: count(names) >= 5),
-        ("during a write, or just after one", lambda names: any(n.startswith(".tmp-") for n in names) or count(names) >= 9),
+        (
+            "during a write, or just after one",
+            lambda names: any(n.startswith(".tmp-") for n in names) or count(names) >= 9,
+        ),
         ("past an epoch boundary", lambda names: count(names) >= 14),
     ]
     steps_seen = []

@@ -28,11 +28,19 @@ LAYER_CASES = {
     "flatten": [{"input_shape": (2, 3, 2)}],
     "reshape": [{"params": {"target_shape": (3, -1)}, "input_shape": (2, 6)}],
     "conv2d": [
-        {"params": {"filters": 3, "kernel_size": 3, "padding": p, "strides": s}, "input_shape": (5, 5, 2)}
+        {
+            "params": {"filters": 3, "kernel_size": 3, "padding": p, "strides": s},
+            "input_shape": (5, 5, 2),
+        }
         for p in ("same", "valid")
         for s in (1, 2)
     ]
-    + [{"params": {"filters": 2, "kernel_size": (2, 3), "activation": "tanh"}, "input_shape": (4, 5, 1)}],
+    + [
+        {
+            "params": {"filters": 2, "kernel_size": (2, 3), "activation": "tanh"},
+            "input_shape": (4, 5, 1),
+        }
+    ],
     "maxpool2d": [
         {"params": {"pool_size": 2}, "input_shape": (4, 4, 2)},
         {"params": {"pool_size": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)},
@@ -45,7 +53,10 @@ LAYER_CASES = {
         {"input_shape": [(4,), (4,)]},
         {"params": {"activation": "relu"}, "input_shape": [(3, 3, 2)] * 3},
     ],
-    "multiply": [{"input_shape": [(4,), (4,)]}, {"params": {"activation": "tanh"}, "input_shape": [(2, 3)] * 3}],
+    "multiply": [
+        {"input_shape": [(4,), (4,)]},
+        {"params": {"activation": "tanh"}, "input_shape": [(2, 3)] * 3},
+    ],
     "concatenate": [
         {"input_shape": [(3,), (2,), (1,)]},
         {"params": {"axis": 1}, "input_shape": [(2, 3), (1, 3)]},
@@ -61,19 +72,30 @@ LAYER_CASES = {
     "global_maxpool2d": [{"input_shape": (3, 3, 2)}],
 }
 
-ACTIVATION_CASES = {"leaky_relu": [{}, {"params": {"alpha": 0.2}}], "softmax": [{"shape": (3, 4)}, {"shape": (2, 3, 5)}]}
+ACTIVATION_CASES = {
+    "leaky_relu": [{}, {"params": {"alpha": 0.2}}],
+    "softmax": [{"shape": (3, 4)}, {"shape": (2, 3, 5)}],
+}
 
 PROBABILITIES = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3], [0.25, 0.25, 0.5], [0.1, 0.7, 0.2]])
 LOSS_CASES = {
     "mse": [{}, {"params": {"reduction": "half_sum"}}, {"params": {"reduction": "sum"}}],
     "binary_cross_entropy": [
         {},
-        {"params": {"from_logits": True}, "y_pred": [[-1.5], [0.3], [2.0], [-0.2]], "y_true": [1, 0, 1, 0]},
+        {
+            "params": {"from_logits": True},
+            "y_pred": [[-1.5], [0.3], [2.0], [-0.2]],
+            "y_true": [1, 0, 1, 0],
+        },
     ],
     "cross_entropy": [
         {},
         {"y_pred": PROBABILITIES, "y_true": np.array([1, 0, 2, 1])},
-        {"params": {"from_logits": True}, "y_pred": 3 * PROBABILITIES - 1, "y_true": np.array([0, 2, 2, 1])},
+        {
+            "params": {"from_logits": True},
+            "y_pred": 3 * PROBABILITIES - 1,
+            "y_true": np.array([0, 2, 2, 1]),
+        },
     ],
 }
 
@@ -85,7 +107,9 @@ def cases(kind, table):
         pytest.param(name, case, id=f"{name}-{i}")
         for name in registry().names(kind)
         for i, case in enumerate(
-            table.get(name) or getattr(registry().entry(kind, name).factory, "check_cases", None) or [{}]
+            table.get(name)
+            or getattr(registry().entry(kind, name).factory, "check_cases", None)
+            or [{}]
         )
     ]
 
@@ -194,12 +218,17 @@ def test_the_correct_versions_pass():
 
 
 def test_kit_catches_a_wrong_activation_derivative():
-    with pytest.raises(AssertionError, match=r"activation .*WrongCube.*gradient with respect to z: max error"):
+    with pytest.raises(
+        AssertionError, match=r"activation .*WrongCube.*gradient with respect to z: max error"
+    ):
         testing.check_activation(WrongCube())
 
 
 def test_kit_catches_a_wrong_parameter_gradient_and_names_it():
-    with pytest.raises(AssertionError, match=r"layer .*wrong=True.*gradient of 'weights': max error .* > tolerance 1e-06"):
+    with pytest.raises(
+        AssertionError,
+        match=r"layer .*wrong=True.*gradient of 'weights': max error .* > tolerance 1e-06",
+    ):
         testing.check_layer(Scale(wrong=True), input_shape=(3,))
 
 
@@ -209,7 +238,9 @@ def test_kit_catches_a_wrong_loss_gradient():
 
 
 def test_kit_catches_a_wrong_fused_gradient():
-    with pytest.raises(AssertionError, match="backward_fused after softmax against finite differences"):
+    with pytest.raises(
+        AssertionError, match="backward_fused after softmax against finite differences"
+    ):
         testing.check_loss(WrongFusedCrossEntropy())
 
 
@@ -225,7 +256,9 @@ def test_kit_catches_wrong_shapes():
         def backward(self, grad_y):
             return grad_y
 
-    with pytest.raises(AssertionError, match=r"forward output has shape \(3, 4\), expected \(3, 5\)"):
+    with pytest.raises(
+        AssertionError, match=r"forward output has shape \(3, 4\), expected \(3, 5\)"
+    ):
         testing.check_layer(Lies(), input_shape=(4,))
 
 
@@ -260,7 +293,9 @@ def test_check_plugin_lists_every_failure_with_component_names():
     Scale.check_cases = [{"params": {"wrong": True}, "input_shape": (2,)}]
     try:
         module = plugin_module(
-            register_layers={"scale": Scale}, register_activations={"cube": WrongCube}, register_losses={"half": HalfGradientMSE}
+            register_layers={"scale": Scale},
+            register_activations={"cube": WrongCube},
+            register_losses={"half": HalfGradientMSE},
         )
         with pytest.raises(AssertionError) as caught:
             testing.check_plugin(module)
@@ -275,10 +310,17 @@ def test_check_plugin_lists_every_failure_with_component_names():
 def test_check_plugin_asks_for_a_case_when_defaults_cannot_build():
     dense = type(registry().create("layers", "dense", units=1))
     # a layer that needs an argument and brings no check_cases of its own
-    module = plugin_module(register_layers={"dense_copy": type("DenseCopy", (dense,), {"check_cases": None})})
-    with pytest.raises(AssertionError, match=r"layers/dense_copy: could not be checked with case \{\}.*give it a case"):
+    module = plugin_module(
+        register_layers={"dense_copy": type("DenseCopy", (dense,), {"check_cases": None})}
+    )
+    with pytest.raises(
+        AssertionError,
+        match=r"layers/dense_copy: could not be checked with case \{\}.*give it a case",
+    ):
         testing.check_plugin(module)
-    report = testing.check_plugin(module, cases={"dense_copy": {"params": {"units": 2}, "input_shape": (3,)}})
+    report = testing.check_plugin(
+        module, cases={"dense_copy": {"params": {"units": 2}, "input_shape": (3,)}}
+    )
     assert report["layers/dense_copy"] < 1e-6
 
 

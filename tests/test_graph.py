@@ -9,8 +9,18 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import framework
-from framework import ConfigError, DataError, Input, Model, Sequential, ShapeError, Trainer, create, testing
-from framework.checkpoints import latest_whole_checkpoint, load_checkpoint
+from framework import (
+    ConfigError,
+    DataError,
+    Input,
+    Model,
+    Sequential,
+    ShapeError,
+    Trainer,
+    create,
+    testing,
+)
+from framework.checkpoints import latest_whole_checkpoint
 
 # --- building --------------------------------------------------------------------------------
 
@@ -27,7 +37,13 @@ def residual_model(dtype="float32", seed=0, units=6):
 
 def test_a_residual_model_is_ordered_named_and_wired():
     model = residual_model()
-    assert [layer.name for layer in model.layers] == ["dense_0", "dense_1", "batch_norm_2", "add_3", "dense_4"]
+    assert [layer.name for layer in model.layers] == [
+        "dense_0",
+        "dense_1",
+        "batch_norm_2",
+        "add_3",
+        "dense_4",
+    ]
     assert model.inbound == {
         "dense_0": ["features"],
         "dense_1": ["dense_0"],
@@ -37,21 +53,27 @@ def test_a_residual_model_is_ordered_named_and_wired():
     }
     assert model.output_shape == (3,) and model.input_shape == (4,)
     summary = model.summary()
-    assert "features (input)" in summary and "dense_0, batch_norm_2" in summary and "inputs" in summary
+    assert (
+        "features (input)" in summary and "dense_0, batch_norm_2" in summary and "inputs" in summary
+    )
     # running statistics are state: saved with the weights, not parameters
     assert "batch_norm_2/running_mean" in model.state_dict()
     assert model.num_params == 4 * 6 + 6 + 6 * 6 + 6 + 6 + 6 + 6 * 3 + 3
 
 
 def test_sequential_is_the_chain_case_of_model():
-    model = Sequential([{"type": "dense", "units": 3}, {"type": "dense", "units": 2}], input_shape=(4,))
+    model = Sequential(
+        [{"type": "dense", "units": 3}, {"type": "dense", "units": 2}], input_shape=(4,)
+    )
     assert isinstance(model, Model) and model.chain
     assert model.inbound == {"dense_0": ["input"], "dense_1": ["dense_0"]}
 
 
 def test_named_layers_keep_their_names():
     x = Input((3,))
-    y = create("layers", "dense", units=2, name="head")(create("layers", "dense", units=4, name="body")(x))
+    y = create("layers", "dense", units=2, name="head")(
+        create("layers", "dense", units=4, name="body")(x)
+    )
     model = Model(x, y)
     assert [layer.name for layer in model.layers] == ["body", "head"]
 
@@ -84,7 +106,13 @@ def graph_gradient_error(model, loss, x, y):
         numeric[i] = (at(up) - at(down)) / 2e-6
     model.set_params(theta)
     errors.append(testing.compare(analytic, numeric, "parameters"))
-    for i, (xi, gi) in enumerate(zip(x if isinstance(x, list) else [x], grad_x if isinstance(x, list) else [grad_x])):
+    for i, (xi, gi) in enumerate(
+        zip(
+            x if isinstance(x, list) else [x],
+            grad_x if isinstance(x, list) else [grad_x],
+            strict=True,
+        )
+    ):
         errors.append(testing.compare(gi, testing.numeric_gradient(value, xi, 1e-6), f"input {i}"))
     return max(errors)
 
@@ -105,12 +133,16 @@ def test_two_branches_concatenated_gradient_matches_finite_differences():
     m = create("layers", "multiply")([c, create("layers", "dense", units=6)(x)])
     model = Model(x, create("layers", "dense", units=2)(m), dtype="float64", seed=1)
     rng = np.random.default_rng(1)
-    assert graph_gradient_error(model, "mse", rng.normal(size=(4, 3)), rng.normal(size=(4, 2))) < 1e-6
+    assert (
+        graph_gradient_error(model, "mse", rng.normal(size=(4, 3)), rng.normal(size=(4, 2))) < 1e-6
+    )
 
 
 def test_two_inputs_gradient_matches_finite_differences_and_data_by_name_or_order():
     a, b = Input((3,), name="a"), Input((2,), name="b")
-    h = create("layers", "concatenate")([create("layers", "dense", units=3, activation="tanh")(a), b])
+    h = create("layers", "concatenate")(
+        [create("layers", "dense", units=3, activation="tanh")(a), b]
+    )
     model = Model([a, b], create("layers", "dense", units=1)(h), dtype="float64", seed=2)
     rng = np.random.default_rng(2)
     xa, xb = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
@@ -127,7 +159,11 @@ def test_two_inputs_gradient_matches_finite_differences_and_data_by_name_or_orde
 def test_a_tensor_read_by_two_layers_gets_the_sum_of_their_gradients():
     x = Input((2,))
     model = Model(x, create("layers", "add")([x, x]), dtype="float64")
-    grad = model.backward(np.ones((1, 2)), input_grad=True) if model.forward(np.ones((1, 2))) is not None else None
+    grad = (
+        model.backward(np.ones((1, 2)), input_grad=True)
+        if model.forward(np.ones((1, 2))) is not None
+        else None
+    )
     np.testing.assert_array_equal(grad, 2 * np.ones((1, 2)))
 
 
@@ -194,17 +230,23 @@ def test_concatenate_axis_out_of_range_and_shapes_that_do_not_merge_are_named():
         Model(x, create("layers", "concatenate", axis=2)([x, x]))
     a = create("layers", "dense", units=8)(x)
     b = create("layers", "dense", units=16)(x)
-    with pytest.raises(ShapeError, match=r"add_2 cannot take input .*\(None, 8\), \(None, 16\) do not merge"):
+    with pytest.raises(
+        ShapeError, match=r"add_2 cannot take input .*\(None, 8\), \(None, 16\) do not merge"
+    ):
         Model(x, create("layers", "add")([a, b]))
 
 
 def batch_norm_torch_pair(torch, rng, shape):
     channels = shape[-1]
-    ours = Sequential([{"type": "batch_norm", "momentum": 0.1}], input_shape=shape[1:], dtype="float64")
+    ours = Sequential(
+        [{"type": "batch_norm", "momentum": 0.1}], input_shape=shape[1:], dtype="float64"
+    )
     layer = ours.layers[0]
     layer.params["gamma"][...] = rng.normal(size=channels)
     layer.params["beta"][...] = rng.normal(size=channels)
-    theirs = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(channels, momentum=0.1).double()
+    theirs = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(
+        channels, momentum=0.1
+    ).double()
     with torch.no_grad():
         theirs.weight.copy_(torch.from_numpy(layer.params["gamma"]))
         theirs.bias.copy_(torch.from_numpy(layer.params["beta"]))
@@ -227,19 +269,31 @@ def test_batch_norm_matches_pytorch_over_several_training_steps(shape):
         yt = theirs(xt)
         gt = torch.from_numpy(g.transpose(0, 3, 1, 2).copy() if nchw else g)
         (yt * gt).sum().backward()
-        to_ours = (lambda t: t.detach().numpy().transpose(0, 2, 3, 1)) if nchw else (lambda t: t.detach().numpy())
+        to_ours = (
+            (lambda t: t.detach().numpy().transpose(0, 2, 3, 1))
+            if nchw
+            else (lambda t: t.detach().numpy())
+        )
         np.testing.assert_allclose(y, to_ours(yt), atol=1e-10)
         np.testing.assert_allclose(grad_x, to_ours(xt.grad), atol=1e-10)
         np.testing.assert_allclose(layer.grads["gamma"], theirs.weight.grad.numpy(), atol=1e-10)
         np.testing.assert_allclose(layer.grads["beta"], theirs.bias.grad.numpy(), atol=1e-10)
         theirs.weight.grad = theirs.bias.grad = None
-        np.testing.assert_allclose(layer.state["running_mean"], theirs.running_mean.numpy(), atol=1e-12)
-        np.testing.assert_allclose(layer.state["running_var"], theirs.running_var.numpy(), atol=1e-12)
+        np.testing.assert_allclose(
+            layer.state["running_mean"], theirs.running_mean.numpy(), atol=1e-12
+        )
+        np.testing.assert_allclose(
+            layer.state["running_var"], theirs.running_var.numpy(), atol=1e-12
+        )
     theirs.eval()
     x = rng.normal(size=shape)
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy() if nchw else x)
     expected = theirs(xt).detach().numpy()
-    np.testing.assert_allclose(layer.forward(x, training=False), expected.transpose(0, 2, 3, 1) if nchw else expected, atol=1e-10)
+    np.testing.assert_allclose(
+        layer.forward(x, training=False),
+        expected.transpose(0, 2, 3, 1) if nchw else expected,
+        atol=1e-10,
+    )
 
 
 def test_layer_norm_matches_pytorch():
@@ -268,9 +322,15 @@ def test_a_small_residual_network_trains_like_pytorch():
     nn = torch.nn
     x_in = Input((6, 6, 2))
     stem = create("layers", "conv2d", filters=3, kernel_size=3, activation="relu")(x_in)
-    branch = create("layers", "batch_norm")(create("layers", "conv2d", filters=3, kernel_size=3)(stem))
-    h = create("layers", "global_avgpool2d")(create("layers", "add", activation="relu")([stem, branch]))
-    model = Model(x_in, create("layers", "dense", units=4, activation="softmax")(h), dtype="float64", seed=0)
+    branch = create("layers", "batch_norm")(
+        create("layers", "conv2d", filters=3, kernel_size=3)(stem)
+    )
+    h = create("layers", "global_avgpool2d")(
+        create("layers", "add", activation="relu")([stem, branch])
+    )
+    model = Model(
+        x_in, create("layers", "dense", units=4, activation="softmax")(h), dtype="float64", seed=0
+    )
     trainer = Trainer(model, "cross_entropy", {"type": "sgd", "lr": 0.1, "momentum": 0.9}, seed=0)
 
     class Torch(nn.Module):
@@ -288,10 +348,19 @@ def test_a_small_residual_network_trains_like_pytorch():
 
     net = Torch().double()
     layers = {layer.name: layer for layer in model.layers}
-    assert list(layers) == ["conv2d_0", "conv2d_1", "batch_norm_2", "add_3", "global_avgpool2d_4", "dense_5"]
+    assert list(layers) == [
+        "conv2d_0",
+        "conv2d_1",
+        "batch_norm_2",
+        "add_3",
+        "global_avgpool2d_4",
+        "dense_5",
+    ]
     with torch.no_grad():
         for ours, theirs in (("conv2d_0", net.stem), ("conv2d_1", net.conv)):
-            theirs.weight.copy_(torch.from_numpy(layers[ours].params["weights"].transpose(3, 2, 0, 1).copy()))
+            theirs.weight.copy_(
+                torch.from_numpy(layers[ours].params["weights"].transpose(3, 2, 0, 1).copy())
+            )
             theirs.bias.copy_(torch.from_numpy(layers[ours].params["bias"]))
         net.dense.weight.copy_(torch.from_numpy(layers["dense_5"].params["weights"].T.copy()))
         net.dense.bias.copy_(torch.from_numpy(layers["dense_5"].params["bias"]))
@@ -305,10 +374,20 @@ def test_a_small_residual_network_trains_like_pytorch():
         optimizer.zero_grad()
         nn.functional.cross_entropy(net(xt), yt).backward()
         optimizer.step()
-    np.testing.assert_allclose(layers["conv2d_1"].params["weights"], net.conv.weight.detach().numpy().transpose(2, 3, 1, 0), atol=1e-9)
-    np.testing.assert_allclose(layers["batch_norm_2"].params["gamma"], net.bn.weight.detach().numpy(), atol=1e-9)
-    np.testing.assert_allclose(layers["dense_5"].params["weights"], net.dense.weight.detach().numpy().T, atol=1e-9)
-    np.testing.assert_allclose(layers["batch_norm_2"].state["running_var"], net.bn.running_var.numpy(), atol=1e-9)
+    np.testing.assert_allclose(
+        layers["conv2d_1"].params["weights"],
+        net.conv.weight.detach().numpy().transpose(2, 3, 1, 0),
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        layers["batch_norm_2"].params["gamma"], net.bn.weight.detach().numpy(), atol=1e-9
+    )
+    np.testing.assert_allclose(
+        layers["dense_5"].params["weights"], net.dense.weight.detach().numpy().T, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        layers["batch_norm_2"].state["running_var"], net.bn.running_var.numpy(), atol=1e-9
+    )
 
 
 # --- training, checkpoints, configs ----------------------------------------------------------
@@ -330,7 +409,13 @@ GRAPH_CONFIG = {
     "data": {"type": "digits", "flatten": False, "test_fraction": 0.2},
     "model": {
         "layers": [
-            {"type": "conv2d", "name": "stem", "filters": 8, "kernel_size": 3, "activation": "relu"},
+            {
+                "type": "conv2d",
+                "name": "stem",
+                "filters": 8,
+                "kernel_size": 3,
+                "activation": "relu",
+            },
             {"type": "conv2d", "filters": 8, "kernel_size": 3},
             # momentum 0.5: the running statistics keep up with Adam's large early steps, so
             # evaluation after these few steps sees the statistics training ended with
@@ -346,7 +431,10 @@ GRAPH_CONFIG = {
         "epochs": 3,
         "batch_size": 64,
         "metrics": ["accuracy"],
-        "callbacks": [{"type": "checkpoint", "every": 10}, {"type": "tensorboard", "histogram_every": 10}],
+        "callbacks": [
+            {"type": "checkpoint", "every": 10},
+            {"type": "tensorboard", "histogram_every": 10},
+        ],
     },
 }
 
@@ -365,8 +453,12 @@ def test_a_graph_config_trains_checkpoints_and_logs_every_parameter(tmp_path):
     # chance is 0.1
     assert summary["test"]["accuracy"] > 0.3 and summary["steps"] == 69
     saved = latest_whole_checkpoint(tmp_path / "run")["params"]
-    assert {"bn/gamma", "bn/beta", "bn/running_mean", "bn/running_var", "add_3/x"} - set(saved) == {"add_3/x"}
-    events = EventAccumulator(str(tmp_path / "run" / "train"), size_guidance={"scalars": 0, "histograms": 0})
+    assert {"bn/gamma", "bn/beta", "bn/running_mean", "bn/running_var", "add_3/x"} - set(saved) == {
+        "add_3/x"
+    }
+    events = EventAccumulator(
+        str(tmp_path / "run" / "train"), size_guidance={"scalars": 0, "histograms": 0}
+    )
     events.Reload()
     tags = events.Tags()
     for tag in ("bn/gamma/mean", "bn/beta/stddev", "bn/gamma_grad/max", "stem/weights/min"):
@@ -401,19 +493,38 @@ def test_resuming_a_graph_with_batch_norm_is_exact(tmp_path):
 
 
 def test_set_addresses_graph_layers_by_index(tmp_path):
-    config = framework.config.apply_overrides(config_with(tmp_path), ["model.layers.1.filters=8", "train.epochs=1"])
+    config = framework.config.apply_overrides(
+        config_with(tmp_path), ["model.layers.1.filters=8", "train.epochs=1"]
+    )
     assert framework.run(config)["epochs"] == 1
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda layers: layers[3].update(inputs=["stem", "nothing"]), "no layer or model input named 'nothing'"),
-        (lambda layers: layers[3].update(inputs=["stem", "later"]) or layers[5].update(name="later"), "comes later"),
+        (
+            lambda layers: layers[3].update(inputs=["stem", "nothing"]),
+            "no layer or model input named 'nothing'",
+        ),
+        (
+            lambda layers: (
+                layers[3].update(inputs=["stem", "later"]) or layers[5].update(name="later")
+            ),
+            "comes later",
+        ),
         (lambda layers: layers[1].update(name="stem"), "the name 'stem' is used twice"),
-        (lambda layers: layers[3].pop("inputs"), "merges several inputs.*give 'inputs' in the config"),
-        (lambda layers: layers[4].update(inputs=["stem"]), "conv2d_1, bn, add_3 do not lead to the output"),
-        (lambda layers: layers[1].update(filters=5), r"\(None, 8, 8, 8\) from stem and \(None, 8, 8, 5\) from bn"),
+        (
+            lambda layers: layers[3].pop("inputs"),
+            "merges several inputs.*give 'inputs' in the config",
+        ),
+        (
+            lambda layers: layers[4].update(inputs=["stem"]),
+            "conv2d_1, bn, add_3 do not lead to the output",
+        ),
+        (
+            lambda layers: layers[1].update(filters=5),
+            r"\(None, 8, 8, 8\) from stem and \(None, 8, 8, 5\) from bn",
+        ),
     ],
 )
 def test_a_wrong_graph_config_is_one_clear_error_and_exit_2(tmp_path, change, message):
@@ -426,7 +537,9 @@ def test_a_wrong_graph_config_is_one_clear_error_and_exit_2(tmp_path, change, me
     path.write_text(json.dumps(config))
     toml = tmp_path / "bad.toml"
     toml.write_text(to_toml(config))
-    done = subprocess.run([sys.executable, "-m", "framework", "train", str(toml)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "framework", "train", str(toml)], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
@@ -468,7 +581,9 @@ def test_a_state_array_of_the_wrong_shape_in_a_weights_file_is_named(tmp_path):
     arrays["batch_norm_2/running_var"] = np.ones(7, np.float32)
     np.savez(path, **arrays)
     before = model.state_dict()["batch_norm_2/running_var"].copy()
-    with pytest.raises(ShapeError, match="batch_norm_2/running_var has shape \\(7,\\), the model's is \\(6,\\)"):
+    with pytest.raises(
+        ShapeError, match="batch_norm_2/running_var has shape \\(7,\\), the model's is \\(6,\\)"
+    ):
         model.load_weights(path)
     np.testing.assert_array_equal(model.state_dict()["batch_norm_2/running_var"], before)
 
@@ -484,10 +599,15 @@ def tiny_mnist(directory, n_train=96, n_test=32):
     rng = np.random.default_rng(0)
     directory.mkdir(parents=True)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        files = {"images-idx3": rng.integers(0, 256, (n, 28, 28)), "labels-idx1": rng.integers(0, 10, n)}
+        files = {
+            "images-idx3": rng.integers(0, 256, (n, 28, 28)),
+            "labels-idx1": rng.integers(0, 10, n),
+        }
         for name, array in files.items():
             header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
-            (directory / f"{prefix}-{name}-ubyte.gz").write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+            (directory / f"{prefix}-{name}-ubyte.gz").write_bytes(
+                gzip.compress(header + array.astype(np.uint8).tobytes())
+            )
 
 
 def test_the_resnet_example_config_and_script_build_the_same_model_and_train(tmp_path):
@@ -518,7 +638,9 @@ def test_the_resnet_example_config_and_script_build_the_same_model_and_train(tmp
         sys.path.pop(0)
     in_python = build_model()
     assert from_config.num_params == in_python.num_params == 37_770  # 320 + 4·9·32·32 + 4·64 + 330
-    assert [kind(layer) for layer in from_config.layers] == [kind(layer) for layer in in_python.layers]
+    assert [kind(layer) for layer in from_config.layers] == [
+        kind(layer) for layer in in_python.layers
+    ]
 
 
 def kind(layer):

@@ -38,8 +38,14 @@ def torch_rates(make_scheduler, steps, lr=0.1):
     "params, make_scheduler",
     [
         ({"schedule": "cosine"}, lambda s, o: s.CosineAnnealingLR(o, T_max=40)),
-        ({"schedule": "cosine", "min_lr": 0.01}, lambda s, o: s.CosineAnnealingLR(o, T_max=40, eta_min=0.01)),
-        ({"schedule": "step", "step_size": 7, "gamma": 0.5}, lambda s, o: s.StepLR(o, step_size=7, gamma=0.5)),
+        (
+            {"schedule": "cosine", "min_lr": 0.01},
+            lambda s, o: s.CosineAnnealingLR(o, T_max=40, eta_min=0.01),
+        ),
+        (
+            {"schedule": "step", "step_size": 7, "gamma": 0.5},
+            lambda s, o: s.StepLR(o, step_size=7, gamma=0.5),
+        ),
         ({"schedule": "step", "step_size": 10}, lambda s, o: s.StepLR(o, step_size=10)),
         ({"schedule": "exponential", "gamma": 0.9}, lambda s, o: s.ExponentialLR(o, gamma=0.9)),
         (
@@ -47,13 +53,32 @@ def torch_rates(make_scheduler, steps, lr=0.1):
             lambda s, o: s.OneCycleLR(o, max_lr=0.1, total_steps=40, cycle_momentum=False),
         ),
         (
-            {"schedule": "one_cycle", "pct_start": 0.5, "div_factor": 10.0, "final_div_factor": 100.0},
+            {
+                "schedule": "one_cycle",
+                "pct_start": 0.5,
+                "div_factor": 10.0,
+                "final_div_factor": 100.0,
+            },
             lambda s, o: s.OneCycleLR(
-                o, max_lr=0.1, total_steps=40, pct_start=0.5, div_factor=10, final_div_factor=100, cycle_momentum=False
+                o,
+                max_lr=0.1,
+                total_steps=40,
+                pct_start=0.5,
+                div_factor=10,
+                final_div_factor=100,
+                cycle_momentum=False,
             ),
         ),
     ],
-    ids=["cosine", "cosine-min", "step", "step-default-gamma", "exponential", "one-cycle", "one-cycle-options"],
+    ids=[
+        "cosine",
+        "cosine-min",
+        "step",
+        "step-default-gamma",
+        "exponential",
+        "one-cycle",
+        "one-cycle-options",
+    ],
 )
 def test_rates_equal_pytorchs_schedulers(params, make_scheduler):
     expected = torch_rates(make_scheduler, 40)
@@ -67,7 +92,9 @@ def test_warmup_rises_in_a_straight_line_then_the_cosine_starts_at_the_peak():
     np.testing.assert_allclose(rates[:5], [0.1, 0.2, 0.3, 0.4, 0.5])
     cosine = schedule(16, peak=0.5)
     np.testing.assert_allclose(rates[4:], [cosine.rate(t) for t in range(16)])
-    assert rates[-1] < 0.01 and schedule(20, peak=0.5).rate(25) == 0.0  # past the end: stays at the end
+    assert (
+        rates[-1] < 0.01 and schedule(20, peak=0.5).rate(25) == 0.0
+    )  # past the end: stays at the end
 
 
 def make_config(logdir, callbacks, optimizer=None, epochs=4):
@@ -168,7 +195,9 @@ def test_the_rate_is_in_the_logs_the_csv_and_tensorboard(tmp_path):
     events.Reload()
     logged = {event.step: event.value for event in events.Scalars("lr")}
     assert sorted(logged) == list(range(18))  # once a step: the logs' lr, not the optimizer's too
-    assert [logged[t] for t in range(18)] == pytest.approx([rates.rate(t) for t in range(18)], rel=1e-6)
+    assert [logged[t] for t in range(18)] == pytest.approx(
+        [rates.rate(t) for t in range(18)], rel=1e-6
+    )
 
 
 def test_a_second_fit_continues_from_the_peak_it_first_read():
@@ -178,7 +207,9 @@ def test_a_second_fit_continues_from_the_peak_it_first_read():
         [{"type": "dense", "units": 2, "activation": "softmax"}], input_shape=(2,), seed=0
     )
     callback = create("callbacks", "lr_schedule", schedule="cosine")
-    trainer = framework.Trainer(model, "cross_entropy", {"type": "sgd", "lr": 0.3}, callbacks=[callback])
+    trainer = framework.Trainer(
+        model, "cross_entropy", {"type": "sgd", "lr": 0.3}, callbacks=[callback]
+    )
     trainer.fit(x, y, epochs=2, batch_size=8)
     trainer.fit(x, y, epochs=2, batch_size=8)  # the schedule now spans 4 epochs from 0.3
     assert callback.peak == 0.3 and callback.length == 16
@@ -212,7 +243,9 @@ def test_config_errors_name_the_problem(params, message):
 
 def test_a_warmup_longer_than_the_run_and_a_full_batch_optimizer_are_refused(tmp_path):
     config = make_config(tmp_path / "a", [{"type": "lr_schedule", "warmup": 24}])
-    with pytest.raises(ConfigError, match=r"warmup \(24\) must be shorter than the schedule \(24 steps\)"):
+    with pytest.raises(
+        ConfigError, match=r"warmup \(24\) must be shorter than the schedule \(24 steps\)"
+    ):
         build(config).fit()
     config = make_config(tmp_path / "b", [{"type": "lr_schedule"}], optimizer="bfgs")
     with pytest.raises(ConfigError, match="needs a step optimizer with an lr"):
@@ -236,7 +269,10 @@ callbacks = [{ type = "lr_schedule", schedule = "cosine", lr = -1.0 }]
     )
     for args, message in [
         ([], "'lr' must be > 0"),
-        (["--set", 'train.callbacks.0.schedule="sine"', "--set", "train.callbacks.0.lr=0.1"], "unknown schedule 'sine'"),
+        (
+            ["--set", 'train.callbacks.0.schedule="sine"', "--set", "train.callbacks.0.lr=0.1"],
+            "unknown schedule 'sine'",
+        ),
     ]:
         code = main(["train", str(path), "--quiet", "--logdir", "runs/x", *args])
         err = capsys.readouterr().err

@@ -6,13 +6,19 @@ from framework import DataError, Sequential, ShapeError, create
 
 def small_model(**kwargs):
     return Sequential(
-        [create("layers", "dense", units=4, activation="tanh"), {"type": "dense", "units": 2, "activation": "softmax"}],
+        [
+            create("layers", "dense", units=4, activation="tanh"),
+            {"type": "dense", "units": 2, "activation": "softmax"},
+        ],
         **kwargs,
     )
 
 
 def test_layers_are_named_by_kind_and_index():
-    model = Sequential(["flatten", {"type": "dense", "units": 3}, {"type": "dropout", "rate": 0.5}], input_shape=(2, 2))
+    model = Sequential(
+        ["flatten", {"type": "dense", "units": 3}, {"type": "dropout", "rate": 0.5}],
+        input_shape=(2, 2),
+    )
     assert [layer.name for layer in model.layers] == ["flatten_0", "dense_1", "dropout_2"]
     assert model.output_shape == (3,)
 
@@ -44,7 +50,10 @@ def test_flat_params_round_trip_in_place():
 
 
 def test_seed000_network_has_26048_weights():
-    layers = [{"type": "dense", "units": n, "activation": "sigmoid", "use_bias": False} for n in (32, 20, 16)]
+    layers = [
+        {"type": "dense", "units": n, "activation": "sigmoid", "use_bias": False}
+        for n in (32, 20, 16)
+    ]
     assert Sequential(layers, input_shape=(784,)).num_params == 26_048
 
 
@@ -56,7 +65,10 @@ def test_summary_lists_layers_shapes_and_counts():
 
 def test_shape_mismatch_names_layer_and_shapes():
     model = small_model(input_shape=(3,))
-    with pytest.raises(ShapeError, match=r"input of layer dense_0 is incompatible: expected shape \(None, 3\), got \(None, 5\)"):
+    with pytest.raises(
+        ShapeError,
+        match=r"input of layer dense_0 is incompatible: expected shape \(None, 3\), got \(None, 5\)",
+    ):
         model.predict(np.ones((2, 5)))
 
 
@@ -83,8 +95,13 @@ def test_training_backward_stops_at_the_first_layer_with_parameters():
     """Layers before it (flatten here) and its own input gradient are skipped while
     training; asking for the input gradient afterwards gets it whole again."""
     model = Sequential(
-        [{"type": "flatten"}, {"type": "dense", "units": 3, "activation": "tanh"}, {"type": "dense", "units": 2}],
-        input_shape=(2, 2), seed=0,
+        [
+            {"type": "flatten"},
+            {"type": "dense", "units": 3, "activation": "tanh"},
+            {"type": "dense", "units": 2},
+        ],
+        input_shape=(2, 2),
+        seed=0,
     )
     flatten = model.layers[0]
     calls = []

@@ -27,7 +27,10 @@ def test_notebook_runs(path, tmp_path):
     before = tensorboards()
     try:
         client = nbclient.NotebookClient(
-            notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+            notebook,
+            timeout=180,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(tmp_path)}},
         )
         client.execute()  # raises CellExecutionError naming the cell on any error
     finally:
@@ -36,9 +39,18 @@ def test_notebook_runs(path, tmp_path):
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-    errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o
+        for cell in notebook.cells
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
 
 
 def test_there_are_three_notebooks():
-    assert [p.stem for p in NOTEBOOKS] == ["backpropagation_by_hand", "gradient_check", "tensorboard_in_jupyter"]
+    assert [p.stem for p in NOTEBOOKS] == [
+        "backpropagation_by_hand",
+        "gradient_check",
+        "tensorboard_in_jupyter",
+    ]

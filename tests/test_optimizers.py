@@ -32,14 +32,25 @@ def adagrad(p, g, state, t, lr=0.01, initial=0.1, eps=1e-7):
 CASES = [
     ({"type": "sgd", "lr": 0.01}, lambda p, g, s, t: p - 0.01 * g),
     ({"type": "sgd", "lr": 0.01, "momentum": 0.9}, sgd_momentum),
-    ({"type": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True}, lambda p, g, s, t: sgd_momentum(p, g, s, t, nesterov=True)),
+    (
+        {"type": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True},
+        lambda p, g, s, t: sgd_momentum(p, g, s, t, nesterov=True),
+    ),
     ({"type": "adam", "lr": 0.01}, adam),
     ({"type": "rmsprop", "lr": 0.01}, rmsprop),
     ({"type": "adagrad", "lr": 0.01}, adagrad),
 ]
 
 
-@pytest.mark.parametrize("spec, formula", CASES, ids=lambda c: c["type"] + ("-" + "-".join(k for k in c if k not in ("type", "lr")) if len(c) > 2 else "") if isinstance(c, dict) else "")
+@pytest.mark.parametrize(
+    "spec, formula",
+    CASES,
+    ids=lambda c: (
+        c["type"] + ("-" + "-".join(k for k in c if k not in ("type", "lr")) if len(c) > 2 else "")
+        if isinstance(c, dict)
+        else ""
+    ),
+)
 def test_updates_follow_the_formula(spec, formula):
     rng = np.random.default_rng(0)
     # shapes and dtypes of a real model, largest last, float32 beside float64
@@ -51,7 +62,10 @@ def test_updates_follow_the_formula(spec, formula):
     for t in range(1, 6):
         grads = [rng.normal(size=p.shape).astype(p.dtype) for p in params]
         optimizer.step(params, grads)
-        expected = [formula(p, g.astype(np.float64), s, t) for p, g, s in zip(expected, grads, states)]
-    for got, want in zip(params, expected):
+        expected = [
+            formula(p, g.astype(np.float64), s, t)
+            for p, g, s in zip(expected, grads, states, strict=True)
+        ]
+    for got, want in zip(params, expected, strict=True):
         tol = 1e-12 if got.dtype == np.float64 else 1e-5
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)

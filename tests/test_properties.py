@@ -30,7 +30,8 @@ dimension = st.integers(1, 5)
 layer_specs = st.one_of(
     st.builds(
         lambda units, activation: {"type": "dense", "units": units, "activation": activation},
-        st.integers(1, 6), st.sampled_from(ACTIVATIONS),
+        st.integers(1, 6),
+        st.sampled_from(ACTIVATIONS),
     ),
     st.builds(lambda a: {"type": "activation", "activation": a}, st.sampled_from(ACTIVATIONS)),
     st.just({"type": "flatten"}),
@@ -94,8 +95,23 @@ BASE = {
     },
     "logging": {"logdir": "runs/fuzz"},
 }
-NAMES = ["dense", "dropout", "relu", "softmax", "adam", "sgd", "mse", "cross_entropy", "xor",
-         "moons", "mnist", "checkpoint", "accuracy", "he_normal", "reshape"]
+NAMES = [
+    "dense",
+    "dropout",
+    "relu",
+    "softmax",
+    "adam",
+    "sgd",
+    "mse",
+    "cross_entropy",
+    "xor",
+    "moons",
+    "mnist",
+    "checkpoint",
+    "accuracy",
+    "he_normal",
+    "reshape",
+]
 
 
 def paths(node, prefix=()):
@@ -122,7 +138,9 @@ values = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(["type", "units", "lr", "rate", "every", "zz"]), inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["type", "units", "lr", "rate", "every", "zz"]), inner, max_size=3
+        ),
     ),
     max_leaves=6,
 )
@@ -134,7 +152,13 @@ def toml_literal(value):
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
@@ -143,7 +167,10 @@ def toml_literal(value):
 
 
 def toml_document(config):
-    return "\n".join(f"{json.dumps(key)} = {toml_literal(value)}" for key, value in config.items()) + "\n"
+    return (
+        "\n".join(f"{json.dumps(key)} = {toml_literal(value)}" for key, value in config.items())
+        + "\n"
+    )
 
 
 def mutate(config, path, action, value):
@@ -187,7 +214,8 @@ def assert_clean(code, err):
 @given(
     mutations=st.lists(
         st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "delete", "add"]), values),
-        min_size=1, max_size=3,
+        min_size=1,
+        max_size=3,
     )
 )
 def test_mutated_configs_never_give_a_traceback(tmp_path, mutations):
@@ -206,12 +234,24 @@ def test_mutated_configs_never_give_a_traceback(tmp_path, mutations):
 @given(
     key=st.one_of(st.sampled_from([".".join(map(str, p)) for p in PATHS]), st.text(max_size=12)),
     value=st.one_of(values.map(toml_literal), st.text(max_size=10)),
-    extra=st.lists(st.sampled_from(["--epochs", "--seed", "-3", "x", "--resume", "--nope", "2"]), max_size=3),
+    extra=st.lists(
+        st.sampled_from(["--epochs", "--seed", "-3", "x", "--resume", "--nope", "2"]), max_size=3
+    ),
 )
 @example(key="seed", value="-3", extra=[])
 @example(key="train.batch_size", value="2", extra=["--seed", "-3"])
 def test_random_command_lines_never_give_a_traceback(key, value, extra):
-    args = ["train", "--quiet", "--logdir", "runs/cli", "--epochs", "1", "--set", f"{key}={value}", *extra]
+    args = [
+        "train",
+        "--quiet",
+        "--logdir",
+        "runs/cli",
+        "--epochs",
+        "1",
+        "--set",
+        f"{key}={value}",
+        *extra,
+    ]
     code, err = run_cli(args)
     assert_clean(code, err)
 
@@ -237,7 +277,14 @@ def checkpoint_bytes():
 
 corruptions = st.one_of(
     st.tuples(st.just("truncate"), st.floats(0, 1, exclude_max=True)),
-    st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), min_size=1, max_size=4)),
+    st.tuples(
+        st.just("flip"),
+        st.lists(
+            st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+            min_size=1,
+            max_size=4,
+        ),
+    ),
     st.tuples(st.just("random"), st.binary(max_size=600)),
 )
 
@@ -275,7 +322,6 @@ def test_corrupt_checkpoints_are_clear_data_errors(tmp_path, corruption):
             assert "no whole checkpoint" in str(exc)
 
 
-
 def header_offsets(data):
     """Offsets of every byte of the archive's structure: each entry's local header with the
     start of its .npy header, and the central directory to the end of the file."""
@@ -303,8 +349,16 @@ def test_a_flipped_bit_in_any_checkpoint_header_is_a_clear_error(tmp_path):
         else:
             assert checkpoint["step"] == 4 and checkpoint["params"], offset
 
+
 def idx_bytes(array):
-    codes = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
+    codes = {
+        np.uint8: 0x08,
+        np.int8: 0x09,
+        np.int16: 0x0B,
+        np.int32: 0x0C,
+        np.float32: 0x0D,
+        np.float64: 0x0E,
+    }
     header = bytes([0, 0, codes[array.dtype.type], array.ndim])
     header += np.array(array.shape, dtype=">u4").tobytes()
     return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
@@ -348,18 +402,27 @@ extreme_logits = st.lists(
 
 
 @settings(max_examples=100, **SETTINGS)
-@given(rows=st.lists(extreme_logits, min_size=1, max_size=4), dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
+@given(
+    rows=st.lists(extreme_logits, min_size=1, max_size=4),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    data=st.data(),
+)
 def test_softmax_and_cross_entropy_stay_finite_at_extreme_logits(rows, dtype, data):
     width = len(rows[0])
     z = np.array([(row * width)[:width] for row in rows], dtype=dtype)
-    labels = np.array(data.draw(st.lists(st.integers(0, width - 1), min_size=len(z), max_size=len(z))))
+    labels = np.array(
+        data.draw(st.lists(st.integers(0, width - 1), min_size=len(z), max_size=len(z)))
+    )
     softmax = create("activations", "softmax")
     p = softmax.forward(z)
     assert np.isfinite(p).all() and (p >= 0).all()
     np.testing.assert_allclose(p.sum(axis=-1), 1, rtol=1e-5)
     grad_a = np.random.default_rng(0).normal(size=z.shape).astype(dtype)
     assert np.isfinite(softmax.backward(z, p, grad_a)).all()
-    for loss in (create("losses", "cross_entropy"), create("losses", "cross_entropy", from_logits=True)):
+    for loss in (
+        create("losses", "cross_entropy"),
+        create("losses", "cross_entropy", from_logits=True),
+    ):
         y_pred = z if loss.from_logits else p
         value = loss.forward(y_pred, labels)
         grad = loss.backward(y_pred, labels)
@@ -373,16 +436,27 @@ def test_softmax_and_cross_entropy_stay_finite_at_extreme_logits(rows, dtype, da
 
 
 @settings(max_examples=100, **SETTINGS)
-@given(z=st.lists(st.one_of(st.floats(-1e4, 1e4), st.sampled_from([-1e4, 1e4])), min_size=1, max_size=8),
-       dtype=st.sampled_from([np.float32, np.float64]), data=st.data())
+@given(
+    z=st.lists(
+        st.one_of(st.floats(-1e4, 1e4), st.sampled_from([-1e4, 1e4])), min_size=1, max_size=8
+    ),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    data=st.data(),
+)
 def test_sigmoid_and_binary_cross_entropy_stay_finite_at_extreme_logits(z, dtype, data):
     z = np.array(z, dtype=dtype).reshape(-1, 1)
-    y = np.array(data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=len(z), max_size=len(z))), dtype=dtype).reshape(-1, 1)
+    y = np.array(
+        data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=len(z), max_size=len(z))),
+        dtype=dtype,
+    ).reshape(-1, 1)
     sigmoid = create("activations", "sigmoid")
     p = sigmoid.forward(z)
     assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
     assert np.isfinite(sigmoid.backward(z, p, np.ones_like(z))).all()
-    for loss in (create("losses", "binary_cross_entropy"), create("losses", "binary_cross_entropy", from_logits=True)):
+    for loss in (
+        create("losses", "binary_cross_entropy"),
+        create("losses", "binary_cross_entropy", from_logits=True),
+    ):
         y_pred = z if loss.from_logits else p
         value = loss.forward(y_pred, y)
         assert math.isfinite(value) and value >= 0

@@ -71,9 +71,8 @@ def register_layers():
 
 # Two mistakes a plugin author makes: a wrong derivative (2z² for z³) and a scale gradient
 # that forgets the activation's derivative (summing x·W ⊙ g instead of x·W ⊙ δ).
-WRONG = (
-    GOOD.replace("grad_a * 3 * z**2", "grad_a * 2 * z**2")
-    .replace("np.sum(self.xw * delta, axis=0)", "np.sum(self.xw * grad_y, axis=0)")
+WRONG = GOOD.replace("grad_a * 3 * z**2", "grad_a * 2 * z**2").replace(
+    "np.sum(self.xw * delta, axis=0)", "np.sum(self.xw * grad_y, axis=0)"
 )
 
 GOOD_CHECKS = [
@@ -102,7 +101,9 @@ def run(pytester):
 
     def run(*args):
         # hypothesis's plugin would import hypothesis afresh in every run (4 s each)
-        return pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args)
+        return pytester.runpytest(
+            *plugin_args(), "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args
+        )
 
     return run
 
@@ -155,8 +156,12 @@ def test_the_fixture_parametrizes_a_test_over_the_checks(pytester, run):
     )
     result = run("-v")
     result.assert_outcomes(passed=len(GOOD_CHECKS) + 4, failed=3)
-    result.stdout.fnmatch_lines(["*test_good?layers/scaled_dense::gradient?training=True?? PASSED*"], consecutive=False)
-    result.stdout.fnmatch_lines(["*test_wrong?activations/cube::gradient? FAILED*"], consecutive=False)
+    result.stdout.fnmatch_lines(
+        ["*test_good?layers/scaled_dense::gradient?training=True?? PASSED*"], consecutive=False
+    )
+    result.stdout.fnmatch_lines(
+        ["*test_wrong?activations/cube::gradient? FAILED*"], consecutive=False
+    )
 
 
 def test_cases_given_to_the_marker_replace_check_cases(pytester, run):
@@ -182,7 +187,9 @@ def test_a_layer_that_cannot_be_made_says_to_give_it_a_case(pytester, run):
     pytester.makepyfile(no_cases=GOOD.replace("    check_cases = [", "    _unused = ["))
     result = run("--plugnet-check", "no_cases")
     result.assert_outcomes(passed=2, failed=5)
-    result.stdout.fnmatch_lines(["*layers/scaled_dense::round_trip: could not be made with params {}*check_cases*"])
+    result.stdout.fnmatch_lines(
+        ["*layers/scaled_dense::round_trip: could not be made with params {}*check_cases*"]
+    )
 
 
 def test_a_module_that_cannot_be_imported_is_a_collection_error(pytester, run):
@@ -203,16 +210,23 @@ def test_a_hook_with_a_misspelt_argument_is_a_collection_error(pytester, run):
     )
     result = run("--plugnet-check", "bad_hooks")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["plugin bad_hooks: *register_layers*", "*definition: register_layers(trainer)*"])
+    result.stdout.fnmatch_lines(
+        ["plugin bad_hooks: *register_layers*", "*definition: register_layers(trainer)*"]
+    )
 
 
 def test_the_fixture_without_the_marker_says_what_is_missing(pytester, run):
     pytester.makepyfile(test_unmarked="def test_it(plugnet_check):\n    plugnet_check()\n")
     result = run()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*mark the test with @pytest.mark.plugnet_check(your_plugin_module)*"])
+    result.stdout.fnmatch_lines(
+        ["*mark the test with @pytest.mark.plugnet_check(your_plugin_module)*"]
+    )
 
 
 def test_collect_only_lists_the_checks_of_the_built_in_activations(run):
     result = run("--plugnet-check", "plugins.activations", "--collect-only", "-q")
-    result.stdout.fnmatch_lines(["plugins.activations::activations/softmax::gradient", "12 tests collected*"], consecutive=False)
+    result.stdout.fnmatch_lines(
+        ["plugins.activations::activations/softmax::gradient", "12 tests collected*"],
+        consecutive=False,
+    )

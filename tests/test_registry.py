@@ -26,12 +26,27 @@ def test_every_contract_name_is_registered():
     assert {"mse", "binary_cross_entropy", "cross_entropy"} <= names["losses"]
     assert {"sgd", "adam", "rmsprop", "adagrad", "bfgs", "lbfgs"} <= names["optimizers"]
     assert {
-        "zeros", "constant", "uniform", "normal", "truncated_normal",
-        "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+        "zeros",
+        "constant",
+        "uniform",
+        "normal",
+        "truncated_normal",
+        "glorot_uniform",
+        "glorot_normal",
+        "he_uniform",
+        "he_normal",
     } <= names["initializers"]
     assert {"accuracy", "mse", "mae"} <= names["metrics"]
-    assert {"xor", "hours_studied", "regression", "moons", "circles", "digits", "mnist",
-            "fashion_mnist"} <= names["datasets"]
+    assert {
+        "xor",
+        "hours_studied",
+        "regression",
+        "moons",
+        "circles",
+        "digits",
+        "mnist",
+        "fashion_mnist",
+    } <= names["datasets"]
     assert {"progress", "early_stopping", "terminate_on_nan", "csv_logger"} <= names["callbacks"]
 
 
@@ -45,7 +60,9 @@ def test_unknown_name_lists_known_names_and_closest_match():
 
 
 def test_misspelt_parameter_names_component_and_parameter():
-    with pytest.raises(ConfigError, match=r"layer 'dense' has no parameter 'unit'; did you mean 'units'\?"):
+    with pytest.raises(
+        ConfigError, match=r"layer 'dense' has no parameter 'unit'; did you mean 'units'\?"
+    ):
         create("layers", "dense", unit=3)
 
 
@@ -79,7 +96,9 @@ def test_duplicate_name_names_both_plugins(fresh_registry):
 
 def test_plugin_whose_hook_raises_is_named(fresh_registry):
     framework.load_plugins(["broken_plugin"])
-    with pytest.raises(PluginError, match=r"plugin 'broken_plugin' failed in register_losses\(\).*disk on fire"):
+    with pytest.raises(
+        PluginError, match=r"plugin 'broken_plugin' failed in register_losses\(\).*disk on fire"
+    ):
         registry()
 
 
@@ -106,7 +125,9 @@ RAISING_MODULES = [
 
 
 @pytest.mark.parametrize(("source", "error"), RAISING_MODULES)
-def test_plugin_module_that_raises_on_import_is_named(fresh_registry, tmp_path, monkeypatch, source, error):
+def test_plugin_module_that_raises_on_import_is_named(
+    fresh_registry, tmp_path, monkeypatch, source, error
+):
     (tmp_path / "raising_plugin.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "raising_plugin", raising=False)
@@ -120,17 +141,34 @@ def test_plugin_module_that_raises_on_import_is_named(fresh_registry, tmp_path, 
 @pytest.mark.parametrize("command", ["train", "sweep"])
 def test_command_with_a_raising_plugin_module_is_one_message_exit_2(tmp_path, where, command):
     (tmp_path / "raising_plugin.py").write_text("raise RuntimeError('the GPU is not ready')\n")
-    args = [sys.executable, "-m", "framework", command, "--quiet", "--epochs", "1", "--logdir", "runs/never"]
+    args = [
+        sys.executable,
+        "-m",
+        "framework",
+        command,
+        "--quiet",
+        "--epochs",
+        "1",
+        "--logdir",
+        "runs/never",
+    ]
     if where == "--plugin":
         args += ["--plugin", "raising_plugin"]
     else:
         args += ["--set", 'plugins=["raising_plugin"]']
     if command == "sweep":
         args += ["--grid", "model.layers.0.units=2,3", "--jobs", "2"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    )
+    result = subprocess.run(
+        args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 2
-    assert result.stderr == "plugnet: error: cannot import plugin module 'raising_plugin': RuntimeError: the GPU is not ready\n"
+    assert (
+        result.stderr
+        == "plugnet: error: cannot import plugin module 'raising_plugin': RuntimeError: the GPU is not ready\n"
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -162,7 +200,9 @@ def broken_site(tmp_path_factory):
     source = root / "source"
     source.mkdir()
     (source / "pyproject.toml").write_text(BROKEN_DISTRIBUTION)
-    (source / "plugnet_broken.py").write_text("raise RuntimeError('this plugin needs a licence key')\n")
+    (source / "plugnet_broken.py").write_text(
+        "raise RuntimeError('this plugin needs a licence key')\n"
+    )
     target = root / "site"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
@@ -174,11 +214,20 @@ def broken_site(tmp_path_factory):
     return target
 
 
-@pytest.mark.parametrize("command", [["plugins"], ["train", "--quiet", "--epochs", "1", "--logdir", "runs/never"]])
+@pytest.mark.parametrize(
+    "command", [["plugins"], ["train", "--quiet", "--epochs", "1", "--logdir", "runs/never"]]
+)
 def test_entry_point_that_fails_to_load_names_its_distribution(broken_site, tmp_path, command):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(broken_site), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(broken_site), os.environ.get("PYTHONPATH", "")])
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "framework", *command], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        [sys.executable, "-m", "framework", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr == (

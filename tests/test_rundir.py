@@ -47,7 +47,10 @@ def snapshot(directory):
             if name == LOCK_FILE:
                 continue
             with open(path, "rb") as f:
-                found[os.path.relpath(path, directory)] = (hashlib.sha256(f.read()).hexdigest(), os.stat(path).st_mtime_ns)
+                found[os.path.relpath(path, directory)] = (
+                    hashlib.sha256(f.read()).hexdigest(),
+                    os.stat(path).st_mtime_ns,
+                )
     return found
 
 
@@ -128,7 +131,9 @@ def test_refused_before_the_data_are_loaded(tmp_path, monkeypatch):
     framework.run(config(logdir))
     loaded = []
     run_module = sys.modules["framework.run"]  # `framework.run` is the function
-    monkeypatch.setattr(run_module, "resolve", lambda *a, **k: loaded.append(a) or pytest.fail("data loaded"))
+    monkeypatch.setattr(
+        run_module, "resolve", lambda *a, **k: loaded.append(a) or pytest.fail("data loaded")
+    )
     with pytest.raises(ConfigError, match="already holds a finished run"):
         build(config(logdir))
     assert not loaded
@@ -141,7 +146,9 @@ def test_cli_second_run_is_exit_2_one_line(tmp_path, capsys):
     code, out, err = cli(capsys, toml)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"plugnet: error: {tmp_path / 'run'} already holds a finished run of 18 steps")
+    assert err.startswith(
+        f"plugnet: error: {tmp_path / 'run'} already holds a finished run of 18 steps"
+    )
     for choice in (f"--resume {tmp_path / 'run'}", "--overwrite", "another --logdir"):
         assert choice in err
     assert snapshot(tmp_path / "run") == before
@@ -162,7 +169,10 @@ def test_an_unfinished_run_is_named_by_its_newest_checkpoint(tmp_path):
     logdir = tmp_path / "run"
     framework.run(config(logdir))
     os.unlink(logdir / "summary.json")
-    with pytest.raises(ConfigError, match=r"already holds an unfinished run, checkpointed at step 18 \(checkpoints/"):
+    with pytest.raises(
+        ConfigError,
+        match=r"already holds an unfinished run, checkpointed at step 18 \(checkpoints/",
+    ):
         framework.run(config(logdir))
 
 
@@ -183,7 +193,9 @@ def test_overwrite_replaces_the_old_run_and_keeps_other_files(tmp_path):
 
     events = EventAccumulator(str(logdir / "train"), size_guidance={"scalars": 0})
     events.Reload()
-    assert [e.step for e in events.Scalars("loss")] == list(range(9))  # the old run's steps are gone
+    assert [e.step for e in events.Scalars("loss")] == list(
+        range(9)
+    )  # the old run's steps are gone
 
 
 def test_overwrite_with_bad_input_leaves_the_old_run_whole(tmp_path, capsys):
@@ -207,7 +219,10 @@ def test_cli_overwrite(tmp_path, capsys):
 def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
     code, _, err = cli(capsys, "--resume", "runs/a", "--overwrite")
     assert code == 2
-    assert err == "plugnet: error: --resume continues the run in runs/a and --overwrite would replace it: give one of them\n"
+    assert (
+        err
+        == "plugnet: error: --resume continues the run in runs/a and --overwrite would replace it: give one of them\n"
+    )
 
 
 # --- locks ---------------------------------------------------------------------------------------
@@ -218,7 +233,10 @@ def test_a_built_run_holds_its_directory_until_fit_ends(tmp_path):
     experiment = build(config(logdir))
     assert in_use(logdir)
     for kwargs in ({}, {"overwrite": True}, {"resume": logdir}):
-        with pytest.raises(ConfigError, match=f"^{re.escape(str(logdir))} is in use by another plugnet process \\(pid {os.getpid()}\\)"):
+        with pytest.raises(
+            ConfigError,
+            match=f"^{re.escape(str(logdir))} is in use by another plugnet process \\(pid {os.getpid()}\\)",
+        ):
             build(config(logdir), **kwargs)
     experiment.fit()
     assert not in_use(logdir)
@@ -235,7 +253,9 @@ def slow_run_command(logdir, sleep=0.05, epochs=1000, every=1):
 
 def start(command, cwd):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([SUPPORT, os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for_checkpoint(process, logdir, timeout=120):
@@ -282,7 +302,10 @@ def test_two_processes_started_together_one_runs_one_is_refused(tmp_path):
     code, err = results[1]
     assert code == 2 and err.count("\n") == 1, err
     # refused early (in use) or, if the other had finished already, as holding its run
-    assert "is in use by another plugnet process" in err or "already holds a finished run of 50 steps" in err
+    assert (
+        "is in use by another plugnet process" in err
+        or "already holds a finished run of 50 steps" in err
+    )
     assert [step for step, _ in list_checkpoints(logdir)] == [45, 50]
     assert json.loads((logdir / "summary.json").read_text())["steps"] == 50
 

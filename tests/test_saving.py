@@ -22,8 +22,16 @@ def layer(kind, **params):
 def every_layer_model(dtype="float32"):
     return Sequential(
         [
-            layer("conv2d", filters=3, kernel_size=3, strides=2, padding="same", activation={"type": "leaky_relu", "alpha": 0.2},
-                  weight_init={"type": "truncated_normal", "stddev": 0.3}, bias_init={"type": "constant", "value": 0.1}),
+            layer(
+                "conv2d",
+                filters=3,
+                kernel_size=3,
+                strides=2,
+                padding="same",
+                activation={"type": "leaky_relu", "alpha": 0.2},
+                weight_init={"type": "truncated_normal", "stddev": 0.3},
+                bias_init={"type": "constant", "value": 0.1},
+            ),
             layer("maxpool2d", pool_size=2, strides=1, padding="same"),
             layer("avgpool2d", pool_size=[2, 1]),
             layer("flatten"),
@@ -47,7 +55,7 @@ def test_save_and_load_round_trip_bit_identical(tmp_path, dtype):
     path = model.save(tmp_path / "model.npz")
     loaded = load_model(path)
     assert loaded is not model and loaded.dtype == model.dtype
-    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
     assert loaded.summary() == model.summary()
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     for key, value in model.state_dict().items():
@@ -76,21 +84,36 @@ def moons_config(logdir, epochs=3, **train):
     return {
         "seed": 0,
         "data": {"type": "moons", "n_samples": 200, "test_fraction": 0.25},
-        "model": {"layers": [{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dense", "units": 2, "activation": "softmax"}]},
-        "train": {"loss": "cross_entropy", "epochs": epochs, "batch_size": 32, "metrics": ["accuracy"], **train},
+        "model": {
+            "layers": [
+                {"type": "dense", "units": 8, "activation": "tanh"},
+                {"type": "dense", "units": 2, "activation": "softmax"},
+            ]
+        },
+        "train": {
+            "loss": "cross_entropy",
+            "epochs": epochs,
+            "batch_size": 32,
+            "metrics": ["accuracy"],
+            **train,
+        },
         "logging": {"logdir": str(logdir)},
     }
 
 
 def test_a_run_writes_model_npz_that_loads_bit_identical(tmp_path):
-    experiment = build(moons_config(tmp_path / "run", callbacks=[{"type": "checkpoint", "every": 5}]))
+    experiment = build(
+        moons_config(tmp_path / "run", callbacks=[{"type": "checkpoint", "every": 5}])
+    )
     experiment.fit()
     trained = experiment.trainer.model
     assert (tmp_path / "run" / "model.npz").is_file()
     x = np.random.default_rng(1).normal(size=(50, 2))
     expected = trained.predict(x)
     np.testing.assert_array_equal(load_model(tmp_path / "run").predict(x), expected)
-    np.testing.assert_array_equal(load_model(str(tmp_path / "run" / "model.npz")).predict(x), expected)
+    np.testing.assert_array_equal(
+        load_model(str(tmp_path / "run" / "model.npz")).predict(x), expected
+    )
     # The last checkpoint is of the last step: the same weights, with the run's config.
     newest = framework.checkpoints.list_checkpoints(tmp_path / "run")[-1][1]
     np.testing.assert_array_equal(load_model(newest).predict(x), expected)
@@ -101,31 +124,46 @@ def test_a_run_writes_model_npz_that_loads_bit_identical(tmp_path):
 
 
 def test_weights_file_needs_a_config(tmp_path):
-    model = Sequential([layer("dense", units=8, activation="tanh"), layer("dense", units=2, activation="softmax")], input_shape=(2,))
+    model = Sequential(
+        [layer("dense", units=8, activation="tanh"), layer("dense", units=2, activation="softmax")],
+        input_shape=(2,),
+    )
     model.save_weights(tmp_path / "w" / "weights.npz")
     config = moons_config(tmp_path / "unused")
     config["model"]["input_shape"] = [2]
     x = np.random.default_rng(0).normal(size=(4, 2))
-    np.testing.assert_array_equal(load_model(tmp_path / "w" / "weights.npz", config=config).predict(x), model.predict(x))
-    with pytest.raises(DataError, match="holds weights but not the model's architecture: give the config"):
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "w" / "weights.npz", config=config).predict(x), model.predict(x)
+    )
+    with pytest.raises(
+        DataError, match="holds weights but not the model's architecture: give the config"
+    ):
         load_model(tmp_path / "w" / "weights.npz")
     (tmp_path / "w" / "config.json").write_text(json.dumps(config))  # a config beside it is found
-    np.testing.assert_array_equal(load_model(tmp_path / "w" / "weights.npz").predict(x), model.predict(x))
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "w" / "weights.npz").predict(x), model.predict(x)
+    )
     toml = tmp_path / "c.toml"
     toml.write_text(
         '[data]\ntype = "moons"\n[model]\ninput_shape = [2]\nlayers = [{ type = "dense", units = 8, activation = "tanh" }, '
         '{ type = "dense", units = 2, activation = "softmax" }]\n[train]\nloss = "mse"\n'
     )
-    np.testing.assert_array_equal(load_model(tmp_path / "w" / "weights.npz", config=toml).predict(x), model.predict(x))
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "w" / "weights.npz", config=toml).predict(x), model.predict(x)
+    )
 
 
 def test_a_plugin_layer_and_activation_round_trip(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(ROOT, "examples", "plugin"))
     framework.load_plugins(["plugnet_swish", "cube_plugin"])  # cube: a plain class, not attrs
     model = Sequential(
-        [layer("dense", units=4, activation={"type": "swish", "beta": 2.0}), layer("gaussian_noise", stddev=0.3),
-         layer("dense", units=1, activation="cube")],
-        input_shape=(3,), seed=0,
+        [
+            layer("dense", units=4, activation={"type": "swish", "beta": 2.0}),
+            layer("gaussian_noise", stddev=0.3),
+            layer("dense", units=1, activation="cube"),
+        ],
+        input_shape=(3,),
+        seed=0,
     )
     model.save(tmp_path / "p.npz")
     loaded = load_model(tmp_path / "p.npz")
@@ -150,7 +188,10 @@ class Opaque(framework.Layer):
 
 def test_unsaveable_layer_and_unbuilt_model_are_config_errors(tmp_path):
     model = Sequential([layer("dense", units=2), Opaque()], input_shape=(2,))
-    with pytest.raises(ConfigError, match=r"layer opaque_1 \(opaque\) \(Opaque\) keeps no attribute 'factor'.*get_config"):
+    with pytest.raises(
+        ConfigError,
+        match=r"layer opaque_1 \(opaque\) \(Opaque\) keeps no attribute 'factor'.*get_config",
+    ):
         model.save(tmp_path / "o.npz")
     with pytest.raises(ConfigError, match="not built"):
         Sequential([layer("dense", units=2)]).save(tmp_path / "u.npz")
@@ -167,7 +208,9 @@ def test_damaged_files_are_data_errors(tmp_path):
     arrays = dict(np.load(tmp_path / "m.npz"))
     arrays["architecture"] = np.array("{not json")
     np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(DataError, match="bad.npz is not a readable plugnet model file: its architecture is damaged"):
+    with pytest.raises(
+        DataError, match="bad.npz is not a readable plugnet model file: its architecture is damaged"
+    ):
         load_model(tmp_path / "bad.npz")
     np.savez(tmp_path / "pickled.npz", architecture=np.array([{"a": 1}], dtype=object))
     with pytest.raises(DataError, match="refuses to load it"):
@@ -180,14 +223,21 @@ def test_damaged_files_are_data_errors(tmp_path):
 
 
 def test_run_directory_without_weights_or_with_a_torn_model(tmp_path):
-    build(moons_config(tmp_path / "run", epochs=1, callbacks=[{"type": "checkpoint", "every": 2}])).fit()
+    build(
+        moons_config(tmp_path / "run", epochs=1, callbacks=[{"type": "checkpoint", "every": 2}])
+    ).fit()
     os.makedirs(tmp_path / "bare")
     shutil.copy(tmp_path / "run" / "config.json", tmp_path / "bare")
-    with pytest.raises(DataError, match=r"bare holds no weights: no model.npz .* and no checkpoint"):
+    with pytest.raises(
+        DataError, match=r"bare holds no weights: no model.npz .* and no checkpoint"
+    ):
         load_model(tmp_path / "bare")
     path = tmp_path / "run" / "model.npz"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DataError, match=r"model.npz is not a readable .npz file.*delete it to load the run's newest checkpoint"):
+    with pytest.raises(
+        DataError,
+        match=r"model.npz is not a readable .npz file.*delete it to load the run's newest checkpoint",
+    ):
         load_model(tmp_path / "run")
 
 
@@ -204,7 +254,7 @@ def graph_model():
 def test_a_graph_model_round_trips_with_names_inputs_and_layer_state(tmp_path):
     model = graph_model()
     rng = np.random.default_rng(0)
-    for _, key, value in model.states():  # as if trained: running statistics not at their start
+    for _, _key, value in model.states():  # as if trained: running statistics not at their start
         value[...] = rng.uniform(0.5, 2.0, value.shape)
     x = {"image": rng.normal(size=(4, 6, 6, 1)), "extra": rng.normal(size=(4, 3))}
     model.save(tmp_path / "g.npz")
@@ -212,7 +262,9 @@ def test_a_graph_model_round_trips_with_names_inputs_and_layer_state(tmp_path):
     assert isinstance(loaded, framework.Model) and not isinstance(loaded, Sequential)
     assert loaded.input_names == ["image", "extra"]
     assert loaded.inbound == model.inbound
-    np.testing.assert_array_equal(loaded.state_dict()["bn/running_var"], model.state_dict()["bn/running_var"])
+    np.testing.assert_array_equal(
+        loaded.state_dict()["bn/running_var"], model.state_dict()["bn/running_var"]
+    )
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert loaded.summary() == model.summary()
 

@@ -7,7 +7,6 @@ import os
 import shutil
 import site
 import subprocess
-import sys
 import sysconfig
 import venv
 from pathlib import Path
@@ -113,15 +112,23 @@ def fresh_venv(tmp_path_factory):
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     # addsitedir also runs the .pth files there (editable installs use them)
-    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
-    lines = [f"import site; site.addsitedir({path!r})" for path in sorted(ours) if os.path.isdir(path)]
+    ours = {
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths()["platlib"],
+        *site.getsitepackages(),
+    }
+    lines = [
+        f"import site; site.addsitedir({path!r})" for path in sorted(ours) if os.path.isdir(path)
+    ]
     Path(purelib, "parent-environment.pth").write_text("\n".join(lines) + "\n")
     if in_venv(python, "-c", SEES_PLUGNET, cwd=root).returncode != 0:
         # This environment runs plugnet from a checkout on PYTHONPATH, or has another copy
         # installed: install this checkout into the venv, as `pip install .` would.
         source = root / "plugnet"
         for part in ("framework", "plugins"):
-            shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__")
+            )
         for part in ("pyproject.toml", "README.md"):
             shutil.copy(ROOT / part, source / part)
         pip(python, "install", "--no-deps", "--no-build-isolation", "--no-index", str(source))
@@ -129,23 +136,39 @@ def fresh_venv(tmp_path_factory):
 
 
 def pip(python, *args):
-    result = subprocess.run([python, "-m", "pip", "--quiet", *args], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [python, "-m", "pip", "--quiet", *args], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
 
 
 def in_venv(python, *args, cwd):
     # plugnet as installed in the venv, not a checkout on PYTHONPATH
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PLUGNET_DATA")}
-    return subprocess.run([python, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PLUGNET_DATA")
+    }
+    return subprocess.run(
+        [python, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_in_a_fresh_venv_install_then_pytest_passes_and_plugnet_lists_it(fresh_venv, tmp_path):
     python = fresh_venv
     made = in_venv(python, "-m", "framework", "new-plugin", "fresh_plugin", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    pip(python, "install", "--no-deps", "--no-build-isolation", "--no-index", "-e", str(tmp_path / "plugnet-fresh-plugin"))
+    pip(
+        python,
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-e",
+        str(tmp_path / "plugnet-fresh-plugin"),
+    )
 
-    tests = in_venv(python, "-m", "pytest", "plugnet-fresh-plugin", "-p", "no:cacheprovider", "-v", cwd=tmp_path)
+    tests = in_venv(
+        python, "-m", "pytest", "plugnet-fresh-plugin", "-p", "no:cacheprovider", "-v", cwd=tmp_path
+    )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "test_component[layers/scaled_dense::gradient[training=True]] PASSED" in tests.stdout
     assert "test_component[activations/cube::gradient] PASSED" in tests.stdout

@@ -24,7 +24,10 @@ def test_adding_problem_shapes_markers_and_targets():
         assert np.all((inputs[..., 0] >= 0) & (inputs[..., 0] < 1))
         np.testing.assert_allclose(targets[:, 0], (inputs[..., 0] * markers).sum(axis=1), rtol=1e-6)
     # The mean predictor's MSE is the variance of a sum of two uniforms, 1/6.
-    assert abs(float(np.var(load("adding_problem", n_samples=20000, test_fraction=0)[1])) - 1 / 6) < 0.01
+    assert (
+        abs(float(np.var(load("adding_problem", n_samples=20000, test_fraction=0)[1])) - 1 / 6)
+        < 0.01
+    )
 
 
 def test_reverse_sequence_shapes_and_targets():
@@ -36,10 +39,16 @@ def test_reverse_sequence_shapes_and_targets():
     np.testing.assert_array_equal(yt, xt[:, ::-1])
 
 
-@pytest.mark.parametrize("name, params", [("adding_problem", {"length": 8}), ("reverse_sequence", {"length": 5})])
+@pytest.mark.parametrize(
+    "name, params", [("adding_problem", {"length": 8}), ("reverse_sequence", {"length": 5})]
+)
 def test_sequence_datasets_come_from_the_seed(name, params):
-    first, again, other = load(name, 3, n_samples=50, **params), load(name, 3, n_samples=50, **params), load(name, 4, n_samples=50, **params)
-    for a, b in zip(first, again):
+    first, again, other = (
+        load(name, 3, n_samples=50, **params),
+        load(name, 3, n_samples=50, **params),
+        load(name, 4, n_samples=50, **params),
+    )
+    for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], other[0])
 
@@ -72,10 +81,17 @@ def test_per_token_cross_entropy_is_the_mean_over_tokens():
     assert loss.forward(p, labels) == pytest.approx(expected)
     # ...equal to the 2-D loss on the tokens as rows
     assert loss.forward(p, labels) == pytest.approx(loss.forward(p.reshape(12, 5), labels.ravel()))
-    np.testing.assert_allclose(loss.backward_fused(p, labels).reshape(12, 5), loss.backward_fused(p.reshape(12, 5), labels.ravel()))
+    np.testing.assert_allclose(
+        loss.backward_fused(p, labels).reshape(12, 5),
+        loss.backward_fused(p.reshape(12, 5), labels.ravel()),
+    )
     testing.check_loss(loss, y_pred=p, y_true=labels)
     testing.check_loss(loss, y_pred=p, y_true=np.eye(5)[labels])
-    testing.check_loss(create("losses", "cross_entropy", from_logits=True), y_pred=rng.normal(size=(3, 4, 5)), y_true=labels)
+    testing.check_loss(
+        create("losses", "cross_entropy", from_logits=True),
+        y_pred=rng.normal(size=(3, 4, 5)),
+        y_true=labels,
+    )
 
 
 def test_per_token_targets_are_checked():

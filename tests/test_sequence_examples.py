@@ -13,7 +13,9 @@ EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
 
 
 def example(name, *overrides):
-    return apply_overrides(load_config(os.path.join(EXAMPLES, name)), ["logging.logdir=run", *overrides])
+    return apply_overrides(
+        load_config(os.path.join(EXAMPLES, name)), ["logging.logdir=run", *overrides]
+    )
 
 
 QUICK_ADDING = ("data.length=12", "data.n_samples=3000", "train.epochs=20")
@@ -31,7 +33,12 @@ def test_recurrent_nets_solve_a_short_adding_problem(name):
 def test_the_adding_examples_are_length_50():
     for name in ("lstm_adding.toml", "gru_adding.toml"):
         config = load_config(os.path.join(EXAMPLES, name))
-        assert config["data"] == {"type": "adding_problem", "length": 50, "n_samples": 10000, "test_fraction": 0.2}
+        assert config["data"] == {
+            "type": "adding_problem",
+            "length": 50,
+            "n_samples": 10000,
+            "test_fraction": 0.2,
+        }
 
 
 def graph_engine():

@@ -61,7 +61,12 @@ def test_sequence_helpers_gradients(kind, params, input_shape):
 
 
 def test_embedding_parameter_gradient_and_repeated_ids():
-    assert testing.check_layer(create("layers", "embedding", input_dim=5, output_dim=3), input_shape=(12,)) < 1e-6
+    assert (
+        testing.check_layer(
+            create("layers", "embedding", input_dim=5, output_dim=3), input_shape=(12,)
+        )
+        < 1e-6
+    )
     layer = layer_on({"type": "embedding", "input_dim": 4, "output_dim": 2}, (3,))
     ids = np.array([[1, 1, 3]])
     y = layer.forward(ids)
@@ -74,7 +79,13 @@ def test_plugin_check_covers_every_sequence_layer():
     import plugins.layers
 
     report = testing.check_plugin(plugins.layers)
-    for name in ("embedding", "positional_embedding", "global_avgpool1d", *RECURRENT, "multi_head_attention"):
+    for name in (
+        "embedding",
+        "positional_embedding",
+        "global_avgpool1d",
+        *RECURRENT,
+        "multi_head_attention",
+    ):
         assert report[f"layers/{name}"] < 1e-6
 
 
@@ -101,7 +112,9 @@ def test_a_stack_of_recurrent_layers_checks_end_to_end():
     for layer in model.layers:
         analytic = {key: value.copy() for key, value in layer.grads.items()}
         for key, param in layer.params.items():
-            testing.compare(analytic[key], testing.numeric_gradient(objective, param), f"{layer.name}/{key}")
+            testing.compare(
+                analytic[key], testing.numeric_gradient(objective, param), f"{layer.name}/{key}"
+            )
 
 
 # --- layouts and behaviour ----------------------------------------------------------------
@@ -122,7 +135,9 @@ def test_recurrent_parameter_layouts(kind, gates):
 def test_return_sequences_shapes_and_activations(kind):
     x = np.random.default_rng(0).normal(size=(4, 7, 3)).astype(np.float32)
     last = Sequential([{"type": kind, "units": 5}], input_shape=(7, 3), seed=0)
-    every = Sequential([{"type": kind, "units": 5, "return_sequences": True}], input_shape=(7, 3), seed=0)
+    every = Sequential(
+        [{"type": kind, "units": 5, "return_sequences": True}], input_shape=(7, 3), seed=0
+    )
     assert last.output_shape == (5,) and every.output_shape == (7, 5)
     y_last, y_every = last.predict(x), every.predict(x)
     assert y_last.shape == (4, 5) and y_every.shape == (4, 7, 5)
@@ -140,7 +155,9 @@ def test_lstm_forget_bias_starts_at_one_by_default():
 
 
 def test_causal_attention_ignores_later_positions():
-    layer = perturbed(layer_on({"type": "multi_head_attention", "num_heads": 2, "causal": True}, (6, 4)))
+    layer = perturbed(
+        layer_on({"type": "multi_head_attention", "num_heads": 2, "causal": True}, (6, 4))
+    )
     x = np.random.default_rng(0).normal(size=(2, 6, 4))
     y = layer.forward(x)
     changed = x.copy()
@@ -177,15 +194,27 @@ def test_global_avgpool1d_is_the_mean_over_time():
 # --- bad input ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", [*RECURRENT, "multi_head_attention", "positional_embedding", "global_avgpool1d"])
+@pytest.mark.parametrize(
+    "kind", [*RECURRENT, "multi_head_attention", "positional_embedding", "global_avgpool1d"]
+)
 def test_a_sequence_layer_given_flat_input_names_itself_the_shape_and_the_need(kind):
-    params = {"units": 3} if kind in RECURRENT else {"num_heads": 1} if kind == "multi_head_attention" else {}
+    params = (
+        {"units": 3}
+        if kind in RECURRENT
+        else {"num_heads": 1}
+        if kind == "multi_head_attention"
+        else {}
+    )
     if kind == "positional_embedding":
         params = {"max_length": 4}
     with pytest.raises(ShapeError) as info:
         Sequential([{"type": kind, **params}], input_shape=(4,))
     message = str(info.value)
-    assert f"{kind}_0" in message and "(None, 4)" in message and "(None, timesteps, features)" in message
+    assert (
+        f"{kind}_0" in message
+        and "(None, 4)" in message
+        and "(None, timesteps, features)" in message
+    )
 
 
 def test_num_heads_must_divide_the_feature_size():
@@ -195,11 +224,15 @@ def test_num_heads_must_divide_the_feature_size():
 
 def test_a_causal_mask_needs_a_sequence():
     with pytest.raises(ShapeError, match="a causal mask needs a sequence"):
-        Sequential([{"type": "multi_head_attention", "num_heads": 1, "causal": True}], input_shape=(8,))
+        Sequential(
+            [{"type": "multi_head_attention", "num_heads": 1, "causal": True}], input_shape=(8,)
+        )
 
 
 def test_a_positional_embedding_shorter_than_the_sequence():
-    with pytest.raises(ShapeError, match=r"sequences are 12 steps long but positional_embedding has max_length 10"):
+    with pytest.raises(
+        ShapeError, match=r"sequences are 12 steps long but positional_embedding has max_length 10"
+    ):
         Sequential([{"type": "positional_embedding", "max_length": 10}], input_shape=(12, 4))
 
 
@@ -234,7 +267,11 @@ def torch_recurrent(torch, kind, layer, features):
 def test_recurrent_layers_match_pytorch(kind, return_sequences):
     torch = pytest.importorskip("torch")
     n, steps, features, hidden = 3, 12, 4, 5
-    layer = perturbed(layer_on({"type": kind, "units": hidden, "return_sequences": return_sequences}, (steps, features)))
+    layer = perturbed(
+        layer_on(
+            {"type": kind, "units": hidden, "return_sequences": return_sequences}, (steps, features)
+        )
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, steps, features))
     y = layer.forward(x, training=True)
@@ -248,11 +285,19 @@ def test_recurrent_layers_match_pytorch(kind, return_sequences):
     np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-10, atol=1e-12)
     out.backward(torch.from_numpy(g))
     np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(layer.grads["weights"], net.weight_ih_l0.grad.numpy().T, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(layer.grads["recurrent_weights"], net.weight_hh_l0.grad.numpy().T, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(layer.grads["bias"], net.bias_ih_l0.grad.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        layer.grads["weights"], net.weight_ih_l0.grad.numpy().T, rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        layer.grads["recurrent_weights"], net.weight_hh_l0.grad.numpy().T, rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        layer.grads["bias"], net.bias_ih_l0.grad.numpy(), rtol=1e-9, atol=1e-12
+    )
     if kind == "gru":
-        np.testing.assert_allclose(layer.grads["recurrent_bias"], net.bias_hh_l0.grad.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            layer.grads["recurrent_bias"], net.bias_hh_l0.grad.numpy(), rtol=1e-9, atol=1e-12
+        )
 
 
 def test_embedding_matches_pytorch():
@@ -275,7 +320,11 @@ def test_embedding_matches_pytorch():
 def test_attention_matches_pytorch(causal):
     torch = pytest.importorskip("torch")
     n, steps, size, heads = 3, 7, 8, 2
-    layer = perturbed(layer_on({"type": "multi_head_attention", "num_heads": heads, "causal": causal}, (steps, size)))
+    layer = perturbed(
+        layer_on(
+            {"type": "multi_head_attention", "num_heads": heads, "causal": causal}, (steps, size)
+        )
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, steps, size))
     y = layer.forward(x, training=True)
@@ -285,23 +334,45 @@ def test_attention_matches_pytorch(causal):
     net = torch.nn.MultiheadAttention(size, heads, batch_first=True).double()
     p = layer.params
     with torch.no_grad():
-        net.in_proj_weight.copy_(torch.from_numpy(np.concatenate([p["query_weights"].T, p["key_weights"].T, p["value_weights"].T])))
-        net.in_proj_bias.copy_(torch.from_numpy(np.concatenate([p["query_bias"], p["key_bias"], p["value_bias"]])))
+        net.in_proj_weight.copy_(
+            torch.from_numpy(
+                np.concatenate([p["query_weights"].T, p["key_weights"].T, p["value_weights"].T])
+            )
+        )
+        net.in_proj_bias.copy_(
+            torch.from_numpy(np.concatenate([p["query_bias"], p["key_bias"], p["value_bias"]]))
+        )
         net.out_proj.weight.copy_(torch.from_numpy(p["output_weights"].T))
         net.out_proj.bias.copy_(torch.from_numpy(p["output_bias"]))
     xt = torch.tensor(x, requires_grad=True)
     mask = torch.triu(torch.ones(steps, steps, dtype=torch.bool), 1) if causal else None
     out, weights = net(xt, xt, xt, attn_mask=mask, need_weights=True, average_attn_weights=False)
     np.testing.assert_allclose(y, out.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(layer.attention_weights, weights.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        layer.attention_weights, weights.detach().numpy(), rtol=1e-10, atol=1e-12
+    )
     out.backward(torch.from_numpy(g))
     np.testing.assert_allclose(grad_x, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
     in_grad = net.in_proj_weight.grad.numpy()
     for index, name in enumerate(("query", "key", "value")):
-        np.testing.assert_allclose(layer.grads[f"{name}_weights"], in_grad[index * size : (index + 1) * size].T, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(layer.grads[f"{name}_bias"], net.in_proj_bias.grad.numpy()[index * size : (index + 1) * size], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(layer.grads["output_weights"], net.out_proj.weight.grad.numpy().T, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(layer.grads["output_bias"], net.out_proj.bias.grad.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            layer.grads[f"{name}_weights"],
+            in_grad[index * size : (index + 1) * size].T,
+            rtol=1e-9,
+            atol=1e-12,
+        )
+        np.testing.assert_allclose(
+            layer.grads[f"{name}_bias"],
+            net.in_proj_bias.grad.numpy()[index * size : (index + 1) * size],
+            rtol=1e-9,
+            atol=1e-12,
+        )
+    np.testing.assert_allclose(
+        layer.grads["output_weights"], net.out_proj.weight.grad.numpy().T, rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        layer.grads["output_bias"], net.out_proj.bias.grad.numpy(), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_the_cli_refuses_a_recurrent_net_on_flat_data_with_one_message(tmp_path, capsys):

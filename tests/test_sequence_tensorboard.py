@@ -21,8 +21,14 @@ def accumulator(path):
 def train(tmp_path, layers, x, y, loss, epochs=2):
     model = Sequential(layers, input_shape=x.shape[1:], seed=0)
     trainer = Trainer(
-        model, loss, {"type": "adam", "lr": 0.01}, seed=0, logdir=str(tmp_path),
-        callbacks=[{"type": "tensorboard", "scalar_every": 1, "histogram_every": 2, "image_every": 1}],
+        model,
+        loss,
+        {"type": "adam", "lr": 0.01},
+        seed=0,
+        logdir=str(tmp_path),
+        callbacks=[
+            {"type": "tensorboard", "scalar_every": 1, "histogram_every": 2, "image_every": 1}
+        ],
     )
     trainer.fit(x, y, epochs=epochs, batch_size=8)
     return model, accumulator(tmp_path / "train")
@@ -31,10 +37,21 @@ def train(tmp_path, layers, x, y, loss, epochs=2):
 def test_recurrent_parameters_and_hidden_states_are_logged(tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 6, 2), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
-    model, events = train(tmp_path, [{"type": "gru", "units": 4}, {"type": "dense", "units": 1}], x, y, "mse")
+    model, events = train(
+        tmp_path, [{"type": "gru", "units": 4}, {"type": "dense", "units": 1}], x, y, "mse"
+    )
     tags = events.Tags()
-    for tensor in ("weights", "recurrent_weights", "bias", "recurrent_bias", "activations",
-                   "weights_grad", "recurrent_weights_grad", "bias_grad", "recurrent_bias_grad"):
+    for tensor in (
+        "weights",
+        "recurrent_weights",
+        "bias",
+        "recurrent_bias",
+        "activations",
+        "weights_grad",
+        "recurrent_weights_grad",
+        "bias_grad",
+        "recurrent_bias_grad",
+    ):
         assert f"gru_0/{tensor}" in tags["histograms"], tensor
         for stat in ("mean", "stddev", "max", "min"):
             assert f"gru_0/{tensor}/{stat}" in tags["scalars"]
@@ -57,9 +74,15 @@ def test_attention_weights_are_drawn_per_head(tmp_path):
     image_tags = events.Tags()["images"]
     assert "inputs" not in image_tags  # (T, F) sequences are not pictures
     heads = {tag for tag in image_tags if tag.startswith("multi_head_attention_0/")}
-    assert heads == {"multi_head_attention_0/attention/head_0", "multi_head_attention_0/attention/head_1"}
+    assert heads == {
+        "multi_head_attention_0/attention/head_0",
+        "multi_head_attention_0/attention/head_1",
+    }
     images = events.Images("multi_head_attention_0/attention/head_1")
-    assert [image.step for image in images] == [4, 8]  # every epoch (4 steps each); the end repeats the last
+    assert [image.step for image in images] == [
+        4,
+        8,
+    ]  # every epoch (4 steps each); the end repeats the last
     picture = np.asarray(Image.open(io.BytesIO(images[-1].encoded_image_string)))
     assert picture.shape == (160, 160)  # 5 x 5 weights, 32 pixels each
     # the picture is one training example's weights of head 1 (the first of the first,

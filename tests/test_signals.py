@@ -76,7 +76,9 @@ def wait_until(process, ready, what, timeout=120):
         if ready():
             return
         if process.poll() is not None:
-            pytest.fail(f"the run ended before {what} ({process.returncode}): {process.communicate()[1]}")
+            pytest.fail(
+                f"the run ended before {what} ({process.returncode}): {process.communicate()[1]}"
+            )
         time.sleep(0.005)
     process.kill()
     pytest.fail(f"never saw {what}")
@@ -104,11 +106,17 @@ def session_status(logdir):
     events = EventAccumulator(root_file)
     events.Reload()
     content = events.PluginTagToContent("hparams")
-    return hparams_metadata.parse_session_end_info_plugin_data(content["_hparams_/session_end_info"]).status
+    return hparams_metadata.parse_session_end_info_plugin_data(
+        content["_hparams_/session_end_info"]
+    ).status
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_at_a_step_boundary_and_resume_reaches_the_uninterrupted_weights(tmp_path, signum, status):
+@pytest.mark.parametrize(
+    "signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_signal_stops_at_a_step_boundary_and_resume_reaches_the_uninterrupted_weights(
+    tmp_path, signum, status
+):
     (tmp_path / "c.toml").write_text(CONFIG)
     logdir = str(tmp_path / "stopped")
     process = start(["c.toml", "--logdir", logdir], tmp_path)
@@ -158,7 +166,9 @@ def test_a_second_signal_stops_at_once(tmp_path):
     process = start(["c.toml", "--logdir", logdir], tmp_path)
     wait_until(process, first_checkpoint(logdir), "the first checkpoint")
     process.send_signal(signal.SIGTERM)
-    wait_until(process, marker.exists, "the end of training")  # stopped; now stalling in on_train_end
+    wait_until(
+        process, marker.exists, "the end of training"
+    )  # stopped; now stalling in on_train_end
     process.send_signal(signal.SIGINT)
     try:
         _, err = process.communicate(timeout=60)  # not the stall's 600 s
@@ -216,11 +226,17 @@ def test_request_stops_after_the_current_step(tmp_path):
     exc = stopped.value
     assert (exc.step, exc.exit_status, exc.signal_name, exc.at_once) == (7, 143, "SIGTERM", False)
     assert exc.checkpoint == str(logdir / "checkpoints" / "step-7.npz")
-    assert str(exc) == f"interrupted (SIGTERM) at step 7; checkpoint {exc.checkpoint}; resume with: plugnet train --resume {logdir}"
+    assert (
+        str(exc)
+        == f"interrupted (SIGTERM) at step 7; checkpoint {exc.checkpoint}; resume with: plugnet train --resume {logdir}"
+    )
     assert [step for step, _ in list_checkpoints(logdir)] == [4, 7]
     assert experiment.trainer.stop_reason == "interrupted (SIGTERM)" and requester.seen == "SIGTERM"
     assert not (logdir / "summary.json").exists() and not in_use(logdir)
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before  # handlers put back
+    assert (
+        signal.getsignal(signal.SIGTERM),
+        signal.getsignal(signal.SIGINT),
+    ) == before  # handlers put back
     assert scalar_steps(logdir / "train") == list(range(7))
     assert session_status(logdir) == api_pb2.STATUS_UNKNOWN
     summary = framework.run(resume=logdir)
@@ -243,7 +259,10 @@ def test_without_a_checkpoint_callback_the_line_says_so(tmp_path):
     experiment.trainer.add_callback(RequestStopAt(experiment.stop, at=2))
     with pytest.raises(Interrupted) as stopped:
         experiment.fit()
-    assert str(stopped.value) == "interrupted (SIGTERM) at step 3; no checkpoint (the run has no checkpoint callback)"
+    assert (
+        str(stopped.value)
+        == "interrupted (SIGTERM) at step 3; no checkpoint (the run has no checkpoint callback)"
+    )
 
 
 def test_full_batch_runs_stop_at_an_iteration_boundary(tmp_path):
@@ -251,15 +270,27 @@ def test_full_batch_runs_stop_at_an_iteration_boundary(tmp_path):
     config = {
         "seed": 0,
         "data": {"type": "regression", "n_samples": 60, "n_features": 3, "test_fraction": 0},
-        "model": {"layers": [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 1}]},
-        "train": {"loss": "mse", "optimizer": "bfgs", "epochs": 50, "callbacks": [{"type": "checkpoint"}]},
+        "model": {
+            "layers": [
+                {"type": "dense", "units": 4, "activation": "tanh"},
+                {"type": "dense", "units": 1},
+            ]
+        },
+        "train": {
+            "loss": "mse",
+            "optimizer": "bfgs",
+            "epochs": 50,
+            "callbacks": [{"type": "checkpoint"}],
+        },
         "logging": {"logdir": str(logdir)},
     }
     experiment = build(config)
     experiment.trainer.add_callback(RequestStopAt(experiment.stop, at=3))
     with pytest.raises(Interrupted) as stopped:
         experiment.fit()
-    assert stopped.value.step == 4 and stopped.value.checkpoint == str(logdir / "checkpoints" / "step-4.npz")
+    assert stopped.value.step == 4 and stopped.value.checkpoint == str(
+        logdir / "checkpoints" / "step-4.npz"
+    )
     assert load_checkpoint(stopped.value.checkpoint)["epoch"] == 4
 
 

@@ -58,9 +58,17 @@ logdir = "runs/probe"
 
 
 def watched(*args, cwd):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SUPPORT, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([SUPPORT, *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
     result = subprocess.run(
-        [sys.executable, "-c", WATCHED, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+        [sys.executable, "-c", WATCHED, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
@@ -85,7 +93,12 @@ def test_sweep_workers_never_import_torch(tmp_path):
     args = ["sweep", "probe.toml", "--grid", "model.layers.0.units=2,3", "--jobs", "2", "--quiet"]
     report = watched(*args, cwd=tmp_path)
     assert report == {"code": 0, "attempts": [], "imported": False}  # the sweep process
-    probes = [json.loads((tmp_path / "runs" / "probe" / f"trial-{n:04d}" / "torch_probe.json").read_text()) for n in (0, 1)]
+    probes = [
+        json.loads(
+            (tmp_path / "runs" / "probe" / f"trial-{n:04d}" / "torch_probe.json").read_text()
+        )
+        for n in (0, 1)
+    ]
     assert len({p["pid"] for p in probes} | {os.getpid()}) == 3  # two workers ran them
     assert all(p["attempts"] == [] and not p["imported"] for p in probes)
 
@@ -99,5 +112,7 @@ def test_tensorboardX_imported_after_plugnet_is_whole():
         "assert tensorboardX.proto.event_pb2 is events is sys.modules['tensorboardX.proto.event_pb2']; "
         "assert SummaryWriter.__module__ == 'tensorboardX.writer' and tensorboardX.__version__"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr

@@ -96,7 +96,11 @@ def journal_study(path, name):
 
 
 def completed_points(study):
-    return [t.user_attrs[POINT] for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    return [
+        t.user_attrs[POINT]
+        for t in study.get_trials()
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
 
 
 def summaries(logdir):
@@ -109,7 +113,10 @@ def summaries(logdir):
 def cli(*args, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "framework", "sweep", *args, "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )
 
 
@@ -119,13 +126,21 @@ def cli(*args, **kwargs):
 @pytest.fixture(scope="module")
 def grid_sweep(tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("grid") / "sweep")
-    config = tiny_config(logdir, epochs=8, batch_size=10, params={"model.layers.0.units": [2, 4], "train.optimizer.lr": [0.05, 0.5]})
+    config = tiny_config(
+        logdir,
+        epochs=8,
+        batch_size=10,
+        params={"model.layers.0.units": [2, 4], "train.optimizer.lr": [0.05, 0.5]},
+    )
     return config, sweep(config, jobs=2)
 
 
 def test_grid_with_two_workers_runs_each_point_once(grid_sweep):
     config, result = grid_sweep
-    grid = [{"model.layers.0.units": u, "train.optimizer.lr": lr} for u, lr in itertools.product([2, 4], [0.05, 0.5])]
+    grid = [
+        {"model.layers.0.units": u, "train.optimizer.lr": lr}
+        for u, lr in itertools.product([2, 4], [0.05, 0.5])
+    ]
     assert sorted(json.dumps(t.params, sort_keys=True) for t in result.trials) == sorted(
         json.dumps(p, sort_keys=True) for p in grid
     )
@@ -141,15 +156,25 @@ def test_csv_rows_equal_each_trials_summary(grid_sweep):
     _, result = grid_sweep
     rows = read_csv(os.path.join(result.logdir, "sweep.csv"))
     assert list(rows[0]) == [
-        "number", "state", "model.layers.0.units", "train.optimizer.lr",
-        "train.loss", "train.accuracy", "test.loss", "test.accuracy", "seconds",
+        "number",
+        "state",
+        "model.layers.0.units",
+        "train.optimizer.lr",
+        "train.loss",
+        "train.accuracy",
+        "test.loss",
+        "test.accuracy",
+        "seconds",
     ]
     assert len(rows) == 4
     for row in rows:
         trial_dir = os.path.join(result.logdir, f"trial-{int(row['number']):04d}")
         summary = json.load(open(os.path.join(trial_dir, "summary.json")))
-        config = json.load(open(os.path.join(trial_dir, "config.json"))) if os.path.exists(
-            os.path.join(trial_dir, "config.json")) else None
+        config = (
+            json.load(open(os.path.join(trial_dir, "config.json")))
+            if os.path.exists(os.path.join(trial_dir, "config.json"))
+            else None
+        )
         assert row["state"] == "complete"
         for section in ("train", "test"):
             for name, value in summary[section].items():
@@ -181,18 +206,35 @@ def test_hparams_read_back_with_tensorboard(grid_sweep):
     with_experiment = [run for run, tags in content.items() if metadata.EXPERIMENT_TAG in tags]
     assert with_experiment == ["."]
     experiment = metadata.parse_experiment_plugin_data(content["."][metadata.EXPERIMENT_TAG])
-    domains = {h.name: sorted(v.number_value for v in h.domain_discrete.values) for h in experiment.hparam_infos}
+    domains = {
+        h.name: sorted(v.number_value for v in h.domain_discrete.values)
+        for h in experiment.hparam_infos
+    }
     assert domains == {"model.layers.0.units": [2, 4], "train.optimizer.lr": [0.05, 0.5]}
     tags = [m.name.tag for m in experiment.metric_infos]
-    assert tags == ["hparams/train/loss", "hparams/train/accuracy", "hparams/test/loss", "hparams/test/accuracy"]
+    assert tags == [
+        "hparams/train/loss",
+        "hparams/train/accuracy",
+        "hparams/test/loss",
+        "hparams/test/accuracy",
+    ]
     # Each trial is one session whose hyper-parameters and metric values are the trial's.
-    sessions = sorted(run for run, tags in content.items() if metadata.SESSION_START_INFO_TAG in tags)
+    sessions = sorted(
+        run for run, tags in content.items() if metadata.SESSION_START_INFO_TAG in tags
+    )
     assert sessions == [f"trial-{t.number:04d}" for t in result.trials]
     for trial in result.trials:
         run = f"trial-{trial.number:04d}"
-        start = metadata.parse_session_start_info_plugin_data(content[run][metadata.SESSION_START_INFO_TAG])
-        assert start.hparams["model.layers.0.units"].number_value == trial.params["model.layers.0.units"]
-        assert start.hparams["train.optimizer.lr"].number_value == trial.params["train.optimizer.lr"]
+        start = metadata.parse_session_start_info_plugin_data(
+            content[run][metadata.SESSION_START_INFO_TAG]
+        )
+        assert (
+            start.hparams["model.layers.0.units"].number_value
+            == trial.params["model.layers.0.units"]
+        )
+        assert (
+            start.hparams["train.optimizer.lr"].number_value == trial.params["train.optimizer.lr"]
+        )
         for tag in tags:
             (event,) = multiplexer.Scalars(run, tag)
             key = tag.removeprefix("hparams/").replace("/", ".")
@@ -204,7 +246,9 @@ def test_hparams_read_back_with_tensorboard(grid_sweep):
 
 def test_sigkill_midway_then_rerun_completes_each_point_once(tmp_path):
     logdir = tmp_path / "killed"
-    config = write_toml(tmp_path / "sweep.toml", logdir, "[2, 3, 4, 5, 6]", epochs=60, batch_size=10)
+    config = write_toml(
+        tmp_path / "sweep.toml", logdir, "[2, 3, 4, 5, 6]", epochs=60, batch_size=10
+    )
     process = cli(config)
     deadline = time.time() + 120
     try:
@@ -224,7 +268,10 @@ def test_sigkill_midway_then_rerun_completes_each_point_once(tmp_path):
     assert any(t.state == optuna.trial.TrialState.RUNNING for t in study.get_trials())
 
     rerun = subprocess.run(
-        [sys.executable, "-m", "framework", "sweep", config, "--quiet"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "framework", "sweep", config, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert rerun.returncode == 0, rerun.stderr
     study = journal_study(logdir / "study.journal", "killed")
@@ -242,7 +289,10 @@ def test_sigkill_midway_then_rerun_completes_each_point_once(tmp_path):
 def test_two_processes_sharing_storage_split_the_grid(tmp_path):
     storage = tmp_path / "shared.journal"
     units = [2, 3, 4, 5, 6, 7, 8, 9]
-    configs = [write_toml(tmp_path / f"{name}.toml", tmp_path / name, str(units), epochs=10, batch_size=10) for name in "ab"]
+    configs = [
+        write_toml(tmp_path / f"{name}.toml", tmp_path / name, str(units), epochs=10, batch_size=10)
+        for name in "ab"
+    ]
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     env = dict(
@@ -252,12 +302,15 @@ def test_two_processes_sharing_storage_split_the_grid(tmp_path):
         PLUGNET_BARRIER_COUNT="2",
     )
     processes = [
-        cli(c, "--storage", str(storage), "--study", "shared", "--plugin", "sweep_barrier", env=env) for c in configs
+        cli(c, "--storage", str(storage), "--study", "shared", "--plugin", "sweep_barrier", env=env)
+        for c in configs
     ]
     for process in processes:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
-    ran = {name: sorted(glob.glob(str(tmp_path / name / "trial-*" / "summary.json"))) for name in "ab"}
+    ran = {
+        name: sorted(glob.glob(str(tmp_path / name / "trial-*" / "summary.json"))) for name in "ab"
+    }
     numbers = [os.path.basename(os.path.dirname(p)) for paths in ran.values() for p in paths]
     assert len(numbers) == len(set(numbers)) == len(units)  # no trial in both places
     study = journal_study(storage, "shared")
@@ -278,11 +331,15 @@ def test_points_enqueued_twice_run_once(tmp_path):
     storage = open_storage(str(tmp_path / "race.journal"))
     study = optuna.create_study(storage=storage, study_name="race", direction="maximize")
     enqueue_grid(study, spec)
-    enqueue_grid(optuna.load_study(study_name="race", storage=storage), spec)  # nothing new: points exist
+    enqueue_grid(
+        optuna.load_study(study_name="race", storage=storage), spec
+    )  # nothing new: points exist
     assert len(study.get_trials()) == 3
     for params in spec.grid():  # what a second process racing the first would add
         study.enqueue_trial(dict(params), user_attrs={POINT: json.dumps(params, sort_keys=True)})
-    result = sweep(config, storage=str(tmp_path / "race.journal"), study="race", logdir=str(tmp_path / "race"))
+    result = sweep(
+        config, storage=str(tmp_path / "race.journal"), study="race", logdir=str(tmp_path / "race")
+    )
     assert sorted(t.params["model.layers.0.units"] for t in result.trials) == [2, 3, 4]
     voided = [t for t in study.get_trials() if t.user_attrs.get(VOID)]
     assert [t.user_attrs[VOID] for t in voided] == ["duplicate"] * 3
@@ -290,29 +347,51 @@ def test_points_enqueued_twice_run_once(tmp_path):
 
 
 def test_stale_trials_are_recovered_by_heartbeat_or_dead_process(tmp_path):
-    from framework.sweeps.study import Plan
     from framework.sweeps.space import parse_sweep
+    from framework.sweeps.study import Plan
 
     base, spec = parse_sweep(tiny_config(params={"model.layers.0.units": [2, 3, 4]}))
     storage = open_storage(str(tmp_path / "stale.journal"))
     study = optuna.create_study(storage=storage, study_name="s")
-    plan = Plan(config=base, spec=spec, logdir=str(tmp_path), storage=str(tmp_path / "stale.journal"), study="s")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    plan = Plan(
+        config=base,
+        spec=spec,
+        logdir=str(tmp_path),
+        storage=str(tmp_path / "stale.journal"),
+        study="s",
+    )
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     owners = [
-        {"host": "another-host", "pid": 1, "start": None, "beat": time.time() - 1000},  # silent for long
+        {
+            "host": "another-host",
+            "pid": 1,
+            "start": None,
+            "beat": time.time() - 1000,
+        },  # silent for long
         {"host": "another-host", "pid": 1, "start": None, "beat": time.time()},  # alive elsewhere
-        {"host": socket.gethostname(), "pid": int(dead.stdout), "start": None, "beat": time.time()},  # gone
+        {
+            "host": socket.gethostname(),
+            "pid": int(dead.stdout),
+            "start": None,
+            "beat": time.time(),
+        },  # gone
     ]
-    for units, owner in zip([2, 3, 4], owners):
+    for units, owner in zip([2, 3, 4], owners, strict=True):
         point = json.dumps({"model.layers.0.units": units})
-        study.enqueue_trial({"model.layers.0.units": units}, user_attrs={POINT: point, OWNER: owner})
+        study.enqueue_trial(
+            {"model.layers.0.units": units}, user_attrs={POINT: point, OWNER: owner}
+        )
         trial = study.ask()
         (tmp_path / f"trial-{trial.number:04d}").mkdir()
     assert recover_stale(study, storage, plan) == 2
     states = {t.number: (t.state.name, t.user_attrs.get(VOID)) for t in study.get_trials()}
     assert states[0] == ("FAIL", "interrupted") and states[2] == ("FAIL", "interrupted")
     assert states[1] == ("RUNNING", None)
-    waiting = [json.loads(t.user_attrs[POINT]) for t in study.get_trials() if t.state.name == "WAITING"]
+    waiting = [
+        json.loads(t.user_attrs[POINT]) for t in study.get_trials() if t.state.name == "WAITING"
+    ]
     assert waiting == [{"model.layers.0.units": 2}, {"model.layers.0.units": 4}]
     assert sorted(n for n in os.listdir(tmp_path) if n.startswith("trial-")) == ["trial-0001"]
 
@@ -332,7 +411,9 @@ def test_workers_start_without_forking_this_process(tmp_path, monkeypatch, recwa
     thread = threading.Thread(target=idle.wait)
     thread.start()
     try:
-        result = sweep(tiny_config(str(tmp_path / "server"), params={"model.layers.0.units": [2, 3]}), jobs=2)
+        result = sweep(
+            tiny_config(str(tmp_path / "server"), params={"model.layers.0.units": [2, 3]}), jobs=2
+        )
     finally:
         idle.set()
         thread.join()
@@ -359,7 +440,16 @@ def wait_for(condition, process, timeout=120):
 def test_a_signal_stops_the_trials_and_the_same_command_finishes_them(tmp_path, jobs, signum):
     logdir = tmp_path / "stopped"
     config = write_toml(tmp_path / "sweep.toml", logdir, "[2, 3, 4]", epochs=150, batch_size=10)
-    command = [sys.executable, "-W", "always::DeprecationWarning", "-m", "framework", "sweep", config, "--quiet"]
+    command = [
+        sys.executable,
+        "-W",
+        "always::DeprecationWarning",
+        "-m",
+        "framework",
+        "sweep",
+        config,
+        "--quiet",
+    ]
     command += ["--jobs", str(jobs)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -390,7 +480,11 @@ def test_a_signal_stops_the_trials_and_the_same_command_finishes_them(tmp_path, 
     assert sorted(int(r["model.layers.0.units"]) for r in rows) == [2, 3, 4]
     assert {r["state"] for r in rows} == {"complete"}
     study = journal_study(logdir / "study.journal", "stopped")
-    assert sorted(json.loads(p)["model.layers.0.units"] for p in completed_points(study)) == [2, 3, 4]
+    assert sorted(json.loads(p)["model.layers.0.units"] for p in completed_points(study)) == [
+        2,
+        3,
+        4,
+    ]
     for number in stopped:  # run again under another number; what it had written is gone
         assert study.trials[number].user_attrs[VOID] == "interrupted"
         assert not (logdir / f"trial-{number:04d}").exists()
@@ -401,8 +495,13 @@ def test_a_signal_stops_the_trials_and_the_same_command_finishes_them(tmp_path, 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
 def test_samplers_draw_from_ranges_and_keep_the_budget(tmp_path, sampler):
-    params = {"train.optimizer.lr": {"low": 0.01, "high": 1.0, "log": True}, "model.layers.0.units": {"low": 2, "high": 6}}
-    config = tiny_config(str(tmp_path / sampler), epochs=2, sampler=sampler, trials=3, params=params)
+    params = {
+        "train.optimizer.lr": {"low": 0.01, "high": 1.0, "log": True},
+        "model.layers.0.units": {"low": 2, "high": 6},
+    }
+    config = tiny_config(
+        str(tmp_path / sampler), epochs=2, sampler=sampler, trials=3, params=params
+    )
     result = framework.sweep(config)  # the package-level Python API
     assert len(result.trials) == 3 and {t.state for t in result.trials} == {"complete"}
     for trial in result.trials:
@@ -416,7 +515,10 @@ def test_samplers_draw_from_ranges_and_keep_the_budget(tmp_path, sampler):
 
 def test_median_pruner_stops_a_trial_that_is_clearly_behind(tmp_path):
     config = tiny_config(
-        str(tmp_path / "prune"), epochs=10, metric="test.loss", direction="minimize",
+        str(tmp_path / "prune"),
+        epochs=10,
+        metric="test.loss",
+        direction="minimize",
         pruner={"type": "median", "n_startup_trials": 1},
         params={"train.optimizer.lr": [0.5, 1e-6]},
     )
@@ -425,7 +527,10 @@ def test_median_pruner_stops_a_trial_that_is_clearly_behind(tmp_path):
     assert good.state == "complete" and bad.state == "pruned"
     assert json.load(open(os.path.join(good.logdir, "summary.json")))["epochs"] == 10
     assert json.load(open(os.path.join(bad.logdir, "summary.json")))["epochs"] <= 3  # stopped early
-    assert [r["state"] for r in read_csv(os.path.join(result.logdir, "sweep.csv"))] == ["complete", "pruned"]
+    assert [r["state"] for r in read_csv(os.path.join(result.logdir, "sweep.csv"))] == [
+        "complete",
+        "pruned",
+    ]
     assert result.best == good
     study = journal_study(os.path.join(result.logdir, "study.journal"), result.study)
     assert all(trial.intermediate_values for trial in study.get_trials())  # what the pruner read
@@ -433,7 +538,9 @@ def test_median_pruner_stops_a_trial_that_is_clearly_behind(tmp_path):
 
 def test_without_a_pruner_no_epoch_is_reported_to_optuna(tmp_path):
     # Each report is a write and an fsync of the journal, which nothing would read.
-    config = tiny_config(str(tmp_path / "plain"), epochs=5, params={"train.optimizer.lr": [0.5, 0.1]})
+    config = tiny_config(
+        str(tmp_path / "plain"), epochs=5, params={"train.optimizer.lr": [0.5, 0.1]}
+    )
     result = sweep(config)
     study = journal_study(os.path.join(result.logdir, "study.journal"), result.study)
     trials = study.get_trials()
@@ -450,7 +557,10 @@ def test_grid_option_values_are_typed_like_set(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     rows = read_csv(tmp_path / "g" / "sweep.csv")
-    assert sorted(r["train.optimizer.lr"] for r in rows) == ["0.5", "1.0"]  # 1 is a float for a float key
+    assert sorted(r["train.optimizer.lr"] for r in rows) == [
+        "0.5",
+        "1.0",
+    ]  # 1 is a float for a float key
     assert "best: trial-" in out and f"tensorboard --logdir {tmp_path / 'g'}" in out
     assert out.index("test.accuracy") < out.index("best:")  # the table comes first
 
@@ -461,33 +571,65 @@ def test_tables_as_values_are_tried_whole(tmp_path):
     result = sweep(config)
     assert [t.params["train.optimizer"] for t in result.trials] == optimizers
     for trial in result.trials:  # the table replaced the config's optimizer, momentum and all
-        assert json.load(open(os.path.join(trial.logdir, "config.json")))["train"]["optimizer"] == trial.params["train.optimizer"]
+        assert (
+            json.load(open(os.path.join(trial.logdir, "config.json")))["train"]["optimizer"]
+            == trial.params["train.optimizer"]
+        )
     rows = read_csv(os.path.join(result.logdir, "sweep.csv"))
     assert [json.loads(r["train.optimizer"]) for r in rows] == optimizers
 
 
 def test_split_values_keeps_brackets_and_quotes_whole():
-    assert split_values("1, [2, 3], {a = 1, b = 2}, 'x,y'") == ["1", "[2, 3]", "{a = 1, b = 2}", "'x,y'"]
-    assert parse_grid_option("model.layers.0.activation=tanh,relu") == ("model.layers.0.activation", ["tanh", "relu"])
+    assert split_values("1, [2, 3], {a = 1, b = 2}, 'x,y'") == [
+        "1",
+        "[2, 3]",
+        "{a = 1, b = 2}",
+        "'x,y'",
+    ]
+    assert parse_grid_option("model.layers.0.activation=tanh,relu") == (
+        "model.layers.0.activation",
+        ["tanh", "relu"],
+    )
     assert parse_grid_option("train.l2=0,1e-3") == ("train.l2", [0, 0.001])
 
 
 BAD_SWEEPS = [
-    (["--grid", "model.layers.0.unitz=2,3"], "unknown sweep key 'model.layers.0.unitz'; did you mean 'model.layers.0.units'?"),
+    (
+        ["--grid", "model.layers.0.unitz=2,3"],
+        "unknown sweep key 'model.layers.0.unitz'; did you mean 'model.layers.0.units'?",
+    ),
     (["--grid", "train.optimizer.momentun=0.1,0.5"], "did you mean 'train.optimizer.momentum'?"),
     (["--grid", "model.layers.5.units=2"], "unknown sweep key 'model.layers.5.units'"),
     (["--grid", "model.layers.0.units="], "--grid model.layers.0.units: the value list is empty"),
     (["--grid", "model.layers.0.units=0,2"], "sweep value model.layers.0.units = 0: layer 'dense'"),
-    (["--grid", "model.layers.0.activation=tanh,rleu"], "unknown activation 'rleu'; did you mean 'relu'?"),
+    (
+        ["--grid", "model.layers.0.activation=tanh,rleu"],
+        "unknown activation 'rleu'; did you mean 'relu'?",
+    ),
     ('"train.l2" = []', "sweep key 'train.l2': the value list is empty"),
-    ('"train.l2" = { low = 0.1, high = 0.01 }', "sweep key 'train.l2': low (0.1) must be less than high (0.01)"),
-    ('"train.l2" = { low = 0.1, hihg = 1.0 }', "a range takes low, high and log, not 'hihg'; did you mean 'high'?"),
-    (["--set", "sweep.metric=test.f1"], "sweep metric 'test.f1' is not in the runs' summary.json; it has: train.loss, train.accuracy, test.loss, test.accuracy"),
+    (
+        '"train.l2" = { low = 0.1, high = 0.01 }',
+        "sweep key 'train.l2': low (0.1) must be less than high (0.01)",
+    ),
+    (
+        '"train.l2" = { low = 0.1, hihg = 1.0 }',
+        "a range takes low, high and log, not 'hihg'; did you mean 'high'?",
+    ),
+    (
+        ["--set", "sweep.metric=test.f1"],
+        "sweep metric 'test.f1' is not in the runs' summary.json; it has: train.loss, train.accuracy, test.loss, test.accuracy",
+    ),
     (["--set", "sweep.sampler=grib"], "unknown sweep sampler 'grib'; did you mean 'grid'?"),
     (["--set", "sweep.pruner=medain"], "unknown sweep pruner 'medain'; did you mean 'median'?"),
-    (["--set", "sweep.trails=3"], "unknown config key 'sweep.trails'; did you mean 'sweep.trials'?"),
+    (
+        ["--set", "sweep.trails=3"],
+        "unknown config key 'sweep.trails'; did you mean 'sweep.trials'?",
+    ),
     (["--jobs", "0"], "--jobs must be a whole number of workers, at least 1; got 0"),
-    (["--storage", "postgresql://me:secret@127.0.0.1:9/db"], "storage 'postgresql://me:***@127.0.0.1:9/db'"),
+    (
+        ["--storage", "postgresql://me:secret@127.0.0.1:9/db"],
+        "storage 'postgresql://me:***@127.0.0.1:9/db'",
+    ),
     (["--storage", "/no/such/dir/study.journal"], "directory /no/such/dir does not exist"),
 ]
 
@@ -546,16 +688,36 @@ def postgres_url():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = os.path.join(root, "data")
-    subprocess.run([*run_as, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
     subprocess.run(
-        [*run_as, pg_ctl, "-D", data, "-l", os.path.join(root, "log"), "-w", "-t", "60", "-o", options, "start"],
-        check=True, capture_output=True,
+        [
+            *run_as,
+            pg_ctl,
+            "-D",
+            data,
+            "-l",
+            os.path.join(root, "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -583,7 +745,9 @@ def test_ray_local_cluster_runs_the_trials(tmp_path):
     assert sorted(t.params["model.layers.0.units"] for t in result.trials) == [2, 3]
     assert {t.state for t in result.trials} == {"complete"}
     study = journal_study(os.path.join(result.logdir, "study.journal"), result.study)
-    assert os.getpid() not in {t.user_attrs[OWNER]["pid"] for t in study.get_trials()}  # Ray's workers ran them
+    assert os.getpid() not in {
+        t.user_attrs[OWNER]["pid"] for t in study.get_trials()
+    }  # Ray's workers ran them
 
 
 def test_a_listing_shows_each_point_once_while_a_duplicate_awaits_its_mark():

@@ -1,9 +1,9 @@
 """The ``tensorboard`` callback, read back with TensorBoard's own readers."""
 
 import glob
-import time
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -18,7 +18,15 @@ from framework.summaries import histogram, layer_ops, model_graph, tensor_stats,
 
 EVERYTHING = {
     kind: 0
-    for kind in ("compressedHistograms", "images", "audio", "scalars", "histograms", "tensors", "graph")
+    for kind in (
+        "compressedHistograms",
+        "images",
+        "audio",
+        "scalars",
+        "histograms",
+        "tensors",
+        "graph",
+    )
 }
 STATS = ("mean", "stddev", "max", "min")
 
@@ -95,13 +103,30 @@ def trained(tmp_path_factory):
     tensorboard = create("callbacks", "tensorboard", scalar_every=2, histogram_every=5)
     capture = Capture(every=1)
     trainer = Trainer(
-        deep_model(), "cross_entropy", {"type": "sgd", "lr": 0.1, "momentum": 0.9},
-        metrics=["accuracy"], callbacks=[tensorboard, capture], logdir=str(logdir), seed=0,
+        deep_model(),
+        "cross_entropy",
+        {"type": "sgd", "lr": 0.1, "momentum": 0.9},
+        metrics=["accuracy"],
+        callbacks=[tensorboard, capture],
+        logdir=str(logdir),
+        seed=0,
     )
-    trainer.fit(x[:200], y[:200], epochs=3, batch_size=20, validation_data=(x[200:], y[200:]), evaluate_every=4)
+    trainer.fit(
+        x[:200],
+        y[:200],
+        epochs=3,
+        batch_size=20,
+        validation_data=(x[200:], y[200:]),
+        evaluate_every=4,
+    )
     return {
-        "logdir": logdir, "trainer": trainer, "capture": capture, "tensorboard": tensorboard,
-        "held_out": (x[200:], y[200:]), "train": accumulator(logdir / "train"), "test": accumulator(logdir / "test"),
+        "logdir": logdir,
+        "trainer": trainer,
+        "capture": capture,
+        "tensorboard": tensorboard,
+        "held_out": (x[200:], y[200:]),
+        "train": accumulator(logdir / "train"),
+        "test": accumulator(logdir / "test"),
     }
 
 
@@ -116,18 +141,24 @@ def test_every_layer_has_every_tensor_tag(trained):
     train, model = trained["train"], trained["trainer"].model
     tags = expected_tags(model)
     assert "dense_0/preactivations" in tags and "dense_2/preactivations" not in tags
-    assert {"dropout_1/activations", "activation_3/preactivations", "dense_4/bias_grad"} <= set(tags)
+    assert {"dropout_1/activations", "activation_3/preactivations", "dense_4/bias_grad"} <= set(
+        tags
+    )
     assert set(train.Tags()["histograms"]) == set(tags)
     logged = set(train.Tags()["scalars"])
     assert {f"{tag}/{stat}" for tag in tags for stat in STATS} <= logged
     assert {"loss", "accuracy", "lr"} <= logged
-    assert set(train.Tags()["scalars"]) - {f"{tag}/{stat}" for tag in tags for stat in STATS} == {"loss", "accuracy", "lr"}
+    assert set(train.Tags()["scalars"]) - {f"{tag}/{stat}" for tag in tags for stat in STATS} == {
+        "loss",
+        "accuracy",
+        "lr",
+    }
 
 
 def test_statistics_equal_numpy_on_the_same_arrays(trained):
     train, captured = trained["train"], trained["capture"].tensors
     for tag in expected_tags(trained["trainer"].model):
-        for stat, reference in zip(STATS, (np.mean, np.std, np.max, np.min)):
+        for stat, reference in zip(STATS, (np.mean, np.std, np.max, np.min), strict=True):
             logged = scalars(train, f"{tag}/{stat}")
             assert sorted(logged) == list(range(0, 30, 2)), tag  # scalar_every = 2, 30 steps
             for step, value in logged.items():
@@ -146,14 +177,22 @@ def test_histograms_count_every_value(trained):
             histo = event.histogram_value
             assert histo.num == array.size
             assert sum(histo.bucket) == array.size
-            assert histo.min == pytest.approx(array.min()) and histo.max == pytest.approx(array.max())
+            assert histo.min == pytest.approx(array.min()) and histo.max == pytest.approx(
+                array.max()
+            )
             assert histo.sum == pytest.approx(array.sum(), rel=1e-5, abs=1e-5)
-            assert histo.sum_squares == pytest.approx(np.dot(array.ravel(), array.ravel()), rel=1e-5, abs=1e-6)
+            assert histo.sum_squares == pytest.approx(
+                np.dot(array.ravel(), array.ravel()), rel=1e-5, abs=1e-6
+            )
 
 
 def test_histogram_buckets_match_numpy():
     rng = np.random.default_rng(3)
-    for array in (rng.normal(size=(50, 40)), rng.uniform(-1, 1, 1000).astype(np.float32), np.arange(10.0)):
+    for array in (
+        rng.normal(size=(50, 40)),
+        rng.uniform(-1, 1, 1000).astype(np.float32),
+        np.arange(10.0),
+    ):
         proto = histogram(array)
         counts, edges = np.histogram(array, bins=64, range=(array.min(), array.max()))
         assert list(proto.bucket) == counts.tolist()
@@ -198,8 +237,16 @@ def test_test_writer_holds_each_evaluation_and_the_final_one_equals_evaluate(tra
 
 def test_callbacks_own_evaluate_every_adds_test_points_the_trainer_does_not(tmp_path):
     x, y = classification_data()
-    tensorboard = create("callbacks", "tensorboard", evaluate_every=3, histogram_every=1, flush_secs=600)
-    trainer = Trainer(deep_model(), "cross_entropy", metrics=["accuracy"], callbacks=[tensorboard], logdir=str(tmp_path))
+    tensorboard = create(
+        "callbacks", "tensorboard", evaluate_every=3, histogram_every=1, flush_secs=600
+    )
+    trainer = Trainer(
+        deep_model(),
+        "cross_entropy",
+        metrics=["accuracy"],
+        callbacks=[tensorboard],
+        logdir=str(tmp_path),
+    )
     trainer.fit(x[:200], y[:200], epochs=2, batch_size=20, validation_data=(x[200:], y[200:]))
     loss = scalars(accumulator(tmp_path / "test"), "loss")
     # the callback's every 3 steps, the trainer's after each 10-step epoch (20 is the end too)
@@ -224,7 +271,10 @@ def test_final_evaluation_is_logged_when_the_weights_changed_at_the_same_step(tm
     x, y = classification_data()
     tensorboard = create("callbacks", "tensorboard", flush_secs=600)
     trainer = Trainer(
-        deep_model(), "cross_entropy", callbacks=[tensorboard, ZeroWeightsAfterLastEpoch()], logdir=str(tmp_path)
+        deep_model(),
+        "cross_entropy",
+        callbacks=[tensorboard, ZeroWeightsAfterLastEpoch()],
+        logdir=str(tmp_path),
     )
     trainer.fit(x[:200], y[:200], epochs=2, batch_size=20, validation_data=(x[200:], y[200:]))
     events = accumulator(tmp_path / "test").Scalars("loss")
@@ -238,12 +288,24 @@ def test_graph_has_a_node_per_layer_operation_wired_in_order(trained):
     nodes = {node.name: node for node in graph.node}
     assert list(nodes) == [
         "input",
-        "dense_0/weights", "dense_0/bias", "dense_0/matmul", "dense_0/bias_add", "dense_0/tanh",
+        "dense_0/weights",
+        "dense_0/bias",
+        "dense_0/matmul",
+        "dense_0/bias_add",
+        "dense_0/tanh",
         "dropout_1/dropout",
-        "dense_2/weights", "dense_2/bias", "dense_2/matmul", "dense_2/bias_add",
+        "dense_2/weights",
+        "dense_2/bias",
+        "dense_2/matmul",
+        "dense_2/bias_add",
         "activation_3/relu",
-        "dense_4/weights", "dense_4/bias", "dense_4/matmul", "dense_4/bias_add", "dense_4/softmax",
-        "labels", "loss",
+        "dense_4/weights",
+        "dense_4/bias",
+        "dense_4/matmul",
+        "dense_4/bias_add",
+        "dense_4/softmax",
+        "labels",
+        "loss",
     ]
     assert list(nodes["dense_0/matmul"].input) == ["input", "dense_0/weights"]
     assert list(nodes["dense_0/bias_add"].input) == ["dense_0/matmul", "dense_0/bias"]
@@ -274,11 +336,24 @@ def test_conv_graph_and_input_images(tmp_path):
         input_shape=(8, 8, 1),
         seed=0,
     )
-    trainer = Trainer(model, "cross_entropy", "adam", callbacks=[{"type": "tensorboard", "images": 6}], logdir=str(tmp_path))
+    trainer = Trainer(
+        model,
+        "cross_entropy",
+        "adam",
+        callbacks=[{"type": "tensorboard", "images": 6}],
+        logdir=str(tmp_path),
+    )
     trainer.fit(x, y, epochs=1, batch_size=8)
     train = accumulator(tmp_path / "train")
     names = [node.name for node in train.Graph().node]
-    assert names[:6] == ["input", "conv2d_0/weights", "conv2d_0/bias", "conv2d_0/conv2d", "conv2d_0/bias_add", "conv2d_0/relu"]
+    assert names[:6] == [
+        "input",
+        "conv2d_0/weights",
+        "conv2d_0/bias",
+        "conv2d_0/conv2d",
+        "conv2d_0/bias_add",
+        "conv2d_0/relu",
+    ]
     assert names[6:8] == ["maxpool2d_1/maxpool2d", "flatten_2/flatten"]
     assert "maxpool2d_1/activations" in train.Tags()["histograms"]
     (image,) = train.Images("inputs")
@@ -302,7 +377,14 @@ def test_layers_may_describe_their_own_ops():
         dtype, input_shape, layers = np.float32, (3,), [Fancy()]
 
     nodes = {node.name: node for node in model_graph(Model()).node}
-    assert list(nodes) == ["input", "fancy_0/kernel", "fancy_0/bias", "fancy_0/einsum", "fancy_0/bias_add", "fancy_0/gelu"]
+    assert list(nodes) == [
+        "input",
+        "fancy_0/kernel",
+        "fancy_0/bias",
+        "fancy_0/einsum",
+        "fancy_0/bias_add",
+        "fancy_0/gelu",
+    ]
     assert list(nodes["fancy_0/einsum"].input) == ["input", "fancy_0/kernel"]
     assert nodes["fancy_0/gelu"].op == "Gelu"
 
@@ -311,10 +393,18 @@ def moons_config(logdir, lr, epochs=3):
     return {
         "seed": 0,
         "data": {"type": "moons", "n_samples": 200, "noise": 0.2, "test_fraction": 0.25},
-        "model": {"layers": [{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dense", "units": 2, "activation": "softmax"}]},
+        "model": {
+            "layers": [
+                {"type": "dense", "units": 8, "activation": "tanh"},
+                {"type": "dense", "units": 2, "activation": "softmax"},
+            ]
+        },
         "train": {
-            "loss": "cross_entropy", "optimizer": {"type": "sgd", "lr": lr, "momentum": 0.9},
-            "epochs": epochs, "batch_size": 30, "metrics": ["accuracy"],
+            "loss": "cross_entropy",
+            "optimizer": {"type": "sgd", "lr": lr, "momentum": 0.9},
+            "epochs": epochs,
+            "batch_size": 30,
+            "metrics": ["accuracy"],
             "callbacks": [{"type": "tensorboard", "image_every": 2}],
         },
         "logging": {"logdir": str(logdir)},
@@ -330,9 +420,13 @@ def session_groups(root):
     from tensorboard.plugins import base_plugin
 
     provider = data_provider.MultiplexerDataProvider(multiplexer, str(root))
-    backend = backend_context.Context(base_plugin.TBContext(logdir=str(root), data_provider=provider, multiplexer=multiplexer))
+    backend = backend_context.Context(
+        base_plugin.TBContext(logdir=str(root), data_provider=provider, multiplexer=multiplexer)
+    )
     request = api_pb2.ListSessionGroupsRequest(
-        start_index=0, slice_size=100, allowed_statuses=[api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE]
+        start_index=0,
+        slice_size=100,
+        allowed_statuses=[api_pb2.STATUS_SUCCESS, api_pb2.STATUS_FAILURE],
     )
     response = list_session_groups.Handler(context.RequestContext(), backend, "", request).run()
     return {group.name: group for group in response.session_groups}
@@ -352,7 +446,11 @@ def test_hparams_tab_shows_one_row_per_run_with_config_and_final_metrics(tmp_pat
         assert not any(key.startswith(("logging.", "train.callbacks.")) for key in hparams)
         metrics = {value.name.tag: value.value for value in group.metric_values}
         assert metrics == pytest.approx(
-            {f"hparams/{part}/{key}": value for part in ("train", "test") for key, value in summary[part].items()},
+            {
+                f"hparams/{part}/{key}": value
+                for part in ("train", "test")
+                for key, value in summary[part].items()
+            },
             rel=1e-6,
         )
         assert group.sessions[0].status == api_pb2.STATUS_SUCCESS
@@ -363,7 +461,11 @@ def test_decision_boundary_image_every_n_epochs_and_at_the_end(tmp_path):
     train = accumulator(tmp_path / "train")
     images = train.Images("decision_boundary")
     steps_per_epoch = 5  # 150 training samples, batch 30
-    assert [image.step for image in images] == [2 * steps_per_epoch, 4 * steps_per_epoch, 5 * steps_per_epoch]
+    assert [image.step for image in images] == [
+        2 * steps_per_epoch,
+        4 * steps_per_epoch,
+        5 * steps_per_epoch,
+    ]
     assert (images[-1].width, images[-1].height) == (256, 256)
     from PIL import Image
 
@@ -422,8 +524,8 @@ class Stop:
 
 
 class Fail:
-    def __init__(self, error=RuntimeError("boom")):
-        self.error = error
+    def __init__(self, error=None):
+        self.error = error if error is not None else RuntimeError("boom")
 
     @hookimpl
     def on_batch_end(self, step):
@@ -434,7 +536,9 @@ class Fail:
 def test_writers_are_flushed_and_closed_on_early_stop(tmp_path):
     x, y = classification_data()
     tensorboard = create("callbacks", "tensorboard", scalar_every=1, flush_secs=600)
-    trainer = Trainer(deep_model(), "cross_entropy", callbacks=[tensorboard, Stop(at=2)], logdir=str(tmp_path))
+    trainer = Trainer(
+        deep_model(), "cross_entropy", callbacks=[tensorboard, Stop(at=2)], logdir=str(tmp_path)
+    )
     trainer.fit(x, y, epochs=5, batch_size=20)
     assert tensorboard.train_writer is None
     assert sorted(scalars(accumulator(tmp_path / "train"), "loss")) == [0, 1, 2]
@@ -449,10 +553,21 @@ def test_writers_are_flushed_and_closed_on_an_exception(tmp_path, error, status)
     x, y = classification_data()
     tensorboard = create("callbacks", "tensorboard", scalar_every=1, flush_secs=600)
     trainer = Trainer(
-        deep_model(), "cross_entropy", metrics=["accuracy"], callbacks=[tensorboard, Fail(error)], logdir=str(tmp_path)
+        deep_model(),
+        "cross_entropy",
+        metrics=["accuracy"],
+        callbacks=[tensorboard, Fail(error)],
+        logdir=str(tmp_path),
     )
     with pytest.raises(type(error)):
-        trainer.fit(x[:200], y[:200], epochs=5, batch_size=20, validation_data=(x[200:], y[200:]), evaluate_every=2)
+        trainer.fit(
+            x[:200],
+            y[:200],
+            epochs=5,
+            batch_size=20,
+            validation_data=(x[200:], y[200:]),
+            evaluate_every=2,
+        )
     assert tensorboard.train_writer is None and tensorboard.test_writer is None
     # pluggy calls the later-registered Fail first: step 3 raised before it was written
     assert sorted(scalars(accumulator(tmp_path / "train"), "loss")) == [0, 1, 2]
@@ -465,11 +580,19 @@ def test_writers_are_flushed_and_closed_on_an_exception(tmp_path, error, status)
 
 def test_python_api_run_without_config_gets_component_hparams(tmp_path):
     x, y = classification_data()
-    trainer = Trainer(deep_model(), "cross_entropy", {"type": "sgd", "lr": 0.2}, callbacks=["tensorboard"], logdir=str(tmp_path))
+    trainer = Trainer(
+        deep_model(),
+        "cross_entropy",
+        {"type": "sgd", "lr": 0.2},
+        callbacks=["tensorboard"],
+        logdir=str(tmp_path),
+    )
     trainer.fit(x, y, epochs=1, batch_size=40)
     (root_file,) = glob.glob(str(tmp_path / "events.out.tfevents.*"))
     content = accumulator(root_file).PluginTagToContent("hparams")
-    start = hparams_metadata.parse_session_start_info_plugin_data(content["_hparams_/session_start_info"])
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        content["_hparams_/session_start_info"]
+    )
     assert start.hparams["train.optimizer.lr"].number_value == pytest.approx(0.2)
     assert start.hparams["model.layers.0.units"].number_value == 8
     assert start.hparams["model.layers.1.type"].string_value == "dropout"
@@ -479,9 +602,13 @@ def test_python_api_run_without_config_gets_component_hparams(tmp_path):
 
 
 def test_bad_options_and_missing_logdir_are_config_errors():
-    with pytest.raises(ConfigError, match="callback 'tensorboard'.*scalar_every must be a positive integer, got 0"):
+    with pytest.raises(
+        ConfigError, match="callback 'tensorboard'.*scalar_every must be a positive integer, got 0"
+    ):
         create("callbacks", "tensorboard", scalar_every=0)
-    with pytest.raises(ConfigError, match="has no parameter 'histogram_evry'; did you mean 'histogram_every'"):
+    with pytest.raises(
+        ConfigError, match="has no parameter 'histogram_evry'; did you mean 'histogram_every'"
+    ):
         create("callbacks", "tensorboard", histogram_evry=5)
     x, y = classification_data()
     trainer = Trainer(deep_model(), "cross_entropy", callbacks=["tensorboard"])
@@ -492,13 +619,18 @@ def test_bad_options_and_missing_logdir_are_config_errors():
 def test_plugnet_train_writes_tensorboard_logs_and_prints_the_command(tmp_path, capsys):
     from framework.cli import main
 
-    assert main(["train", "--epochs", "2", "--logdir", str(tmp_path / "runs" / "moons"), "--quiet"]) == 0
+    assert (
+        main(["train", "--epochs", "2", "--logdir", str(tmp_path / "runs" / "moons"), "--quiet"])
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].strip() == f"tensorboard --logdir {tmp_path / 'runs'}"
     for part in ("train", "test"):
         assert glob.glob(str(tmp_path / "runs" / "moons" / part / "events.out.tfevents.*"))
     assert os.path.exists(tmp_path / "runs" / "moons" / "summary.json")
-    assert "decision_boundary" in accumulator(tmp_path / "runs" / "moons" / "train").Tags()["images"]
+    assert (
+        "decision_boundary" in accumulator(tmp_path / "runs" / "moons" / "train").Tags()["images"]
+    )
 
 
 def test_a_resumed_run_replaces_what_the_interrupted_one_logged_after_its_checkpoint(tmp_path):
@@ -516,11 +648,17 @@ def test_a_resumed_run_replaces_what_the_interrupted_one_logged_after_its_checkp
     test = accumulator(tmp_path / "run" / "test").Scalars("loss")
     assert [event.step for event in test] == [5, 10, 15, 20]
     assert test[-1].value == pytest.approx(resumed["test"]["loss"], rel=1e-6)
-    assert len(glob.glob(str(tmp_path / "run" / "events.out.tfevents.*"))) == 1  # one HParams session
+    assert (
+        len(glob.glob(str(tmp_path / "run" / "events.out.tfevents.*"))) == 1
+    )  # one HParams session
 
 
-def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_failing_disk(tmp_path, caplog):
-    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader as EventFileLoader
+def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_failing_disk(
+    tmp_path, caplog
+):
+    from tensorboard.backend.event_processing.event_file_loader import (
+        LegacyEventFileLoader as EventFileLoader,
+    )
     from tensorboardX.proto.summary_pb2 import Summary
 
     from framework.event_files import EventFileWriter
@@ -530,12 +668,16 @@ def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_fail
     for step in range(3, 8):
         writer.add_summary(Summary(value=[scalar_value("x", step * 0.5)]), step)
     (path,) = glob.glob(str(tmp_path / "a" / "events.out.tfevents.*"))
-    assert len(list(EventFileLoader(path).Load())) <= 1  # at most the file version: nothing waited on I/O
+    assert (
+        len(list(EventFileLoader(path).Load())) <= 1
+    )  # at most the file version: nothing waited on I/O
     writer.close()
     writer.close()  # closing twice is harmless
     events = list(EventFileLoader(path).Load())
     assert events[1].session_log.status == events[1].session_log.START and events[1].step == 3
-    assert [(e.step, e.summary.value[0].simple_value) for e in events[2:]] == [(s, s * 0.5) for s in range(3, 8)]
+    assert [(e.step, e.summary.value[0].simple_value) for e in events[2:]] == [
+        (s, s * 0.5) for s in range(3, 8)
+    ]
 
     broken = EventFileWriter(str(tmp_path / "b"), flush_secs=600)
 

@@ -1,6 +1,7 @@
 """framework.threads: splitting work over BLAS's cores, and the layers and optimizer that use
 it giving the same numbers on one thread and on two."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ two_cores = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two core
 
 
 def blas_threads():
-    return min(c.num_threads for c in ThreadpoolController().select(user_api="blas").lib_controllers)
+    return min(
+        c.num_threads for c in ThreadpoolController().select(user_api="blas").lib_controllers
+    )
 
 
 def test_split_covers_the_range_once_in_contiguous_parts():
@@ -30,13 +33,15 @@ def test_split_covers_the_range_once_in_contiguous_parts():
     threads.split(work, 1001)
     seen.sort()
     assert seen[0][0] == 0 and seen[-1][1] == 1001
-    assert all(a[1] == b[0] for a, b in zip(seen, seen[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(seen))
     assert len(seen) == threads.workers()
 
 
 def test_split_keeps_small_work_on_the_calling_thread():
     callers = []
-    threads.split(lambda start, stop: callers.append((threading.get_ident(), start, stop)), 10, minimum=8)
+    threads.split(
+        lambda start, stop: callers.append((threading.get_ident(), start, stop)), 10, minimum=8
+    )
     assert callers == [(threading.get_ident(), 0, 10)]
 
 
@@ -74,7 +79,9 @@ def test_an_exception_in_another_threads_part_is_raised_and_blas_restored():
 def run_python(code, env_extra):
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     env.update(env_extra)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 
@@ -99,8 +106,13 @@ def test_numpy_imported_first_with_the_default_spin_keeps_work_on_one_thread():
     # and does not split.
     assert run_python(CODE.format(first="import numpy"), {}) == "None 1"
     # A spin the user shortened is honoured whatever the import order; a long one is not.
-    assert run_python(CODE.format(first="import numpy"), {"OPENBLAS_THREAD_TIMEOUT": "16"}) == "16 2"
-    assert run_python(CODE.format(first="import framework"), {"OPENBLAS_THREAD_TIMEOUT": "26"}) == "26 1"
+    assert (
+        run_python(CODE.format(first="import numpy"), {"OPENBLAS_THREAD_TIMEOUT": "16"}) == "16 2"
+    )
+    assert (
+        run_python(CODE.format(first="import framework"), {"OPENBLAS_THREAD_TIMEOUT": "26"})
+        == "26 1"
+    )
 
 
 def seed002_gradients(blas):
@@ -131,7 +143,7 @@ def test_the_conv_net_gives_the_same_gradients_on_one_thread_and_on_two():
     out_one, one = seed002_gradients(1)
     out_two, two = seed002_gradients(2)
     np.testing.assert_allclose(out_one, out_two, rtol=1e-5, atol=1e-7)
-    for a, b in zip(one, two):  # float32 sums taken in another order: rounding only
+    for a, b in zip(one, two, strict=True):  # float32 sums taken in another order: rounding only
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(a).max())
 
 
@@ -154,7 +166,9 @@ def test_adam_in_blocks_over_threads_is_the_whole_array_update_to_the_bit():
     for t, g in enumerate(grads, start=1):
         m = np.float32(0.9) * m + np.float32(0.1) * g
         v = np.float32(0.999) * v + np.float32(0.001) * g * g
-        p = p - np.float32(0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)) * m / (np.sqrt(v) + np.float32(1e-8))
+        p = p - np.float32(0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)) * m / (
+            np.sqrt(v) + np.float32(1e-8)
+        )
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_allclose(results[0], p, rtol=1e-6, atol=1e-7)
 

@@ -13,8 +13,13 @@ def blobs(n=60, seed=0):
 
 def classifier(seed=0, dtype="float32"):
     return Sequential(
-        [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 2, "activation": "softmax"}],
-        input_shape=(2,), dtype=dtype, seed=seed,
+        [
+            {"type": "dense", "units": 4, "activation": "tanh"},
+            {"type": "dense", "units": 2, "activation": "softmax"},
+        ],
+        input_shape=(2,),
+        dtype=dtype,
+        seed=seed,
     )
 
 
@@ -59,7 +64,9 @@ class Recorder(Callback):
 def test_hooks_are_called_in_order_with_their_arguments():
     x, y = blobs(10)
     recorder = Recorder()
-    trainer = Trainer(classifier(), "cross_entropy", "sgd", metrics=["accuracy"], callbacks=[recorder])
+    trainer = Trainer(
+        classifier(), "cross_entropy", "sgd", metrics=["accuracy"], callbacks=[recorder]
+    )
     trainer.fit(x, y, epochs=2, batch_size=4, validation_data=blobs(6, seed=1))
     calls = recorder.calls
     assert calls[0] == ("train_begin",)
@@ -67,7 +74,11 @@ def test_hooks_are_called_in_order_with_their_arguments():
     assert calls[2] == ("batch_begin", 0, 4)
     assert calls[3] == ("after_backward", 0, True)
     assert calls[4] == ("batch_end", 0, ["accuracy", "loss"])
-    assert [c for c in calls if c[0] == "batch_begin"][-1] == ("batch_begin", 5, 2)  # 3 batches per epoch
+    assert [c for c in calls if c[0] == "batch_begin"][-1] == (
+        "batch_begin",
+        5,
+        2,
+    )  # 3 batches per epoch
     epoch_ends = [c for c in calls if c[0] == "epoch_end"]
     assert epoch_ends[0] == ("epoch_end", 0, ["accuracy", "loss", "val_accuracy", "val_loss"])
     assert ("evaluate_end", 3, ["accuracy", "loss"]) in calls
@@ -138,7 +149,12 @@ def test_a_loss_with_only_forward_and_backward_trains_after_softmax():
 
 def test_learns_separable_blobs_and_evaluates():
     x, y = blobs(200)
-    trainer = Trainer(classifier(), "cross_entropy", {"type": "sgd", "lr": 0.5, "momentum": 0.5}, metrics=["accuracy"])
+    trainer = Trainer(
+        classifier(),
+        "cross_entropy",
+        {"type": "sgd", "lr": 0.5, "momentum": 0.5},
+        metrics=["accuracy"],
+    )
     trainer.fit(x, y, epochs=20, batch_size=16)
     result = trainer.evaluate(*blobs(100, seed=3))
     assert result["accuracy"] >= 0.95
@@ -168,11 +184,17 @@ def test_l2_adds_its_penalty_and_gradient():
     plain = Trainer(model, "cross_entropy", {"type": "sgd", "lr": 0.0}, callbacks=[Grab()])
     plain.fit(x, y, epochs=1)
     without = grads["w"]
-    regularised = Trainer(model, "cross_entropy", {"type": "sgd", "lr": 0.0}, callbacks=[Grab()], l2=0.3)
+    regularised = Trainer(
+        model, "cross_entropy", {"type": "sgd", "lr": 0.0}, callbacks=[Grab()], l2=0.3
+    )
     regularised.fit(x, y, epochs=1)
-    np.testing.assert_allclose(grads["w"] - without, 0.3 * model.layers[0].params["weights"], atol=1e-12)
-    weights_sq = sum(float(np.sum(l.params["weights"] ** 2)) for l in model.layers)
-    assert regularised.history["loss"][0] == pytest.approx(plain.history["loss"][0] + 0.15 * weights_sq)
+    np.testing.assert_allclose(
+        grads["w"] - without, 0.3 * model.layers[0].params["weights"], atol=1e-12
+    )
+    weights_sq = sum(float(np.sum(layer.params["weights"] ** 2)) for layer in model.layers)
+    assert regularised.history["loss"][0] == pytest.approx(
+        plain.history["loss"][0] + 0.15 * weights_sq
+    )
 
 
 def test_softmax_cross_entropy_stays_finite_at_extreme_logits():
@@ -190,9 +212,25 @@ def test_bfgs_drives_the_flat_parameter_vector():
     x = x / x.max(axis=0)
     y = np.array([[0.75], [0.82], [0.93]])
     model = Sequential(
-        [{"type": "dense", "units": 3, "activation": "sigmoid", "use_bias": False, "weight_init": "uniform"},
-         {"type": "dense", "units": 1, "activation": "sigmoid", "use_bias": False, "weight_init": "uniform"}],
-        input_shape=(2,), dtype="float64", seed=0,
+        [
+            {
+                "type": "dense",
+                "units": 3,
+                "activation": "sigmoid",
+                "use_bias": False,
+                "weight_init": "uniform",
+            },
+            {
+                "type": "dense",
+                "units": 1,
+                "activation": "sigmoid",
+                "use_bias": False,
+                "weight_init": "uniform",
+            },
+        ],
+        input_shape=(2,),
+        dtype="float64",
+        seed=0,
     )
     epochs = []
 
@@ -210,8 +248,18 @@ def test_bfgs_drives_the_flat_parameter_vector():
 @pytest.mark.parametrize(
     "x, y, error, message",
     [
-        (np.ones((4, 2)), np.zeros(3, dtype=int), DataError, "training x has 4 samples but y has 3"),
-        (np.array([[0.0, np.nan]] * 3), np.zeros(3, dtype=int), DataError, r"training x contains NaN or inf \(first at index \(0, 1\)\)"),
+        (
+            np.ones((4, 2)),
+            np.zeros(3, dtype=int),
+            DataError,
+            "training x has 4 samples but y has 3",
+        ),
+        (
+            np.array([[0.0, np.nan]] * 3),
+            np.zeros(3, dtype=int),
+            DataError,
+            r"training x contains NaN or inf \(first at index \(0, 1\)\)",
+        ),
         (np.ones((3, 2)), np.array([0, 1, 2]), DataError, "label"),
         (np.ones((3, 5)), np.zeros(3, dtype=int), Exception, r"dense_0.*\(None, 2\).*\(None, 5\)"),
     ],
@@ -255,7 +303,9 @@ def test_an_epoch_ending_on_an_evaluate_every_step_is_evaluated_once():
 
     x, y = blobs()
     trainer = Trainer(classifier(), "cross_entropy", callbacks=[Evaluations()])
-    history = trainer.fit(x[:40], y[:40], epochs=2, batch_size=10, validation_data=(x[40:], y[40:]), evaluate_every=2)
+    history = trainer.fit(
+        x[:40], y[:40], epochs=2, batch_size=10, validation_data=(x[40:], y[40:]), evaluate_every=2
+    )
     # every 2 steps; the epochs end on steps 4 and 8 and reuse those; the end of fit evaluates
     # again (a callback may have changed the weights since)
     assert Evaluations.steps == [2, 4, 6, 8, 8]

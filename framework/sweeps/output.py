@@ -83,11 +83,15 @@ def results(study, spec, logdir):
         params = json.loads(attrs_[POINT]) if POINT in attrs_ else dict(trial.params)
         summary = attrs_.get(SUMMARY, {})
         metrics = {k: v for k, v in summary.items() if k.startswith(("train.", "test."))}
-        value = summary.get(spec.metric, trial.value if trial.state == TrialState.COMPLETE else None)
+        value = summary.get(
+            spec.metric, trial.value if trial.state == TrialState.COMPLETE else None
+        )
         found.append(
             TrialResult(
                 number=trial.number,
-                state="stopped" if STOPPED in attrs_ else STATES.get(trial.state, trial.state.name.lower()),
+                state="stopped"
+                if STOPPED in attrs_
+                else STATES.get(trial.state, trial.state.name.lower()),
                 params=params,
                 metrics=metrics,
                 value=value,
@@ -159,11 +163,20 @@ def format_table(result):
     keys = result.keys
     header = ["trial", "state", *keys, result.metric, "seconds"]
     rows = [
-        [f"{t.number:04d}", t.state, *(short(t.params.get(k)) for k in keys), short(t.value), short(t.seconds)]
+        [
+            f"{t.number:04d}",
+            t.state,
+            *(short(t.params.get(k)) for k in keys),
+            short(t.value),
+            short(t.seconds),
+        ]
         for t in result.ranked()
     ]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -204,14 +217,20 @@ def hparam_infos(spec):
     infos = []
     for param in spec.params:
         if not isinstance(param, Choice):
-            info = api_pb2.HParamInfo(name=param.key, display_name=param.key, type=api_pb2.DATA_TYPE_FLOAT64)
+            info = api_pb2.HParamInfo(
+                name=param.key, display_name=param.key, type=api_pb2.DATA_TYPE_FLOAT64
+            )
             info.domain_interval.min_value = float(param.low)
             info.domain_interval.max_value = float(param.high)
             infos.append(info)
         elif param.composite:
             leaves = {}
             for value in param.values:
-                flat = flatten_config(value, f"{param.key}.") if isinstance(value, (Mapping, list)) else {param.key: value}
+                flat = (
+                    flatten_config(value, f"{param.key}.")
+                    if isinstance(value, (Mapping, list))
+                    else {param.key: value}
+                )
                 for key, leaf in flat.items():
                     leaves.setdefault(key, []).append(leaf)
             infos += [discrete_info(key, values) for key, values in leaves.items()]
@@ -225,7 +244,9 @@ def experiment_summary(spec):
         description=f"plugnet sweep: {spec.direction} {spec.metric}",
         hparam_infos=hparam_infos(spec),
         metric_infos=[
-            api_pb2.MetricInfo(name=api_pb2.MetricName(tag=metric_tag(key)), display_name=key.replace(".", "/"))
+            api_pb2.MetricInfo(
+                name=api_pb2.MetricName(tag=metric_tag(key)), display_name=key.replace(".", "/")
+            )
             for key in spec.metrics
         ],
     )

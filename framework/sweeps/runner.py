@@ -22,7 +22,6 @@ import optuna
 from framework.config import add_plugins, apply_overrides
 from framework.errors import ConfigError, PlugnetError
 from framework.run import paused_gc
-from framework.sweeps.server import worker_context
 from framework.sweeps.output import (
     SweepResult,
     TrialResult,
@@ -32,16 +31,29 @@ from framework.sweeps.output import (
     write_csv,
     write_experiment,
 )
+from framework.sweeps.server import worker_context
 from framework.sweeps.space import Choice, parse_sweep
 from framework.sweeps.stopping import StopRequest, SweepStopped, signal_handlers
 from framework.sweeps.storage import open_storage, redact, release
-from framework.sweeps.study import STUDY_METRIC, Plan, counts, encode, enqueue_grid, recover_stale, work
+from framework.sweeps.study import (
+    STUDY_METRIC,
+    Plan,
+    counts,
+    encode,
+    enqueue_grid,
+    recover_stale,
+    work,
+)
 
 __all__ = ["SweepResult", "SweepStopped", "TrialResult", "sweep", "summary_lines"]
 
 DEFAULT_LOGDIR = "runs"
 RAY_EXTRA = 'pip install "plugnet[ray]"'
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+FINISHED = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.FAIL,
+)
 
 
 def sweep(
@@ -92,7 +104,9 @@ def sweep(
         if spec.sampler == "grid":
             spec = attrs.evolve(spec, trials=len(spec.grid()))
         logdir = os.path.abspath(
-            logdir or config.get("logging", {}).get("logdir") or os.path.join(DEFAULT_LOGDIR, f"{base['data']['type']}-sweep")
+            logdir
+            or config.get("logging", {}).get("logdir")
+            or os.path.join(DEFAULT_LOGDIR, f"{base['data']['type']}-sweep")
         )
         if os.path.exists(logdir) and not os.path.isdir(logdir):
             raise ConfigError(f"the sweep directory {logdir} is a file")
@@ -209,7 +223,9 @@ def shared_data(config, spec, local):
     except Exception:  # noqa: BLE001 - a dataset plugin may raise anything: each trial reports it
         return None
     _, arrays = loaded
-    size = sum(a.nbytes for part in arrays for a in (part.values() if isinstance(part, dict) else [part]))
+    size = sum(
+        a.nbytes for part in arrays for a in (part.values() if isinstance(part, dict) else [part])
+    )
     return loaded if local or size <= SHARED_DATA_BYTES else None
 
 
@@ -229,9 +245,13 @@ def distributions(spec):
                 list(encode({"v": v})["v"] for v in param.values)
             )
         elif param.integer:
-            made[param.key] = optuna.distributions.IntDistribution(param.low, param.high, log=param.log)
+            made[param.key] = optuna.distributions.IntDistribution(
+                param.low, param.high, log=param.log
+            )
         else:
-            made[param.key] = optuna.distributions.FloatDistribution(param.low, param.high, log=param.log)
+            made[param.key] = optuna.distributions.FloatDistribution(
+                param.low, param.high, log=param.log
+            )
     return made
 
 
@@ -240,7 +260,9 @@ def prepare(store, name, spec, url):
     values of a key (Optuna cannot mix those in one study)."""
     where = f"the study '{name}' in {redact(url)}"
     try:
-        study = optuna.create_study(storage=store, study_name=name, direction=spec.direction, load_if_exists=True)
+        study = optuna.create_study(
+            storage=store, study_name=name, direction=spec.direction, load_if_exists=True
+        )
     except Exception as exc:  # noqa: BLE001 - storage errors surface here on first use
         raise ConfigError(f"cannot use storage '{redact(url)}': {exc}") from None
     metric = study.user_attrs.get(STUDY_METRIC)
@@ -287,10 +309,13 @@ def progress_bar(progress, total, initial):
         return NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="trial", desc="sweep", disable=None, file=sys.stderr)
+    return tqdm(
+        total=total, initial=initial, unit="trial", desc="sweep", disable=None, file=sys.stderr
+    )
 
 
 # --- worker processes ------------------------------------------------------------------------
+
 
 def die_with_parent(sweep_pid):
     """Ask Linux to send SIGTERM to this worker when its parent (the fork server, which
@@ -328,7 +353,12 @@ def worker_process(plan, index, messages, sweep_pid, environ):
     stop = StopRequest()
     try:
         with stop.handling():
-            work(plan, index, report=lambda number, state: messages.send(("trial", number, state)), stop=stop)
+            work(
+                plan,
+                index,
+                report=lambda number, state: messages.send(("trial", number, state)),
+                stop=stop,
+            )
     except PlugnetError as exc:
         messages.send(("error", type(exc).__name__, str(exc)))
         sys.exit(2)
@@ -483,7 +513,9 @@ def summary_lines(result):
     lines = [format_table(result), ""]
     if result.best is not None:
         params = ", ".join(f"{k}={v!r}" for k, v in result.best.params.items())
-        lines.append(f"best: trial-{result.best.number:04d}  {result.metric} {result.best.value:.6g}  {params}")
+        lines.append(
+            f"best: trial-{result.best.number:04d}  {result.metric} {result.best.value:.6g}  {params}"
+        )
     else:
         lines.append("no trial completed")
     for trial in result.trials:
@@ -494,5 +526,7 @@ def summary_lines(result):
             f"{result.interrupted_workers} worker(s) ended abnormally; run the same command again to finish their trials"
         )
     lines.append(f"sweep.csv and the study in {result.logdir}")
-    lines.append(f"compare the trials in TensorBoard's HParams tab: tensorboard --logdir {result.logdir}")
+    lines.append(
+        f"compare the trials in TensorBoard's HParams tab: tensorboard --logdir {result.logdir}"
+    )
     return lines

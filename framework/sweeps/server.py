@@ -14,7 +14,13 @@ from framework.registry import BUILTIN_PLUGINS
 
 # What the worker server imports once, so that every worker forked from it starts warm;
 # scipy.special is what a sigmoid imports on first use (`plugins.activations.load_expit`).
-WARM_MODULES = ("framework.cli", "framework.run", "framework.sweeps.runner", *BUILTIN_PLUGINS, "scipy.special")
+WARM_MODULES = (
+    "framework.cli",
+    "framework.run",
+    "framework.sweeps.runner",
+    *BUILTIN_PLUGINS,
+    "scipy.special",
+)
 # The worker server forks, so it must hold no thread but its own: numpy's BLAS would start
 # its thread pool as the server imports numpy.  Each worker sets its own BLAS threads
 # (threadpoolctl, `Plan.threads`) once forked.

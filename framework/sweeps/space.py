@@ -83,7 +83,10 @@ class SweepSpec:
 
     def grid(self):
         """Every combination of the parameters' values, as ``{key: value}``, in order."""
-        return [dict(zip(self.keys, combo)) for combo in itertools.product(*(p.values for p in self.params))]
+        return [
+            dict(zip(self.keys, combo, strict=True))
+            for combo in itertools.product(*(p.values for p in self.params))
+        ]
 
 
 def point_key(params):
@@ -159,7 +162,9 @@ def component_kind(path):
 
 def component_parameters(kind, node):
     """The parameter names of the component ``node`` (a name or a table with a type)."""
-    name = node if isinstance(node, str) else node.get("type") if isinstance(node, Mapping) else None
+    name = (
+        node if isinstance(node, str) else node.get("type") if isinstance(node, Mapping) else None
+    )
     if kind is None or not isinstance(name, str):
         return None
     try:
@@ -182,7 +187,11 @@ def known_keys(config):
             keys.update(".".join([*path, n]) for n in names or ())
         if isinstance(node, Mapping):
             for key, child in node.items():
-                walk(child, [*path, str(key)], schema.get(key) if isinstance(schema, Mapping) else None)
+                walk(
+                    child,
+                    [*path, str(key)],
+                    schema.get(key) if isinstance(schema, Mapping) else None,
+                )
         elif isinstance(node, list):
             for index, child in enumerate(node):
                 walk(child, [*path, str(index)], None)
@@ -211,7 +220,9 @@ def check_key(config, key):
             try:
                 index = int(part)
             except ValueError:
-                raise unknown_key(config, key, f"'{'.'.join(parts[:depth])}' is a list: use an index") from None
+                raise unknown_key(
+                    config, key, f"'{'.'.join(parts[:depth])}' is a list: use an index"
+                ) from None
             if not -len(node) <= index < len(node):
                 raise unknown_key(config, key, f"'{here}': the list has {len(node)} items")
             node, schema = node[index], None
@@ -296,12 +307,16 @@ def parse_param(config, key, spec):
         for name in spec:
             if name not in RANGE_KEYS:
                 hint = did_you_mean(name, RANGE_KEYS)
-                raise ConfigError(f"sweep key '{key}': a range takes low, high and log, not '{name}'{hint}")
+                raise ConfigError(
+                    f"sweep key '{key}': a range takes low, high and log, not '{name}'{hint}"
+                )
         if "low" not in spec or "high" not in spec:
             raise ConfigError(f"sweep key '{key}': a range needs both low and high")
         low, high, log = spec["low"], spec["high"], spec.get("log", False)
         if not (is_number(low) and is_number(high)):
-            raise ConfigError(f"sweep key '{key}': low and high must be numbers, got {low!r} and {high!r}")
+            raise ConfigError(
+                f"sweep key '{key}': low and high must be numbers, got {low!r} and {high!r}"
+            )
         if not isinstance(log, bool):
             raise ConfigError(f"sweep key '{key}': log must be true or false, got {log!r}")
         if low >= high:
@@ -338,7 +353,13 @@ def summary_metrics(config):
     ``train.accuracy``, then the same for ``test`` where data are held out."""
     names = ["loss"]
     for spec in config.get("train", {}).get("metrics", []):
-        name = spec if isinstance(spec, str) else spec.get("type") if isinstance(spec, Mapping) else None
+        name = (
+            spec
+            if isinstance(spec, str)
+            else spec.get("type")
+            if isinstance(spec, Mapping)
+            else None
+        )
         if isinstance(name, str) and name not in names:
             names.append(name)
     sections = ("train", "test") if held_out(config) else ("train",)
@@ -349,11 +370,15 @@ def parse_pruner(value):
     if isinstance(value, str):
         value = {"type": value}
     if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
-        raise ConfigError(f"sweep pruner must be a name ({', '.join(PRUNERS)}) or a table with a type, got {value!r}")
+        raise ConfigError(
+            f"sweep pruner must be a name ({', '.join(PRUNERS)}) or a table with a type, got {value!r}"
+        )
     kind = value["type"]
     if kind not in PRUNERS:
         hint = did_you_mean(kind, PRUNERS)
-        raise ConfigError(f"unknown sweep pruner '{kind}'{hint} Known pruners: {', '.join(PRUNERS)}")
+        raise ConfigError(
+            f"unknown sweep pruner '{kind}'{hint} Known pruners: {', '.join(PRUNERS)}"
+        )
     for name, option in value.items():
         if name == "type":
             continue
@@ -361,7 +386,9 @@ def parse_pruner(value):
             known = ", ".join(PRUNERS[kind]) or "none"
             raise ConfigError(f"sweep pruner '{kind}' has no option '{name}'; its options: {known}")
         if not isinstance(option, int) or isinstance(option, bool) or option < 0:
-            raise ConfigError(f"sweep pruner option '{name}' must be an integer >= 0, got {option!r}")
+            raise ConfigError(
+                f"sweep pruner option '{name}' must be an integer >= 0, got {option!r}"
+            )
     return dict(value)
 
 
@@ -385,7 +412,9 @@ def parse_sweep(config, grid=None, trials=None):
     for key in table:
         if key not in SWEEP_KEYS:
             hint = did_you_mean(key, SWEEP_KEYS, prefix="sweep.")
-            raise ConfigError(f"unknown config key 'sweep.{key}'{hint} Known keys here: {', '.join(SWEEP_KEYS)}")
+            raise ConfigError(
+                f"unknown config key 'sweep.{key}'{hint} Known keys here: {', '.join(SWEEP_KEYS)}"
+            )
     check_config(base)
     load_plugins(base.get("plugins", []))
     params = table.get("params", {})
@@ -393,7 +422,9 @@ def parse_sweep(config, grid=None, trials=None):
         raise ConfigError(f"[sweep.params] must be a table of key = values, got {params!r}")
     params = {**params, **grid_params(grid)}
     if not params:
-        raise ConfigError("a sweep needs parameters: [sweep.params] in the config, or --grid KEY=V1,V2,...")
+        raise ConfigError(
+            "a sweep needs parameters: [sweep.params] in the config, or --grid KEY=V1,V2,..."
+        )
     for key in params:
         check_key(base, key)
     parsed = tuple(parse_param(base, key, spec) for key, spec in params.items())
@@ -405,7 +436,9 @@ def parse_sweep(config, grid=None, trials=None):
             f"sweep metric '{metric}' is not in the runs' summary.json; it has: "
             f"{', '.join((*metrics, *SUMMARY_NUMBERS))}"
         )
-    default_direction = "minimize" if any(w in metric.split(".")[-1] for w in LOWER_IS_BETTER) else "maximize"
+    default_direction = (
+        "minimize" if any(w in metric.split(".")[-1] for w in LOWER_IS_BETTER) else "maximize"
+    )
     direction = choose("direction", table.get("direction", default_direction), DIRECTIONS)
     all_lists = all(isinstance(p, Choice) for p in parsed)
     sampler = choose("sampler", table.get("sampler", "grid" if all_lists else "tpe"), SAMPLERS)
@@ -413,7 +446,7 @@ def parse_sweep(config, grid=None, trials=None):
         ranged = next(p.key for p in parsed if isinstance(p, Range))
         raise ConfigError(
             f"the grid sampler needs lists of values, but '{ranged}' is a range; "
-            "use sampler = \"random\" or \"tpe\", or give a list"
+            'use sampler = "random" or "tpe", or give a list'
         )
     count = trials if trials is not None else table.get("trials", DEFAULT_TRIALS)
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:

@@ -101,4 +101,6 @@ class SweepStopped(KeyboardInterrupt):
         if not self.trials:
             return f"sweep stopped ({name}) between trials; run the same command again to go on"
         listed = ", ".join(f"trial-{number:04d}" for number in self.trials)
-        return f"sweep stopped ({name}): {listed} stopped; run the same command again to finish them"
+        return (
+            f"sweep stopped ({name}): {listed} stopped; run the same command again to finish them"
+        )

@@ -46,7 +46,9 @@ def open_storage(url):
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except ImportError:
         hint = ': pip install "psycopg[binary]"' if url.startswith("postgres") else ""
-        raise ConfigError(f"cannot use storage '{redact(url)}': its database driver is not installed{hint}") from None
+        raise ConfigError(
+            f"cannot use storage '{redact(url)}': its database driver is not installed{hint}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors for bad URLs, refused connections...
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         reason = reason[0] if reason else type(exc).__name__

@@ -101,7 +101,12 @@ def process_start(pid):
 
 def owner_stamp():
     info = process_start(os.getpid())
-    return {"host": HOST, "pid": os.getpid(), "start": info[0] if info else None, "beat": time.time()}
+    return {
+        "host": HOST,
+        "pid": os.getpid(),
+        "start": info[0] if info else None,
+        "beat": time.time(),
+    }
 
 
 def process_alive(pid, start):
@@ -115,7 +120,9 @@ def process_alive(pid, start):
     if info is None:
         return not os.path.exists("/proc/self/stat")  # no /proc at all: trust the pid
     ticks, state = info
-    return state not in ("Z", "X") and (start is None or ticks == start)  # not a zombie, not a reused pid
+    return state not in ("Z", "X") and (
+        start is None or ticks == start
+    )  # not a zombie, not a reused pid
 
 
 def is_stale(trial, now):
@@ -146,7 +153,10 @@ def enqueue(study, params):
 
 def encode(params):
     """Parameters as Optuna keeps them: tables and lists as JSON text."""
-    return {k: json.dumps(v, sort_keys=True) if isinstance(v, (Mapping, list)) else v for k, v in params.items()}
+    return {
+        k: json.dumps(v, sort_keys=True) if isinstance(v, (Mapping, list)) else v
+        for k, v in params.items()
+    }
 
 
 def recover_stale(study, storage, plan):
@@ -194,7 +204,8 @@ def take_waiting(study, storage):
         storage.set_trial_user_attr(tid, OWNER, owner_stamp())
         point = point_of(waiting)
         earlier = [
-            t for t in study.get_trials(deepcopy=False)
+            t
+            for t in study.get_trials(deepcopy=False)
             if t.number < waiting.number and counts(t) and point_of(t) == point
         ]
         if earlier:

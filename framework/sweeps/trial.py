@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 from framework.config import flatten_config, set_key
 from framework.errors import ConfigError, PlugnetError
 from framework.hookspecs import hookimpl
-from framework.sweeps.space import Choice, point_key
 from framework.stopping import signal_name
+from framework.sweeps.space import Choice, point_key
 
 logger = logging.getLogger("plugnet.sweep")
 
@@ -119,14 +119,19 @@ def trial_config(plan, params, number):
     config.setdefault("logging", {})["logdir"] = plan.trial_dir(number)
     train = config.setdefault("train", {})
     callbacks = list(train.get("callbacks", []))
-    names = [c if isinstance(c, str) else c.get("type") if isinstance(c, Mapping) else None for c in callbacks]
+    names = [
+        c if isinstance(c, str) else c.get("type") if isinstance(c, Mapping) else None
+        for c in callbacks
+    ]
     if "tensorboard" not in names:
         callbacks.append("tensorboard")
         names.append("tensorboard")
     # The reporter writes the trial's HParams session, without a per-run experiment.
     callbacks = [
-        {**({"type": c} if isinstance(c, str) else c), "hparams": False} if name == "tensorboard" else c
-        for c, name in zip(callbacks, names)
+        {**({"type": c} if isinstance(c, str) else c), "hparams": False}
+        if name == "tensorboard"
+        else c
+        for c, name in zip(callbacks, names, strict=True)
     ]
     train["callbacks"] = callbacks
     return config
@@ -153,7 +158,9 @@ def run_trial(plan, study, storage, claimed, stop=None):
     reporter = Reporter(claimed.trial, spec.metric, stop, prunes=spec.pruner["type"] != "none")
     try:
         config = trial_config(plan, params, claimed.number)
-        experiment = build(config, overwrite=True, data=plan.data)  # a trial cut off by a crash runs again afresh
+        experiment = build(
+            config, overwrite=True, data=plan.data
+        )  # a trial cut off by a crash runs again afresh
         experiment.trainer.add_callback(reporter)
         if stop is not None:
             experiment.trainer.add_callback(stop)
@@ -200,5 +207,7 @@ def mark_stopped(storage, claimed, stop, started):
     """A trial stopped by a signal: marked, and left RUNNING for whoever next looks for work
     in the study to run again (`framework.sweeps.study.recover_stale`)."""
     storage.set_trial_user_attr(claimed.tid, SECONDS, round(time.perf_counter() - started, 3))
-    storage.set_trial_user_attr(claimed.tid, STOPPED, signal_name(stop.signum))  # last: then it may be taken over
+    storage.set_trial_user_attr(
+        claimed.tid, STOPPED, signal_name(stop.signum)
+    )  # last: then it may be taken over
     return "stopped"

@@ -30,7 +30,9 @@ class Checkpoint(Callback):
     torn one; temporary files left by a killed run are removed when training starts.
     """
 
-    every: int | None = attrs.field(default=None, validator=attrs.validators.optional(whole_number(1)))
+    every: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(whole_number(1))
+    )
     keep: int = attrs.field(default=5, validator=whole_number(0))
     saved: tuple | None = attrs.field(default=None, init=False, repr=False)
 

@@ -76,7 +76,11 @@ class EarlyStopping(Callback):
         return state
 
     def load_state_dict(self, state):
-        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+        self.best, self.best_epoch, self.wait = (
+            state["best"],
+            state["best_epoch"],
+            int(state["wait"]),
+        )
         self._best_params = state.get("best_params")
         self._restored = True
 
@@ -109,9 +113,7 @@ class EarlyStopping(Callback):
             trainer.stop_training = True
             self.stopped_epoch = epoch
             restored = self._restore(trainer)
-            reason = (
-                f"early stopping at epoch {epoch + 1}: {self.monitor} has not improved for {self.wait} epochs"
-            )
+            reason = f"early stopping at epoch {epoch + 1}: {self.monitor} has not improved for {self.wait} epochs"
             if restored:
                 best = f"{self.monitor} {format_value(self.best)}"
                 reason += f"; restored the weights of epoch {self.best_epoch + 1} ({best})"
@@ -146,5 +148,7 @@ class EarlyStopping(Callback):
         message += did_you_mean(self.monitor, keys)
         message += f" Logged values: {', '.join(keys)}"
         if self.monitor.startswith("val_") and getattr(trainer, "validation_data", None) is None:
-            message += " (val_ values need held-out data: a test_fraction above 0, or validation_data)"
+            message += (
+                " (val_ values need held-out data: a test_fraction above 0, or validation_data)"
+            )
         raise ConfigError(message)

@@ -63,7 +63,9 @@ class LRSchedule(Callback):
     warmup: int = attrs.field(default=0, validator=non_negative_int)
     min_lr: float = attrs.field(default=0.0, validator=[reject_bool, number, ge(0)])
     step_size: int | None = attrs.field(default=None, validator=optional(positive_int))
-    gamma: float | None = attrs.field(default=None, validator=optional([reject_bool, number, gt(0)]))
+    gamma: float | None = attrs.field(
+        default=None, validator=optional([reject_bool, number, gt(0)])
+    )
     pct_start: float = attrs.field(default=0.3, validator=[reject_bool, number, gt(0), le(1)])
     div_factor: float = attrs.field(default=25.0, validator=[reject_bool, number, gt(0)])
     final_div_factor: float = attrs.field(default=1e4, validator=[reject_bool, number, gt(0)])
@@ -80,9 +82,13 @@ class LRSchedule(Callback):
 
     def __attrs_post_init__(self):
         if self.schedule == "step" and self.step_size is None:
-            raise ValueError("schedule 'step' needs step_size (steps or epochs between decays, as unit says)")
+            raise ValueError(
+                "schedule 'step' needs step_size (steps or epochs between decays, as unit says)"
+            )
         if self.schedule == "exponential" and self.gamma is None:
-            raise ValueError("schedule 'exponential' needs gamma, the factor per step or epoch (e.g. 0.999)")
+            raise ValueError(
+                "schedule 'exponential' needs gamma, the factor per step or epoch (e.g. 0.999)"
+            )
         if self.schedule == "one_cycle" and self.warmup:
             raise ValueError("schedule 'one_cycle' rises on its own (pct_start); drop warmup")
         if self.schedule in ("cosine", "one_cycle") and self.gamma is not None:
@@ -115,7 +121,9 @@ class LRSchedule(Callback):
     @hookimpl
     def on_train_begin(self, trainer):
         optimizer = trainer.optimizer
-        if getattr(optimizer, "full_batch", False) or not isinstance(getattr(optimizer, "lr", None), (int, float)):
+        if getattr(optimizer, "full_batch", False) or not isinstance(
+            getattr(optimizer, "lr", None), (int, float)
+        ):
             raise ConfigError(
                 f"lr_schedule needs a step optimizer with an lr (sgd, adam, ...); "
                 f"{type(optimizer).__name__} has none"

@@ -11,7 +11,9 @@ from tqdm import std
 
 with warnings.catch_warnings():  # its "notebook mode" notice: that mode is what is wanted
     warnings.simplefilter("ignore", std.TqdmExperimentalWarning)
-    from tqdm.autonotebook import tqdm  # in Jupyter, the notebook's widget bar (tqdm.auto less asyncio)
+    from tqdm.autonotebook import (
+        tqdm,
+    )  # in Jupyter, the notebook's widget bar (tqdm.auto less asyncio)
 
 from framework import Callback, format_logs, hookimpl
 
@@ -99,8 +101,15 @@ class Progress(Callback):
             # miniters=1 and mininterval=0 hand the pacing to on_batch_end: tqdm draws each
             # time it is updated, and it is updated only when a redraw is due.
             self._bar = tqdm(
-                total=total, initial=min(trainer.step, total), file=self._stream, unit="step",
-                desc=self._title(trainer), dynamic_ncols=True, miniters=1, mininterval=0, leave=True,
+                total=total,
+                initial=min(trainer.step, total),
+                file=self._stream,
+                unit="step",
+                desc=self._title(trainer),
+                dynamic_ncols=True,
+                miniters=1,
+                mininterval=0,
+                leave=True,
             )
             self._redraw_at = perf_counter() + REDRAW_SECONDS
         else:

@@ -64,7 +64,9 @@ def attention_image(weights):
 
 def layer_names(instance, attribute, value):
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-        raise ValueError(f"{attribute.name} must be a list of layer names, e.g. [\"dense_0\"], got {value!r}")
+        raise ValueError(
+            f'{attribute.name} must be a list of layer names, e.g. ["dense_0"], got {value!r}'
+        )
 
 
 def is_image_shape(shape):
@@ -159,7 +161,9 @@ class TensorBoard(Callback):
     def on_train_begin(self, trainer):
         self._root = self.logdir or trainer.logdir
         if self._root is None:
-            raise ConfigError("the tensorboard callback needs a logdir: give the Trainer one (logdir=...)")
+            raise ConfigError(
+                "the tensorboard callback needs a logdir: give the Trainer one (logdir=...)"
+            )
         self._started = time.time()
         self._last_test_step = self._last_image_step = self._last_test_logs = None
         self._first_step = trainer.step
@@ -170,7 +174,9 @@ class TensorBoard(Callback):
             self.train_writer.add_event(event)
         texts = [text_value("model", code_block(model.summary()))]
         if trainer.config:
-            texts.append(text_value("config", code_block(json.dumps(trainer.config, indent=2, default=str))))
+            texts.append(
+                text_value("config", code_block(json.dumps(trainer.config, indent=2, default=str)))
+            )
         self.write(self.train_writer, texts, step)
         # Input images, boundaries and attention maps draw one input: a model of several
         # inputs has none of them.
@@ -178,8 +184,13 @@ class TensorBoard(Callback):
         two_d = one_input and tuple(model.input_shape) == (2,)
         self._points = [] if two_d and trainer.validation_data is None else None
         self._points_epoch = trainer.epoch
-        self._want_samples = self.images > 0 and one_input and is_image_shape(tuple(model.input_shape))
-        self._want_attention, self._attention_sample = one_input and bool(attention_layers(model)), None
+        self._want_samples = (
+            self.images > 0 and one_input and is_image_shape(tuple(model.input_shape))
+        )
+        self._want_attention, self._attention_sample = (
+            one_input and bool(attention_layers(model)),
+            None,
+        )
         self._last_attention_step = None
         self.start_projector(trainer)
 
@@ -190,11 +201,18 @@ class TensorBoard(Callback):
             self._attention_sample = np.array(batch[0][:1])
         if self._want_samples:
             self._want_samples = False
-            self.write(self.train_writer, [image_value("inputs", image_grid(batch[0][: self.images]))], step)
+            self.write(
+                self.train_writer,
+                [image_value("inputs", image_grid(batch[0][: self.images]))],
+                step,
+            )
         if self._points is not None and trainer.epoch == self._points_epoch:
             if sum(len(x) for x, _ in self._points) < BOUNDARY_POINTS:
                 self._points.append(batch)
-        if self._projector_points is not None and sum(len(x) for x, _ in self._projector_points) < self.projector_samples:
+        if (
+            self._projector_points is not None
+            and sum(len(x) for x, _ in self._projector_points) < self.projector_samples
+        ):
             self._projector_points.append((batch[0].copy(), np.asarray(batch[1]).copy()))
 
     @hookimpl
@@ -239,7 +257,9 @@ class TensorBoard(Callback):
             return
         if self.test_writer is None:
             self.test_writer = self._writer("test")
-        self.write(self.test_writer, [scalar_value(key, value) for key, value in logs.items()], step)
+        self.write(
+            self.test_writer, [scalar_value(key, value) for key, value in logs.items()], step
+        )
         self._last_test_step, self._last_test_logs = step, dict(logs)
 
     @hookimpl
@@ -305,7 +325,9 @@ class TensorBoard(Callback):
         labels = class_labels(data[1])
         if labels is None:  # regression targets: no classes to draw
             return
-        image = decision_boundary(lambda grid: model.predict(grid.astype(model.dtype), batch_size=8192), data[0], labels)
+        image = decision_boundary(
+            lambda grid: model.predict(grid.astype(model.dtype), batch_size=8192), data[0], labels
+        )
         self.write(self.train_writer, [image_value("decision_boundary", image)], trainer.step)
         self._last_image_step = trainer.step
 
@@ -328,7 +350,12 @@ class TensorBoard(Callback):
         file of the run directory itself (replacing the one an earlier fit wrote)."""
         hparams = run_hparams(trainer.config) or component_hparams(trainer)
         write_hparams_session(
-            self._root, hparams, final_metrics(trainer), status, step=trainer.step, start_time=self._started
+            self._root,
+            hparams,
+            final_metrics(trainer),
+            status,
+            step=trainer.step,
+            start_time=self._started,
         )
 
     # --- projector ----------------------------------------------------------------------------
@@ -379,14 +406,22 @@ class TensorBoard(Callback):
                 continue
             activations = getattr(layer, "activations", None)
             if activations is None:
-                logger.warning("projector: layer %s keeps no activations; nothing written for it", layer.name)
+                logger.warning(
+                    "projector: layer %s keeps no activations; nothing written for it", layer.name
+                )
                 continue
             folder = f"projector/{step:08d}/{layer.name}"
             vectors = np.asarray(activations, dtype=np.float64).reshape(len(x), -1)
             write_tsv(os.path.join(root, folder, "tensors.tsv"), vectors)
-            entry = {"step": step, "name": f"{layer.name}/activations (step {step})", "tensors": f"{folder}/tensors.tsv"}
+            entry = {
+                "step": step,
+                "name": f"{layer.name}/activations (step {step})",
+                "tensors": f"{folder}/tensors.tsv",
+            }
             if labels is not None:
-                write_tsv(os.path.join(root, folder, "metadata.tsv"), labels.reshape(-1, 1), fmt="%d")
+                write_tsv(
+                    os.path.join(root, folder, "metadata.tsv"), labels.reshape(-1, 1), fmt="%d"
+                )
                 entry["metadata"] = f"{folder}/metadata.tsv"
             self._embeddings.append(entry)
         text = "".join(projector_entry(entry) for entry in self._embeddings)

@@ -5,10 +5,10 @@ from plugins.layers.attention import MultiHeadAttention
 from plugins.layers.conv import Conv2D
 from plugins.layers.dense import ActivationLayer, Dense
 from plugins.layers.dropout import Dropout
+from plugins.layers.embedding import Embedding, GlobalAvgPool1D, PositionalEmbedding
 from plugins.layers.global_pooling import GlobalAvgPool2D, GlobalMaxPool2D
 from plugins.layers.merge import Add, Concatenate, Multiply
 from plugins.layers.normalization import BatchNorm, LayerNorm
-from plugins.layers.embedding import Embedding, GlobalAvgPool1D, PositionalEmbedding
 from plugins.layers.pooling import AvgPool2D, MaxPool2D
 from plugins.layers.recurrent import GRU, LSTM, SimpleRNN
 from plugins.layers.shape import Flatten, Reshape

@@ -81,7 +81,9 @@ class MultiHeadAttention(Layer):
         n, steps, size = x.shape
         scale = 1.0 / np.sqrt(size // self.num_heads)
         self.inputs = x.reshape(n * steps, size)
-        q, k, v = (self.split_heads(self.project(name, x)) for name in PROJECTIONS[:3])  # (N, h, T, d)
+        q, k, v = (
+            self.split_heads(self.project(name, x)) for name in PROJECTIONS[:3]
+        )  # (N, h, T, d)
         scores = q @ k.transpose(0, 1, 3, 2)  # (N, h, T, T)
         scores *= x.dtype.type(scale)
         if self.causal:
@@ -90,8 +92,17 @@ class MultiHeadAttention(Layer):
         weights = np.exp(scores, out=scores)
         weights /= weights.sum(axis=-1, keepdims=True)  # P, (N, h, T, T)
         heads = (weights @ v).transpose(0, 2, 1, 3).reshape(n * steps, size)  # O, (N·T, D)
-        self.q, self.k, self.v, self.attention_weights, self.heads, self.scale = q, k, v, weights, heads, scale
-        self.activations = (heads @ self.params["output_weights"] + self.params["output_bias"]).reshape(n, steps, size)
+        self.q, self.k, self.v, self.attention_weights, self.heads, self.scale = (
+            q,
+            k,
+            v,
+            weights,
+            heads,
+            scale,
+        )
+        self.activations = (
+            heads @ self.params["output_weights"] + self.params["output_bias"]
+        ).reshape(n, steps, size)
         return self.activations
 
     def backward(self, grad_y):
@@ -99,7 +110,9 @@ class MultiHeadAttention(Layer):
         grad_y = grad_y.reshape(n * steps, size)
         np.matmul(self.heads.T, grad_y, out=self.grads["output_weights"])
         np.sum(grad_y, axis=0, out=self.grads["output_bias"])
-        grad_heads = self.split_heads((grad_y @ self.params["output_weights"].T).reshape(n, steps, size))
+        grad_heads = self.split_heads(
+            (grad_y @ self.params["output_weights"].T).reshape(n, steps, size)
+        )
         weights = self.attention_weights
         grad_weights = grad_heads @ self.v.transpose(0, 1, 3, 2)  # dP, (N, h, T, T)
         grad_v = weights.transpose(0, 1, 3, 2) @ grad_heads  # (N, h, T, d)
@@ -110,7 +123,7 @@ class MultiHeadAttention(Layer):
         grad_q = grad_scores @ self.k
         grad_k = grad_scores.transpose(0, 1, 3, 2) @ self.q
         grad_x = None
-        for name, grad in zip(PROJECTIONS[:3], (grad_q, grad_k, grad_v)):
+        for name, grad in zip(PROJECTIONS[:3], (grad_q, grad_k, grad_v), strict=True):
             grad = grad.transpose(0, 2, 1, 3).reshape(n * steps, size)
             np.matmul(self.inputs.T, grad, out=self.grads[f"{name}_weights"])
             np.sum(grad, axis=0, out=self.grads[f"{name}_bias"])
@@ -125,7 +138,9 @@ class MultiHeadAttention(Layer):
     def to_onnx(self, builder, x):
         """ONNX: the forward equations, heads split by Reshape (N, T, h, d) and Transpose."""
         steps, size = self.input_shape
-        heads_shape = builder.constant([0, 0, self.num_heads, size // self.num_heads], "heads_shape")
+        heads_shape = builder.constant(
+            [0, 0, self.num_heads, size // self.num_heads], "heads_shape"
+        )
 
         def projected(name, perm):
             y = builder.add("MatMul", [x, builder.param(self, f"{name}_weights")])
@@ -136,12 +151,18 @@ class MultiHeadAttention(Layer):
         k_t = projected("key", [0, 2, 3, 1])  # Kᵀ, (N, h, d, T)
         v = projected("value", [0, 2, 1, 3])  # (N, h, T, d)
         scale = 1.0 / np.sqrt(size // self.num_heads)
-        scores = builder.add("Mul", [builder.add("MatMul", [q, k_t]), builder.constant(scale, "scale")])  # (N, h, T, T)
+        scores = builder.add(
+            "Mul", [builder.add("MatMul", [q, k_t]), builder.constant(scale, "scale")]
+        )  # (N, h, T, T)
         if self.causal:
             mask = np.where(np.triu(np.ones((steps, steps), bool), 1), -np.inf, 0.0)
             scores = builder.add("Add", [scores, builder.constant(mask, "causal_mask")])
         weights = builder.add("Softmax", [scores], axis=-1)  # P
-        heads = builder.add("Transpose", [builder.add("MatMul", [weights, v])], perm=[0, 2, 1, 3])  # (N, T, h, d)
-        merged = builder.add("Reshape", [heads, builder.constant([0, 0, size], "merged_shape")])  # O, (N, T, D)
+        heads = builder.add(
+            "Transpose", [builder.add("MatMul", [weights, v])], perm=[0, 2, 1, 3]
+        )  # (N, T, h, d)
+        merged = builder.add(
+            "Reshape", [heads, builder.constant([0, 0, size], "merged_shape")]
+        )  # O, (N, T, D)
         y = builder.add("MatMul", [merged, builder.param(self, "output_weights")])
         return builder.add("Add", [y, builder.param(self, "output_bias")])

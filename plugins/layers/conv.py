@@ -13,7 +13,15 @@ import numpy as np
 from framework import Layer, ShapeError, activate, activation_spec, component, preactivation_grad
 from framework.threads import split_batch, workers
 from framework.validators import positive_int
-from framework.windows import crop_images, pad_images, padding_name, pair, window_geometry, window_slice, windows
+from framework.windows import (
+    crop_images,
+    pad_images,
+    padding_name,
+    pair,
+    window_geometry,
+    window_slice,
+    windows,
+)
 
 ALGORITHMS = ("auto", "im2col", "fft")
 
@@ -30,7 +38,9 @@ def spectrum2d(a, frame):
 
     rows, cols = frame
     threads = workers()
-    return scipy.fft.fft(scipy.fft.rfft(a, n=cols, axis=1, workers=threads), n=rows, axis=0, workers=threads)
+    return scipy.fft.fft(
+        scipy.fft.rfft(a, n=cols, axis=1, workers=threads), n=rows, axis=0, workers=threads
+    )
 
 
 def inverse2d(spectrum, frame, rows, cols):
@@ -75,8 +85,14 @@ class Conv2D(Layer):
     # What `framework.testing.check_plugin` checks the gradients on.
     check_cases = [
         {"params": {"filters": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)},
-        {"params": {"filters": 3, "kernel_size": [3, 2], "algorithm": "fft"}, "input_shape": (5, 6, 2)},
-        {"params": {"filters": 2, "padding": "valid", "algorithm": "fft"}, "input_shape": (5, 4, 3)},
+        {
+            "params": {"filters": 3, "kernel_size": [3, 2], "algorithm": "fft"},
+            "input_shape": (5, 6, 2),
+        },
+        {
+            "params": {"filters": 2, "padding": "valid", "algorithm": "fft"},
+            "input_shape": (5, 4, 3),
+        },
     ]
 
     filters: int = attrs.field(validator=positive_int)
@@ -231,7 +247,9 @@ class Conv2D(Layer):
         def images(start, stop):
             part = spectrum2d(padded[start:stop].transpose(1, 2, 0, 3), frame)
             spectrum[:, :, start:stop] = part
-            z[start:stop] = inverse2d(part @ kernel_conj, frame, slice(0, rows), slice(0, cols)).transpose(2, 0, 1, 3)
+            z[start:stop] = inverse2d(
+                part @ kernel_conj, frame, slice(0, rows), slice(0, cols)
+            ).transpose(2, 0, 1, 3)
 
         split_batch(images, padded)
         self.spectra = spectrum, kernel  # (u, v, N, C) and (u, v, C, F): backward reuses both
@@ -252,7 +270,11 @@ class Conv2D(Layer):
         (top, _), (left, _) = self.pads
         height, width = self.input_size
         n, channels = grad_z.shape[0], spectrum.shape[3]
-        grad_x = np.empty((n, height, width, channels), dtype=grad_z.dtype) if self.needs_input_grad else None
+        grad_x = (
+            np.empty((n, height, width, channels), dtype=grad_z.dtype)
+            if self.needs_input_grad
+            else None
+        )
         weight_products = {}  # the first image of each part -> its share of the sum over n
 
         def images(start, stop):
@@ -272,7 +294,10 @@ class Conv2D(Layer):
     def to_onnx(self, builder, x):
         """ONNX: Conv on the NCHW transpose (weights as (F, C, kh, kw)), with "same" padding
         as explicit, possibly asymmetric, pads; the activation after transposing back."""
-        inputs = [builder.to_nchw(x), builder.param(self, "weights", lambda w: w.transpose(3, 2, 0, 1))]
+        inputs = [
+            builder.to_nchw(x),
+            builder.param(self, "weights", lambda w: w.transpose(3, 2, 0, 1)),
+        ]
         if self.use_bias:
             inputs.append(builder.param(self, "bias"))
         y = builder.add("Conv", inputs, **builder.window_attributes(self, self.kernel_size))

@@ -168,4 +168,6 @@ class Concatenate(Layer):
 
     def to_onnx(self, builder, xs):
         """ONNX: Concat along the same axis (batch axis counted), then the activation."""
-        return builder.activation(self.activation, builder.add("Concat", xs, axis=self.sample_axis + 1))
+        return builder.activation(
+            self.activation, builder.add("Concat", xs, axis=self.sample_axis + 1)
+        )

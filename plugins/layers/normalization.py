@@ -124,7 +124,13 @@ class BatchNorm(Layer):
         a Mul and an Add broadcast over the last axis (any rank, NHWC images included)."""
         scale = self.params["gamma"] / np.sqrt(self.state["running_var"] + self.epsilon)
         shift = self.params["beta"] - self.state["running_mean"] * scale
-        return builder.add("Add", [builder.add("Mul", [x, builder.constant(scale, "scale")]), builder.constant(shift, "shift")])
+        return builder.add(
+            "Add",
+            [
+                builder.add("Mul", [x, builder.constant(scale, "scale")]),
+                builder.constant(shift, "shift"),
+            ],
+        )
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -163,7 +169,9 @@ class LayerNorm(Layer):
         xhat = self.normalised
         features = grad_y.shape[-1]
         self.grads["beta"][...] = grad_y.reshape(-1, features).sum(axis=0)
-        self.grads["gamma"][...] = np.einsum("ij,ij->j", grad_y.reshape(-1, features), xhat.reshape(-1, features))
+        self.grads["gamma"][...] = np.einsum(
+            "ij,ij->j", grad_y.reshape(-1, features), xhat.reshape(-1, features)
+        )
         if not self.needs_input_grad:
             return None
         h = grad_y * self.params["gamma"]

@@ -27,7 +27,9 @@ class Pool2D(Layer):
     (by default ``pool_size``: windows side by side), ``padding`` 'valid' or 'same'."""
 
     # What `framework.testing.check_plugin` checks the gradients on (defaults need images).
-    check_cases = [{"params": {"pool_size": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)}]
+    check_cases = [
+        {"params": {"pool_size": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)}
+    ]
 
     pool_size: tuple = attrs.field(default=2, converter=pair)
     strides: tuple = attrs.field(
@@ -63,7 +65,9 @@ class Pool2D(Layer):
         window, stride = self.pool_size[axis - 1], self.strides[axis - 1]
         if stride == window and grad_in.shape[axis] == window * grad.shape[axis]:
             for k in range(window):
-                np.multiply(grad, 1 if weights is None else weights(k), out=grad_in[self.slab(axis, k)])
+                np.multiply(
+                    grad, 1 if weights is None else weights(k), out=grad_in[self.slab(axis, k)]
+                )
             return grad_in
         grad_in[...] = 0
         for k in range(window):
@@ -142,7 +146,9 @@ class MaxPool2D(Pool2D):
 
     def to_onnx(self, builder, x):
         """ONNX: MaxPool on the NCHW transpose (its pads never win the maximum, as -inf here)."""
-        y = builder.add("MaxPool", [builder.to_nchw(x)], **builder.window_attributes(self, self.pool_size))
+        y = builder.add(
+            "MaxPool", [builder.to_nchw(x)], **builder.window_attributes(self, self.pool_size)
+        )
         return builder.to_nhwc(y)
 
 
@@ -181,7 +187,9 @@ class AvgPool2D(Pool2D):
             return None
         share = grad_y / self.counts
         grad_row_sums = self.spread(share, 1, np.empty(self.row_sums_shape, dtype=share.dtype))
-        return self.finish_backward(self.spread(grad_row_sums, 2, np.empty(self.padded_shape, dtype=share.dtype)))
+        return self.finish_backward(
+            self.spread(grad_row_sums, 2, np.empty(self.padded_shape, dtype=share.dtype))
+        )
 
     def to_onnx(self, builder, x):
         """ONNX: AveragePool on the NCHW transpose, counting real pixels only

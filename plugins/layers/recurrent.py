@@ -63,7 +63,9 @@ class Recurrent(Layer):
     units: int = attrs.field(validator=positive_int)
     return_sequences: bool = attrs.field(default=False, validator=boolean)
     weight_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
-    recurrent_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
+    recurrent_init: object = attrs.field(
+        default="glorot_uniform", validator=component("initializers")
+    )
     bias_init: object = attrs.field(default="zeros", validator=component("initializers"))
 
     def build(self, input_shape):
@@ -116,11 +118,12 @@ class Recurrent(Layer):
         np.sum(flat, axis=0, out=self.grads["bias"])
         # h₋₁ = 0 contributes nothing, so dL/dU pairs h₀…h_{T−2} with steps 1…T−1.
         previous = self.states[:-1].reshape(-1, self.units)
-        np.matmul(previous.T, grad_recurrent[1:].reshape(-1, width), out=self.grads["recurrent_weights"])
+        np.matmul(
+            previous.T, grad_recurrent[1:].reshape(-1, width), out=self.grads["recurrent_weights"]
+        )
         if not self.needs_input_grad:
             return None
         return (flat @ self.params["weights"].T).reshape(steps, n, -1).transpose(1, 0, 2)
-
 
     # --- ONNX export -------------------------------------------------------------------------
 
@@ -143,9 +146,13 @@ class Recurrent(Layer):
         attributes = self.onnx_attributes(builder)
         if attributes is None:
             return self.unrolled_onnx(builder, x)
-        time_major = builder.add("Transpose", [x], perm=[1, 0, 2], name="to_time_major")  # (T, N, F)
+        time_major = builder.add(
+            "Transpose", [x], perm=[1, 0, 2], name="to_time_major"
+        )  # (T, N, F)
         recurrent_bias = self.params.get("recurrent_bias", np.zeros_like(self.params["bias"]))
-        bias = np.concatenate([self.onnx_layout(self.params["bias"]), self.onnx_layout(recurrent_bias)], axis=-1)
+        bias = np.concatenate(
+            [self.onnx_layout(self.params["bias"]), self.onnx_layout(recurrent_bias)], axis=-1
+        )
         inputs = [
             time_major,
             builder.param(self, "weights", self.onnx_layout),  # (1, k·H, F)
@@ -153,7 +160,9 @@ class Recurrent(Layer):
             builder.constant(bias, "bias"),  # (1, 2·k·H)
         ]
         # Y (T, 1, N, H) every step's state, Y_h (1, N, H) the last one.
-        states, last = builder.add(self.onnx_operator, inputs, outputs=2, hidden_size=self.units, **attributes)
+        states, last = builder.add(
+            self.onnx_operator, inputs, outputs=2, hidden_size=self.units, **attributes
+        )
         if not self.return_sequences:
             return builder.add("Squeeze", [last, builder.constant([0], "axes")])
         states = builder.add("Squeeze", [states, builder.constant([1], "axes")])
@@ -221,16 +230,23 @@ class SimpleRNN(Recurrent):
 
     activation: object = attrs.field(default="tanh", converter=activation_spec)
 
-
     # ONNX's RNN activations that match a plugnet activation: (name, alpha, beta).
-    ONNX_ACTIVATIONS = {"tanh": ("Tanh",), "sigmoid": ("Sigmoid",), "relu": ("Relu",), "identity": ("Affine", 1.0, 0.0)}
+    ONNX_ACTIVATIONS = {
+        "tanh": ("Tanh",),
+        "sigmoid": ("Sigmoid",),
+        "relu": ("Relu",),
+        "identity": ("Affine", 1.0, 0.0),
+    }
 
     def onnx_attributes(self, builder):
         if builder.dtype != np.float32:
             return None
         kind = kind_of(self.activation)
         if kind == "leaky_relu":
-            return {"activations": ["LeakyRelu"], "activation_alpha": [float(self.activation.alpha)]}
+            return {
+                "activations": ["LeakyRelu"],
+                "activation_alpha": [float(self.activation.alpha)],
+            }
         if kind not in self.ONNX_ACTIVATIONS:
             return None  # unrolled, the activation through its own exporter
         name, *coefficients = self.ONNX_ACTIVATIONS[kind]
@@ -241,7 +257,9 @@ class SimpleRNN(Recurrent):
 
     def onnx_step(self, builder, a, state, cell, shared):
         """hₜ = f(xₜ·W + b + hₜ₋₁·U)."""
-        return builder.activation(self.activation, self.onnx_recurrent_sum(builder, a, state, shared)), None
+        return builder.activation(
+            self.activation, self.onnx_recurrent_sum(builder, a, state, shared)
+        ), None
 
     def forward(self, x, training=False):
         z = self.input_products(x)  # (T, N, H), each step's U-term added in the loop
@@ -308,16 +326,19 @@ class LSTM(Recurrent):
 
     unit_forget_bias: bool = attrs.field(default=True, validator=boolean)
 
-
     onnx_operator = "LSTM"
     onnx_gate_order = (0, 3, 1, 2)  # ONNX's i, o, f, c from plugnet's i, f, g, o
 
     def onnx_step(self, builder, a, state, cell, shared):
         """cₜ = σ(a_f) ⊙ cₜ₋₁ + σ(aᵢ) ⊙ tanh(a_g),  hₜ = σ(a_o) ⊙ tanh(cₜ)."""
-        i, f, g, o = self.onnx_gates(builder, self.onnx_recurrent_sum(builder, a, state, shared), shared)
+        i, f, g, o = self.onnx_gates(
+            builder, self.onnx_recurrent_sum(builder, a, state, shared), shared
+        )
         cell_in = builder.add("Mul", [builder.add("Sigmoid", [i]), builder.add("Tanh", [g])])
         if cell is not None:
-            cell_in = builder.add("Add", [cell_in, builder.add("Mul", [builder.add("Sigmoid", [f]), cell])])
+            cell_in = builder.add(
+                "Add", [cell_in, builder.add("Mul", [builder.add("Sigmoid", [f]), cell])]
+            )
         state = builder.add("Mul", [builder.add("Sigmoid", [o]), builder.add("Tanh", [cell_in])])
         return state, cell_in
 
@@ -331,9 +352,13 @@ class LSTM(Recurrent):
         hidden = self.units
         sigmoids = (0, 1, 3)  # i, f, o
         # (T, N, 4H): pre-activations (halved where a sigmoid follows), then the gates in place
-        gates = self.input_products(x, self.scaled("weights", sigmoids), self.scaled("bias", sigmoids))
+        gates = self.input_products(
+            x, self.scaled("weights", sigmoids), self.scaled("bias", sigmoids)
+        )
         steps = len(gates)
-        cells, tanh_cells, states = (np.empty(gates.shape[:2] + (hidden,), gates.dtype) for _ in range(3))
+        cells, tanh_cells, states = (
+            np.empty(gates.shape[:2] + (hidden,), gates.dtype) for _ in range(3)
+        )
         carried = np.empty_like(cells[0])
         recurrent = self.scaled("recurrent_weights", sigmoids)
         product = np.empty_like(gates[0])
@@ -346,7 +371,12 @@ class LSTM(Recurrent):
             for sigmoid in (a[:, : 2 * hidden], a[:, 3 * hidden :]):
                 sigmoid *= half
                 sigmoid += half
-            i, f, g, o = a[:, :hidden], a[:, hidden : 2 * hidden], a[:, 2 * hidden : 3 * hidden], a[:, 3 * hidden :]
+            i, f, g, o = (
+                a[:, :hidden],
+                a[:, hidden : 2 * hidden],
+                a[:, 2 * hidden : 3 * hidden],
+                a[:, 3 * hidden :],
+            )
             np.multiply(i, g, out=cells[t])
             if t:
                 np.multiply(f, cells[t - 1], out=carried)
@@ -420,7 +450,6 @@ class GRU(Recurrent):
         {"params": {"units": 3}, "input_shape": (5, 2)},
     ]
 
-
     onnx_operator = "GRU"
     onnx_gate_order = (1, 0, 2)  # ONNX's z, r, h from plugnet's r, z, n
 
@@ -431,8 +460,17 @@ class GRU(Recurrent):
     def onnx_step(self, builder, a, state, cell, shared):
         """r, z = σ(x_{r,z} + u_{r,z}),  n = tanh(x_n + r ⊙ u_n),  hₜ = n + z ⊙ (hₜ₋₁ − n)."""
         c = shared["recurrent_bias"]  # u = hₜ₋₁·U + c, just c at the first step
-        u = c if state is None else builder.add("Add", [builder.add("MatMul", [state, shared["recurrent_weights"]]), c])
-        (x_r, x_z, x_n), (u_r, u_z, u_n) = self.onnx_gates(builder, a, shared), self.onnx_gates(builder, u, shared)
+        u = (
+            c
+            if state is None
+            else builder.add(
+                "Add", [builder.add("MatMul", [state, shared["recurrent_weights"]]), c]
+            )
+        )
+        (x_r, x_z, x_n), (u_r, u_z, u_n) = (
+            self.onnx_gates(builder, a, shared),
+            self.onnx_gates(builder, u, shared),
+        )
         r = builder.add("Sigmoid", [builder.add("Add", [x_r, u_r])])
         z = builder.add("Sigmoid", [builder.add("Add", [x_z, u_z])])
         n = builder.add("Tanh", [builder.add("Add", [x_n, builder.add("Mul", [r, u_n])])])
@@ -447,7 +485,9 @@ class GRU(Recurrent):
     def forward(self, x, training=False):
         hidden = self.units
         sigmoids = (0, 1)  # r, z
-        xw = self.input_products(x, self.scaled("weights", sigmoids), self.scaled("bias", sigmoids))  # (T, N, 3H)
+        xw = self.input_products(
+            x, self.scaled("weights", sigmoids), self.scaled("bias", sigmoids)
+        )  # (T, N, 3H)
         steps, n, _ = xw.shape
         gates = np.empty((steps, n, 2 * hidden), xw.dtype)  # r, z
         candidates, recurrent_n, states = (np.empty((steps, n, hidden), xw.dtype) for _ in range(3))
@@ -455,7 +495,11 @@ class GRU(Recurrent):
         recurrent_bias = self.scaled("recurrent_bias", sigmoids)
         half = xw.dtype.type(0.5)
         for t in range(steps):
-            u = states[t - 1] @ recurrent + recurrent_bias if t else np.broadcast_to(recurrent_bias, (n, 3 * hidden))
+            u = (
+                states[t - 1] @ recurrent + recurrent_bias
+                if t
+                else np.broadcast_to(recurrent_bias, (n, 3 * hidden))
+            )
             rz = gates[t]
             np.add(xw[t, :, : 2 * hidden], u[:, : 2 * hidden], out=rz)
             np.tanh(rz, out=rz)  # tanh(a/2), then σ(a) = ½·tanh(a/2) + ½

@@ -29,8 +29,12 @@ class Flatten(Layer):
 
 def shape_tuple(value):
     shape = tuple(value)
-    if not shape or any(isinstance(n, bool) or not isinstance(n, int) or (n < 1 and n != -1) for n in shape):
-        raise ValueError(f"target_shape must be a list of positive integers (one may be -1), got {value!r}")
+    if not shape or any(
+        isinstance(n, bool) or not isinstance(n, int) or (n < 1 and n != -1) for n in shape
+    ):
+        raise ValueError(
+            f"target_shape must be a list of positive integers (one may be -1), got {value!r}"
+        )
     if shape.count(-1) > 1:
         raise ValueError(f"target_shape may have at most one -1, got {value!r}")
     return shape

@@ -6,10 +6,8 @@ import gc
 import os
 
 import attrs
-import numpy as np
 
 from framework import Dataset, hookimpl, split_train_test
-
 
 COLLECTOR_ON = []  # gc.isenabled() during each load in this process
 

@@ -1,7 +1,6 @@
 """A `stall` callback that, once training ends, writes a marker file and then sleeps, so a
 test can send a second signal while a stopped run is still finishing."""
 
-import os
 import time
 
 from framework import Callback, hookimpl

@@ -25,7 +25,9 @@ class TorchProbe(Callback):
     @hookimpl
     def on_train_end(self, trainer):
         with open(os.path.join(trainer.logdir, "torch_probe.json"), "w") as f:
-            json.dump({"attempts": attempts, "imported": "torch" in sys.modules, "pid": os.getpid()}, f)
+            json.dump(
+                {"attempts": attempts, "imported": "torch" in sys.modules, "pid": os.getpid()}, f
+            )
 
 
 @hookimpl
