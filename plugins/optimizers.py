@@ -90,9 +90,17 @@ class SGD(StatefulOptimizer):
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class Adam(StatefulOptimizer):
-    """Adam: m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
-    θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε̂), the bias correction folded into the step
-    size as in the original paper's efficient form (and TensorFlow's, seed 002)."""
+    """Adam in TensorFlow's form: m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
+    θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε), the bias correction folded into the step
+    size as in the original paper's efficient form and TensorFlow's (the Deep MNIST
+    tutorial's optimizer): ε is added to √v *before* the bias correction.
+
+    PyTorch's ``torch.optim.Adam`` adds ε after it: θ ← θ − lr·m̂ / (√v̂ + ε), with
+    m̂ = m/(1−β₁ᵗ) and v̂ = v/(1−β₂ᵗ), which is this update with ε·√(1−β₂ᵗ) in place of ε.
+    The two agree where √v ≫ ε and differ where gradients are tiny (|g| near ε or below):
+    there this form's steps are smaller, by up to √(1−β₂ᵗ) (0.03 at t = 1 with the default
+    β₂, 0.8 at t = 1000), so a PyTorch recipe on such a model trains more slowly here.  The
+    ``adamw`` optimizer follows PyTorch's form, for porting its recipes exactly."""
 
     slots = ("m", "v")
     lr: float = attrs.field(default=0.001, converter=float, validator=non_negative)
