@@ -58,7 +58,7 @@ class StatefulOptimizer(Optimizer):
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class SGD(StatefulOptimizer):
-    """Gradient descent, with momentum as in seed 001: v ← μ·v − lr·g;  θ ← θ + v.
+    """Gradient descent, with momentum as in the circles tutorial: v ← μ·v − lr·g;  θ ← θ + v.
 
     Nesterov's variant takes the step from the look-ahead point: θ ← θ + μ·v − lr·g.
     """
@@ -152,8 +152,8 @@ def update_in_blocks(update, arrays, *args):
 
     Why blocks: an update written as whole-array passes streams every array through memory
     once per pass; block by block, the passes after the first find it in the cache.
-    Measured on seed 002's 3.2-million-weight layer: Adam's update takes 9.4 ms in blocks
-    against 19 ms whole, on one core, and 6.1 ms split over two.  The same element-wise
+    Measured on the Deep MNIST network's 3.2-million-weight layer: Adam's update takes 9.4 ms
+    in blocks against 19 ms whole, on one core, and 6.1 ms split over two.  The same element-wise
     maths in the same order, so the result is the same to the bit."""
     if not all(a.flags.c_contiguous for a in arrays):  # a view of something bigger: one pass
         update(*arrays, np.empty_like(arrays[0]), *args)
@@ -224,8 +224,8 @@ class ScipyMinimizer(Optimizer):
     lr = None
     method = None
     # scipy's default of 1e-5 on the gradient norm stops on the flat stretches that
-    # saturated sigmoids give small costs such as seed 000's (cost ~1e-3, gradient < 1e-5);
-    # the line search is cheap, so converge further by default.
+    # saturated sigmoids give small costs such as the hours-studied network's (cost ~1e-3,
+    # gradient < 1e-5); the line search is cheap, so converge further by default.
     gtol: float = attrs.field(default=1e-8, converter=float, validator=positive)
 
     def minimize(self, objective, x0, iterations, callback):
@@ -248,7 +248,8 @@ class ScipyMinimizer(Optimizer):
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class BFGS(ScipyMinimizer):
-    """Broyden–Fletcher–Goldfarb–Shanno: builds a dense inverse-Hessian estimate (seed 000)."""
+    """Broyden–Fletcher–Goldfarb–Shanno: builds a dense inverse-Hessian estimate (as the
+    hours-studied network of *Neural Networks Demystified* is trained)."""
 
     method = "BFGS"
 
