@@ -79,3 +79,15 @@ def test_founding_tutorials_are_named_by_what_they_are():
         for match in SEED_NUMBER.finditer(p.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_readme_config_trains(tmp_path):
+    import tomllib
+
+    import framework
+
+    config = tomllib.loads(re.findall(r"```toml\n(.*?)```", README, flags=re.S)[0])
+    config["logging"]["logdir"] = str(tmp_path / "moons")
+    config["train"]["epochs"] = 2
+    summary = framework.run(config)
+    assert summary["epochs"] == 2 and list((tmp_path / "moons").rglob("events.out.tfevents.*"))
