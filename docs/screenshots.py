@@ -90,6 +90,7 @@ def tensorboard(logdir, timeout=60):
     """A TensorBoard serving ``logdir`` on a free local port; yields its base URL and stops
     it (by its own process) afterwards."""
     port = free_port()
+    log = tempfile.TemporaryFile("w+")  # a file, not a pipe: nothing reads it while it runs
     process = subprocess.Popen(
         [
             sys.executable,
@@ -106,15 +107,15 @@ def tensorboard(logdir, timeout=60):
         ],
         cwd=Path(logdir).parent,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"tensorboard ended: {process.stderr.read()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"tensorboard ended: {log.read()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{url}/data/runs", timeout=2) as answer:
                     if answer.status == 200 and answer.read().strip() not in (b"", b"[]"):
@@ -132,6 +133,7 @@ def tensorboard(logdir, timeout=60):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
 
 
 @contextlib.contextmanager
