@@ -5,6 +5,7 @@ stopped afterwards, by its pid."""
 
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,25 @@ def tensorboards():
     return {info.pid for info in manager.get_all()}
 
 
+# The runs each notebook trains per "Run All": each goes to a fresh temporary directory.
+RUNS = {"backpropagation_by_hand": 1, "gradient_check": 0, "tensorboard_in_jupyter": 1}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_twice_and_leaves_nothing_beside_it(path, tmp_path):
+def test_notebook_runs_twice_and_leaves_nothing_beside_it(path, tmp_path, monkeypatch):
     notebook = nbformat.read(path, as_version=4)
+    folder = tmp_path / "notebook"  # the kernel starts here: the notebook's folder in a checkout
+    temp = tmp_path / "temp"  # the kernel's temporary directory, so no run outlives the test
+    folder.mkdir()
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where TensorBoard lists its servers
     before = tensorboards()
-    # The kernel starts in tmp_path, standing in for the notebook's folder in the checkout.
     client = nbclient.NotebookClient(
         notebook,
         timeout=180,
         kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
+        resources={"metadata": {"path": str(folder)}},
     )
     try:
         with client.setup_kernel():
@@ -53,7 +63,8 @@ def test_notebook_runs_twice_and_leaves_nothing_beside_it(path, tmp_path):
         if o.get("output_type") == "error"
     ]
     assert not errors
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in folder.iterdir()) == []
+    assert len(list(temp.glob("plugnet-*"))) == 2 * RUNS[path.stem]
 
 
 def test_there_are_three_notebooks():
