@@ -1,4 +1,4 @@
-"""Speed of seed 002's MNIST convnet: plugnet against PyTorch, and conv2d against matmul.
+"""Speed of TensorFlow's Deep MNIST network: plugnet against PyTorch, and conv2d against matmul.
 
 1. Training throughput (samples/s) of examples/mnist_dcn.toml's network, batch 50, float32,
    Adam: plugnet's Trainer against the same network in PyTorch on the CPU with the same
@@ -159,7 +159,7 @@ def throughput(threads, args):
             times[name].append(seconds)
             steps[name] += ran
     print(
-        f"seed 002 convnet, batch {BATCH}, float32, {threads} thread(s), {args.steps} steps "
+        f"Deep MNIST convnet, batch {BATCH}, float32, {threads} thread(s), {args.steps} steps "
         f"per run, {args.repeats} paired rounds in alternating order"
     )
     print(

@@ -1,4 +1,5 @@
-"""Throughput of ``plugnet predict`` on seed 002's MNIST conv net (examples/mnist_dcn.toml).
+"""Throughput of ``plugnet predict`` on TensorFlow's Deep MNIST network
+(examples/mnist_dcn.toml).
 
 Three ways to score the same 10,000 test-sized images (28x28x1, float32, in an .npy file),
 timed from the file on disk to the predictions:

@@ -2,6 +2,7 @@
 
 import argparse
 import gc
+import glob
 import os
 import shlex
 import sys
@@ -240,8 +241,15 @@ def command_train(args):
     print(f"train  {format_logs(summary['train'])}")
     if "test" in summary:
         print(f"test   {format_logs(summary['test'])}")
-    print(f"logs in {logdir}  (summary.json, TensorBoard event files); watch the runs with:")
-    print(f"  tensorboard --logdir {shlex.quote(os.path.dirname(logdir) or logdir)}")
+    # Only a run that wrote event files (the `tensorboard` callback) has anything to watch.
+    if glob.glob(os.path.join(glob.escape(logdir), "**", "events.out.tfevents.*"), recursive=True):
+        print(f"logs in {logdir}  (summary.json, TensorBoard event files); watch the runs with:")
+        print(f"  tensorboard --logdir {shlex.quote(os.path.dirname(logdir) or logdir)}")
+    else:
+        print(
+            f"logs in {logdir}  (summary.json; no TensorBoard event files: "
+            "add the tensorboard callback to [train] callbacks to watch a run)"
+        )
     return 0
 
 

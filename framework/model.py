@@ -583,6 +583,12 @@ class Sequential(Model):
         for index, layer in enumerate(self.layers):
             if not getattr(layer, "named", False):
                 layer.name = f"{kind_of(layer)}_{index}"
+        names = [layer.name for layer in self.layers]
+        clashes = sorted({name for name in names if names.count(name) > 1})
+        if clashes:
+            raise ConfigError(
+                f"names must be unique in a model: {', '.join(clashes)} used more than once"
+            )
         if input_shape is not None:
             self.build(input_shape)
 
@@ -718,6 +724,19 @@ def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inpu
         spec if isinstance(spec, dict) else {"type": spec} if isinstance(spec, str) else spec
         for spec in layers
     ]
+    # A layer's name keys its parameters, checkpoints and TensorBoard tags: two alike would
+    # overwrite each other, so the config is refused here, naming both places.
+    first_use = {}
+    for index, spec in enumerate(specs):
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if name is None:
+            continue
+        if name in first_use:
+            raise ConfigError(
+                f"model.layers.{index} ({spec.get('type')}): the name '{name}' is used twice "
+                f"(model.layers.{first_use[name]} has it too); give each layer its own name"
+            )
+        first_use[name] = index
     graph = (inputs is not None and list(inputs) != [DEFAULT_INPUT]) or any(
         isinstance(s, dict) and "inputs" in s for s in specs
     )

@@ -14,7 +14,7 @@ thread always occupies the other core, and a thread of ours that wants it gets i
 slices: split work measured slower than unsplit.  ``OPENBLAS_THREAD_TIMEOUT`` shortens
 the spin; plugnet sets it to 20 (2^20 cycles, under half a millisecond, long enough to
 bridge back-to-back products) when it is imported before numpy, which is the case in
-every ``plugnet`` command (this module does it, as the first thing `framework` imports).  Measured on seed 002's conv net on two cores, with the
+every ``plugnet`` command (this module does it, as the first thing `framework` imports).  Measured on the Deep MNIST conv net on two cores, with the
 optimizer's update and conv2d's transforms split: 1.05x PyTorch's speed with the short
 spin, 0.84x with the default one.  So `workers` splits only where OpenBLAS's idle
 threads sleep that soon (``OPENBLAS_THREAD_TIMEOUT`` of 22 or less), and keeps

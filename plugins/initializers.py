@@ -20,7 +20,7 @@ class Zeros(Initializer):
 
 @attrs.define
 class Constant(Initializer):
-    """Every value ``value`` (seed 002's biases of 0.1, seed 003's of 0.5)."""
+    """Every value ``value`` (the Deep MNIST network's biases of 0.1, the XOR net's of 0.5)."""
 
     value: float = attrs.field(default=0.0, converter=float)
 
@@ -30,7 +30,8 @@ class Constant(Initializer):
 
 @attrs.define
 class Uniform(Initializer):
-    """U(low, high); the default U(0, 1) is numpy's ``rand``, as seed 000 draws its weights."""
+    """U(low, high); the default U(0, 1) is numpy's ``rand``, as the hours-studied network of
+    *Neural Networks Demystified* draws its weights."""
 
     low: float = attrs.field(default=0.0, converter=float)
     high: float = attrs.field(default=1.0, converter=float)
@@ -65,7 +66,7 @@ def truncated(rng, shape, stddev, mean=0.0):
 
 @attrs.define
 class TruncatedNormal(Initializer):
-    """N(mean, stddev²) cut at ±2 stddev (seed 002: ``stddev = 0.1``)."""
+    """N(mean, stddev²) cut at ±2 stddev (TensorFlow's Deep MNIST network: ``stddev = 0.1``)."""
 
     mean: float = attrs.field(default=0.0, converter=float)
     stddev: float = attrs.field(default=0.05, converter=float, validator=positive)
@@ -105,7 +106,7 @@ class HeUniform(Initializer):
 
 @attrs.define
 class HeNormal(Initializer):
-    """N(0, 2 / fan_in): seed 003's ``randn · √(2 / n_in)``."""
+    """N(0, 2 / fan_in): the XOR net's ``randn · √(2 / n_in)``."""
 
     def __call__(self, shape, rng):
         fan_in, _ = fans(shape)

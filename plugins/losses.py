@@ -29,7 +29,8 @@ def load_expit():
 @attrs.define
 class MeanSquaredError(Loss):
     """``mean``: L = mean((ŷ − y)²) over every element;  dL/dŷ = 2(ŷ − y) / size.
-    ``half_sum`` is seed 000's cost, L = ½ Σ (ŷ − y)², with dL/dŷ = ŷ − y; ``sum`` is Σ."""
+    ``half_sum`` is the cost of the hours-studied network of *Neural Networks Demystified*,
+    L = ½ Σ (ŷ − y)², with dL/dŷ = ŷ − y; ``sum`` is Σ."""
 
     reduction: str = attrs.field(default="mean", validator=attrs.validators.in_(REDUCTIONS))
 

@@ -58,7 +58,7 @@ class StatefulOptimizer(Optimizer):
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class SGD(StatefulOptimizer):
-    """Gradient descent, with momentum as in seed 001: v ← μ·v − lr·g;  θ ← θ + v.
+    """Gradient descent, with momentum as in the circles tutorial: v ← μ·v − lr·g;  θ ← θ + v.
 
     Nesterov's variant takes the step from the look-ahead point: θ ← θ + μ·v − lr·g.
     """
@@ -90,9 +90,17 @@ class SGD(StatefulOptimizer):
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class Adam(StatefulOptimizer):
-    """Adam: m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
-    θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε̂), the bias correction folded into the step
-    size as in the original paper's efficient form (and TensorFlow's, seed 002)."""
+    """Adam in TensorFlow's form: m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
+    θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + ε), the bias correction folded into the step
+    size as in the original paper's efficient form and TensorFlow's (the Deep MNIST
+    tutorial's optimizer): ε is added to √v *before* the bias correction.
+
+    PyTorch's ``torch.optim.Adam`` adds ε after it: θ ← θ − lr·m̂ / (√v̂ + ε), with
+    m̂ = m/(1−β₁ᵗ) and v̂ = v/(1−β₂ᵗ), which is this update with ε·√(1−β₂ᵗ) in place of ε.
+    The two agree where √v ≫ ε and differ where gradients are tiny (|g| near ε or below):
+    there this form's steps are smaller, by up to √(1−β₂ᵗ) (0.03 at t = 1 with the default
+    β₂, 0.8 at t = 1000), so a PyTorch recipe on such a model trains more slowly here.  The
+    ``adamw`` optimizer follows PyTorch's form, for porting its recipes exactly."""
 
     slots = ("m", "v")
     lr: float = attrs.field(default=0.001, converter=float, validator=non_negative)
@@ -144,8 +152,8 @@ def update_in_blocks(update, arrays, *args):
 
     Why blocks: an update written as whole-array passes streams every array through memory
     once per pass; block by block, the passes after the first find it in the cache.
-    Measured on seed 002's 3.2-million-weight layer: Adam's update takes 9.4 ms in blocks
-    against 19 ms whole, on one core, and 6.1 ms split over two.  The same element-wise
+    Measured on the Deep MNIST network's 3.2-million-weight layer: Adam's update takes 9.4 ms
+    in blocks against 19 ms whole, on one core, and 6.1 ms split over two.  The same element-wise
     maths in the same order, so the result is the same to the bit."""
     if not all(a.flags.c_contiguous for a in arrays):  # a view of something bigger: one pass
         update(*arrays, np.empty_like(arrays[0]), *args)
@@ -216,8 +224,8 @@ class ScipyMinimizer(Optimizer):
     lr = None
     method = None
     # scipy's default of 1e-5 on the gradient norm stops on the flat stretches that
-    # saturated sigmoids give small costs such as seed 000's (cost ~1e-3, gradient < 1e-5);
-    # the line search is cheap, so converge further by default.
+    # saturated sigmoids give small costs such as the hours-studied network's (cost ~1e-3,
+    # gradient < 1e-5); the line search is cheap, so converge further by default.
     gtol: float = attrs.field(default=1e-8, converter=float, validator=positive)
 
     def minimize(self, objective, x0, iterations, callback):
@@ -240,7 +248,8 @@ class ScipyMinimizer(Optimizer):
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)
 class BFGS(ScipyMinimizer):
-    """Broyden–Fletcher–Goldfarb–Shanno: builds a dense inverse-Hessian estimate (seed 000)."""
+    """Broyden–Fletcher–Goldfarb–Shanno: builds a dense inverse-Hessian estimate (as the
+    hours-studied network of *Neural Networks Demystified* is trained)."""
 
     method = "BFGS"
 

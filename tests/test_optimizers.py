@@ -69,3 +69,35 @@ def test_updates_follow_the_formula(spec, formula):
     for got, want in zip(params, expected, strict=True):
         tol = 1e-12 if got.dtype == np.float64 else 1e-5
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def pytorch_adam(p, g, state, t, lr=0.01, b1=0.9, b2=0.999, eps=1e-8):
+    """torch.optim.Adam's update: ε added to √v̂, after the bias correction."""
+    state.setdefault("m", np.zeros_like(p))
+    state.setdefault("v", np.zeros_like(p))
+    state["m"] = b1 * state["m"] + (1 - b1) * g
+    state["v"] = b2 * state["v"] + (1 - b2) * g * g
+    m_hat, v_hat = state["m"] / (1 - b1**t), state["v"] / (1 - b2**t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def test_adam_is_tensorflows_form_and_says_how_it_differs_from_pytorchs():
+    """Where gradients are tiny the two forms part: plugnet's first step is √(1−β₂) of
+    PyTorch's; a user porting a PyTorch recipe reads that in the docstring."""
+    optimizer = resolve("optimizers", {"type": "adam", "lr": 0.01})
+    grad = np.full(3, 1e-12)  # far below ε = 1e-8
+    param = np.zeros(3)
+    optimizer.step([param], [grad])
+    ours = adam(np.zeros(3), grad, {}, 1)
+    theirs = pytorch_adam(np.zeros(3), grad, {}, 1)
+    np.testing.assert_allclose(param, ours, rtol=1e-12)
+    np.testing.assert_allclose(param / theirs, np.sqrt(1 - 0.999), rtol=1e-3)
+    # with ordinary gradients the two agree
+    large = np.full(3, 0.5)
+    np.testing.assert_allclose(
+        adam(np.zeros(3), large, {}, 1), pytorch_adam(np.zeros(3), large, {}, 1), rtol=1e-6
+    )
+    doc = " ".join(type(optimizer).__doc__.split())
+    assert "TensorFlow's form" in doc
+    assert "PyTorch's ``torch.optim.Adam`` adds ε after it" in doc
+    assert "``adamw`` optimizer follows PyTorch's form" in doc
