@@ -78,6 +78,16 @@ class Experiment:
         try:
             with self.stop if handle_signals else contextlib.nullcontext():
                 summary = self._fit()
+        except Interrupted as exc:
+            if not exc.at_once or exc.checkpoint is not None:
+                raise
+            # A second signal stopped the run at once: the newest checkpoint, from before
+            # the step it stopped in, is the one to resume from.
+            found = list_checkpoints(self.logdir)
+            raise Interrupted(
+                exc.signum, step=exc.step, logdir=exc.logdir, at_once=True,
+                checkpoint=found[-1][1] if found else None,
+            ) from None  # fmt: skip
         finally:
             if self.lock is not None:
                 self.lock.release()

@@ -24,6 +24,7 @@ import numpy as np
 
 from framework.base import kind_of
 from framework.errors import ConfigError, DataError
+from framework.model import set_model_file_writer
 from framework.storage import load_arrays, save_arrays
 
 MODEL_FILE = "model.npz"  # a run's final model, in its logdir
@@ -138,6 +139,9 @@ def save_model(model, path):
     arrays[ARCHITECTURE] = np.array(json.dumps(describe(model)))
     save_arrays(path, arrays)
     return os.fspath(path)
+
+
+set_model_file_writer(save_model)  # `Model.save` writes with this module's format
 
 
 def save_run_model(model, path):
@@ -296,7 +300,7 @@ def load_data(config):
 
 def run_config(run_dir):
     """The ``config.json`` of a run directory."""
-    from framework.run import CONFIG_FILE
+    from framework.rundir import CONFIG_FILE
 
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.isfile(path):
@@ -310,7 +314,7 @@ def run_config(run_dir):
 def config_beside(path):
     """The config of the run a file belongs to: ``config.json`` in its directory, or in the
     directory above ``checkpoints/``; None if there is none."""
-    from framework.run import CONFIG_FILE
+    from framework.rundir import CONFIG_FILE
 
     directory = os.path.dirname(os.path.abspath(path))
     candidates = [directory]
