@@ -9,6 +9,7 @@ import attrs
 from attrs.validators import instance_of
 
 from framework import Callback, ConfigError, atomic_write, hookimpl
+from framework.rundir import record
 
 
 def existing_header(path, separator):
@@ -73,6 +74,7 @@ class CSVLogger(Callback):
             keep_before_epoch(self.path, self.separator, trainer.epoch)
         append = self.append or resumed
         self._columns = existing_header(self.path, self.separator) if append else None
+        record(self.path)  # in a run's directory, the run's own file
         self._file = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file, delimiter=self.separator)
 
