@@ -8,7 +8,7 @@ import numpy as np
 
 from framework import Callback, ConfigError, hookimpl
 from framework.checkpoints import checkpoint_dir, checkpoint_path, list_checkpoints, save_checkpoint
-from framework.rundir import forget, record
+from framework.rundir import record
 from framework.validators import whole_number
 
 logger = logging.getLogger("plugnet.checkpoints")
@@ -74,7 +74,7 @@ class Checkpoint(Callback):
         save_checkpoint(trainer, path)
         self.saved = position(trainer)
         if self.keep:
-            pruned = [path for _, path in list_checkpoints(trainer.logdir)[: -self.keep]]
-            for path in pruned:
+            # Their names leave the manifest with the next record (a name without its file is
+            # harmless): one manifest write a checkpoint, not two.
+            for _, path in list_checkpoints(trainer.logdir)[: -self.keep]:
                 os.unlink(path)
-            forget(*pruned)
