@@ -1,6 +1,8 @@
-"""A trained model in use: reading inputs from files, writing predictions, evaluating a run.
+"""A trained model in use: loading it (`load_model`), reading inputs from files, writing
+predictions, evaluating a run.
 
-What ``plugnet predict`` and ``plugnet evaluate`` do, usable from Python too.  Inputs are
+What ``plugnet predict`` and ``plugnet evaluate`` do, usable from Python too.  Loading
+imports only the plugins its caller names (`framework.rundir` says why).  Inputs are
 ``.npy`` (read through a memory map, so a large file is read batch by batch), ``.npz``,
 ``.csv`` (one sample per row, flattened; a first row of names is skipped) and image files
 for image models.  Predictions are computed in batches and written batch by batch into a

@@ -187,8 +187,9 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     `fit` ends; one in use by a live process is refused, whatever ``resume`` and
     ``overwrite`` say.
 
-    ``data``: what `framework.data.load_data` returned for a config with the same ``data``, ``seed`` and
-    ``plugins`` (a sweep loads its data once for all its trials); by default it is loaded.
+    ``data``: what `framework.data.load_data` returned for a config with the same ``data``,
+    ``seed`` and ``plugins`` (a sweep loads its data once for all its trials); by default it
+    is loaded.
     """
     check_config(config)
     if resume is not None:
