@@ -141,6 +141,14 @@ def record(*paths):
             run.record(path)
 
 
+def recorded(path):
+    """Whether ``path`` is named in the manifest of the run directory this process holds it
+    in; None where it lies in none.  A writer that would replace a file of a name of its
+    own choosing asks first: an existing file that is not the run's is a user's."""
+    run = holding(path)
+    return None if run is None else run.name_of(path) in run.names()
+
+
 def forget(*paths):
     """Take ``paths`` (files removed) out of the manifest of the run directory this process
     holds them in: the counterpart of `record`."""

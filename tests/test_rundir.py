@@ -187,6 +187,22 @@ def test_an_empty_directory_left_by_the_run_goes_a_users_folder_stays(tmp_path):
     assert os.listdir(logdir / "test") == ["labels.csv"]
 
 
+def test_a_users_file_of_the_csv_loggers_name_is_not_replaced(tmp_path):
+    logdir = tmp_path / "run"
+    logdir.mkdir()
+    (logdir / "history.csv").write_text("my,own,table\n")
+    with pytest.raises(
+        ConfigError, match="history.csv is there already and this run did not write it"
+    ):
+        framework.run(config(logdir, epochs=1, callbacks=["csv_logger"]))
+    assert (logdir / "history.csv").read_text() == "my,own,table\n"
+    os.unlink(logdir / "history.csv")
+    framework.run(config(logdir, epochs=1, callbacks=["csv_logger"]), overwrite=True)
+    assert "history.csv" in json.loads((logdir / MANIFEST_FILE).read_text())["files"]
+    framework.run(config(logdir, epochs=2, callbacks=["csv_logger"]), overwrite=True)  # its own
+    assert len((logdir / "history.csv").read_text().splitlines()) == 3  # header, two epochs
+
+
 def old_run(logdir):
     """A run as plugnet wrote it before it kept a manifest."""
     framework.run(config(logdir, epochs=1))
