@@ -17,7 +17,7 @@ empty, and nothing else: a user's ``train/cat.0001.jpg`` beside the event files 
 file of a name plugnet writes (`plugnet_name`) found in a directory but not in its manifest
 is someone else's: a new run there is refused, naming it, ``--overwrite`` or not.  Code
 that writes into a run directory (the built-in callbacks do) names its files with `record`
-first.
+first, and asks `recorded` before replacing a file of a name of its own choosing.
 
 **Runs from before the manifest.**  A directory with plugnet's files and no manifest, a run
 written before plugnet kept one, is still read: evaluate, predict, export and `load_model`
