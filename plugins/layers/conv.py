@@ -160,7 +160,11 @@ class Conv2D(Layer):
         weights = self.params["weights"]
         grad_z = np.ascontiguousarray(grad_z, dtype=weights.dtype)
         if self.use_bias:
-            np.sum(grad_z.reshape(-1, self.filters), axis=0, out=self.grads["bias"])
+            # Σ over every pixel of every image as one matrix-vector product: numpy's sum
+            # over axis 0 walks rows of `filters` values at a time, about ten times slower
+            # (seed 002's first layer: 0.52 ms against 0.06 ms on one thread).
+            rows = grad_z.reshape(-1, self.filters)
+            np.matmul(np.ones(len(rows), rows.dtype), rows, out=self.grads["bias"])
         if self.uses_fft:
             return self.fft_backward(grad_z)
         grad_z = grad_z.reshape(-1, self.filters)
