@@ -22,11 +22,14 @@ A script that imports numpy first (nearly every script and notebook) has loaded 
 with the default spin, and setting the variable then changes nothing by itself.  So the
 first `workers` of such a process has OpenBLAS read the variable again and restart its
 idle threads (`shorten_loaded_spin`), which gives the same short spin as importing plugnet
-first.  Options measured and dropped (benchmarks/model_speed.py, two threads, numpy
-first): holding BLAS to one thread for the whole step and splitting every product
-ourselves needs every layer changed and leaves BLAS's own good splitting of large products
-unused; switching BLAS to one thread around our split work (which `split` does anyway)
-does not stop threads already spinning from the product before.  `workers` still splits
+first.  Measured, numpy imported first, over the 50 ms after a 512×512 product on two
+threads (the process's CPU time over wall time, on a loaded machine): 0.16–0.28 with the
+default spin, the same (0.16–0.25) when BLAS is switched to one thread right after the
+product (``openblas_set_num_threads`` does not stop a thread already spinning, so switching
+around our split work, as `split` does anyway, is no cure), and 0.00 after
+`shorten_loaded_spin`.  Not tried: holding BLAS to one thread for the whole step and
+splitting every matrix product ourselves, which would change every layer and give up
+BLAS's own splitting of large products.  `workers` still splits
 only where OpenBLAS's idle threads sleep within 2^22 cycles (``OPENBLAS_THREAD_TIMEOUT``
 of 22 or less) and keeps everything on the calling thread otherwise: under another BLAS,
 an OpenBLAS that does not export those functions, or a long spin the user chose.
@@ -96,8 +99,8 @@ def shorten_loaded_spin(controller):
     BLAS.  A spin the user set is left alone, and so is a library without those functions
     (another BLAS, or an OpenBLAS that does not export them): work then stays on one thread.
 
-    Measured (benchmarks/model_speed.py, two threads, numpy imported first): the Deep MNIST
-    conv net went from 0.64x PyTorch's speed to the speed of plugnet imported first."""
+    OpenBLAS then reports the new timeout (``openblas_thread_timeout``), and its idle
+    threads stop taking the second core after a product (see the module docstring)."""
     if os.environ.get(SPIN_VARIABLE) not in (None, str(SPIN_EXPONENT)):
         return  # the user's choice, read when the library loaded
     try:
