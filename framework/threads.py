@@ -14,12 +14,25 @@ thread always occupies the other core, and a thread of ours that wants it gets i
 slices: split work measured slower than unsplit.  ``OPENBLAS_THREAD_TIMEOUT`` shortens
 the spin; plugnet sets it to 20 (2^20 cycles, under half a millisecond, long enough to
 bridge back-to-back products) when it is imported before numpy, which is the case in
-every ``plugnet`` command (this module does it, as the first thing `framework` imports).  Measured on the Deep MNIST conv net on two cores, with the
-optimizer's update and conv2d's transforms split: 1.05x PyTorch's speed with the short
-spin, 0.84x with the default one.  So `workers` splits only where OpenBLAS's idle
-threads sleep that soon (``OPENBLAS_THREAD_TIMEOUT`` of 22 or less), and keeps
-everything on the calling thread otherwise: under another BLAS, or when numpy was
-imported first with the default spin.
+every ``plugnet`` command (this module does it, as the first thing `framework` imports).
+Measured on the Deep MNIST conv net on two cores, with the optimizer's update and conv2d's
+transforms split: 1.05x PyTorch's speed with the short spin, 0.84x with the default one.
+
+A script that imports numpy first (nearly every script and notebook) has loaded OpenBLAS
+with the default spin, and setting the variable then changes nothing by itself.  So the
+first `workers` of such a process has OpenBLAS read the variable again and restart its
+idle threads (`shorten_loaded_spin`), which gives the same short spin as importing plugnet
+first.  Measured, numpy imported first, over the 50 ms after a 512×512 product on two
+threads (the process's CPU time over wall time, on a loaded machine): 0.16–0.28 with the
+default spin, the same (0.16–0.25) when BLAS is switched to one thread right after the
+product (``openblas_set_num_threads`` does not stop a thread already spinning, so switching
+around our split work, as `split` does anyway, is no cure), and 0.00 after
+`shorten_loaded_spin`.  Not tried: holding BLAS to one thread for the whole step and
+splitting every matrix product ourselves, which would change every layer and give up
+BLAS's own splitting of large products.  `workers` still splits
+only where OpenBLAS's idle threads sleep within 2^22 cycles (``OPENBLAS_THREAD_TIMEOUT``
+of 22 or less) and keeps everything on the calling thread otherwise: under another BLAS,
+an OpenBLAS that does not export those functions, or a long spin the user chose.
 
 How many threads: as many as BLAS is allowed now (``threadpoolctl.threadpool_limits``
 and ``OPENBLAS_NUM_THREADS`` govern both), so one knob sets the whole step's parallelism.
@@ -76,6 +89,30 @@ def spin_exponent(controller):
     return reported()
 
 
+def shorten_loaded_spin(controller):
+    """Shorten the idle spin of an OpenBLAS that loaded before plugnet (numpy imported
+    first), the way the variable would have: set ``OPENBLAS_THREAD_TIMEOUT``, have OpenBLAS
+    read its environment again (``openblas_read_env``) and end its idle threads
+    (``blas_thread_shutdown_``, what OpenBLAS's own fork handler calls); the next parallel
+    product starts them afresh, and `blas_thread_init` reads the timeout as it does at load.
+    Done once, at the first `workers` of the process, before any of plugnet's threads runs
+    BLAS.  A spin the user set is left alone, and so is a library without those functions
+    (another BLAS, or an OpenBLAS that does not export them): work then stays on one thread.
+
+    OpenBLAS then reports the new timeout (``openblas_thread_timeout``), and its idle
+    threads stop taking the second core after a product (see the module docstring)."""
+    if os.environ.get(SPIN_VARIABLE) not in (None, str(SPIN_EXPONENT)):
+        return  # the user's choice, read when the library loaded
+    try:
+        library = ctypes.CDLL(controller.filepath)
+        read_env, shutdown = library.openblas_read_env, library.blas_thread_shutdown_
+    except (OSError, AttributeError):
+        return
+    os.environ[SPIN_VARIABLE] = str(SPIN_EXPONENT)
+    read_env()
+    shutdown()
+
+
 def idle_threads_sleep(controller):
     """Whether BLAS library ``controller``'s idle threads sleep within 2^22 cycles."""
     return (
@@ -92,6 +129,9 @@ def blas_limits():
         from threadpoolctl import ThreadpoolController  # scans the loaded libraries once
 
         found = ThreadpoolController().select(user_api="blas").lib_controllers
+        for controller in found:
+            if controller.internal_api == "openblas" and not idle_threads_sleep(controller):
+                shorten_loaded_spin(controller)
         _blas = found if found and all(idle_threads_sleep(c) for c in found) else []
     return [controller.num_threads for controller in _blas]
 

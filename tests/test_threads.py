@@ -91,7 +91,8 @@ from threadpoolctl import threadpool_limits
 from framework import threads
 import os
 with threadpool_limits(2):
-    print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), threads.workers())
+    workers = threads.workers()
+    print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), workers)
 """
 
 
@@ -100,12 +101,32 @@ def test_plugnet_imported_first_shortens_openblas_spin_and_splits():
     assert run_python(CODE.format(first="import framework"), {}) == "20 2"
 
 
+SPIN_REPORTED = """
+import numpy
+import framework
+from threadpoolctl import threadpool_limits
+from framework import threads
+with threadpool_limits(2):
+    threads.workers()
+    print(*(threads.spin_exponent(c) for c in threads._blas))
+    a = numpy.arange(256.0 * 256, dtype=numpy.float32).reshape(256, 256) / 65536
+    print(bool(numpy.allclose(a @ a, a.astype(float) @ a, rtol=1e-5)))
+"""
+
+
 @two_cores
-def test_numpy_imported_first_with_the_default_spin_keeps_work_on_one_thread():
-    # Set after OpenBLAS loaded, the variable would not change its spin: plugnet leaves it
-    # and does not split.
-    assert run_python(CODE.format(first="import numpy"), {}) == "None 1"
-    # A spin the user shortened is honoured whatever the import order; a long one is not.
+def test_numpy_imported_first_gets_its_openblas_spin_shortened_and_splits():
+    # Set after OpenBLAS loaded, the variable alone would not change its spin: plugnet has
+    # OpenBLAS read it again and restart its threads (threads.shorten_loaded_spin).
+    assert run_python(CODE.format(first="import numpy"), {}) == "20 2"
+    # OpenBLAS itself reports the new spin, and its restarted threads compute right.
+    reported, correct = run_python(SPIN_REPORTED, {}).splitlines()
+    assert set(reported.split()) == {"20"} and correct == "True"
+
+
+@two_cores
+def test_a_spin_the_user_set_is_honoured_whatever_the_import_order():
+    # The user's value wins in either order: a short one splits, a long one does not.
     assert (
         run_python(CODE.format(first="import numpy"), {"OPENBLAS_THREAD_TIMEOUT": "16"}) == "16 2"
     )
@@ -188,3 +209,28 @@ def test_max_pool_split_over_threads_matches_one_thread_exactly():
             outs.append((layer.forward(x, training=True), layer.backward(grad_y)))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+@two_cores
+def test_sgd_momentum_in_blocks_over_threads_is_the_whole_array_update_to_the_bit():
+    rng = np.random.default_rng(3)
+    shape = (700, 1000)  # several blocks, so it is split and blocked
+    param = rng.standard_normal(shape, dtype=np.float32)
+    grads = [rng.standard_normal(shape, dtype=np.float32) for _ in range(3)]
+    for nesterov in (False, True):
+        results = []
+        for blas in (1, 2):
+            sgd = create("optimizers", "sgd", lr=0.01, momentum=0.9, nesterov=nesterov)
+            p = param.copy()
+            with threadpool_limits(blas):
+                for g in grads:
+                    sgd.step([p], [g])
+            results.append(p)
+        # The formula, whole arrays at a time, as the optimizer wrote it before blocks.
+        p, v = param.copy(), np.zeros(shape, np.float32)
+        for g in grads:
+            v *= 0.9
+            v -= 0.01 * g
+            p += 0.9 * v - 0.01 * g if nesterov else v
+        np.testing.assert_array_equal(results[0], results[1])
+        np.testing.assert_array_equal(results[0], p)
