@@ -20,6 +20,7 @@ from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunLock, check_logdir, c
 from framework.saving import MODEL_FILE, save_run_model
 from framework.stopping import GracefulStop, Interrupted
 from framework.storage import atomic_write, json_safe, save_json
+from framework.text import with_vocab
 from framework.trainer import Trainer
 
 DEFAULT_LOGDIR = "runs"
@@ -134,15 +135,19 @@ class Experiment:
 
 def check_token_inputs(model, data, x, dataset):
     """Refuse a model whose input of token ids is read by a float layer.  A dataset says its
-    x holds token ids with ``tokens = True`` (or a collection of the input names that do):
+    x holds token ids with ``token_ids = True`` (or ``tokens = True``; or a collection of the
+    input names that do):
     integer dtype alone is no sign, since pixels and counts are integers too."""
-    marked = getattr(data, "tokens", False)
-    if not marked:
-        return
+    marked = getattr(data, "token_ids", None)
+    if marked is None:
+        marked = getattr(data, "tokens", False)
+    if not (marked is True or isinstance(marked, (list, tuple, set, frozenset))):
+        return  # (a ``tokens`` parameter naming a tokenizer kind is no marker)
     arrays = x if isinstance(x, dict) else {model.input_names[0]: x}
     names = model.input_names if marked is True else [n for n in model.input_names if n in marked]
     for name in names:
-        if name not in arrays or not np.issubdtype(np.asarray(arrays[name]).dtype, np.integer):
+        dtype = getattr(arrays.get(name), "dtype", None)
+        if name not in arrays or dtype is None or not np.issubdtype(dtype, np.integer):
             continue
         float_reader = next(
             (
@@ -210,12 +215,13 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     model_config = config["model"]
     input_names, input_shape = config_inputs(model_config, x_train, f"dataset '{dataset}'")
     model = model_from_config(
-        model_config["layers"],
+        with_vocab(model_config["layers"], data, f"dataset '{dataset}'"),
         input_shape=input_shape,
         dtype=model_config.get("dtype", "float32"),
         seed=seed,
         inputs=input_names,
     )
+    model.tokenizer = getattr(data, "tokenizer", None)  # saved in model.npz with the weights
     check_token_inputs(model, data, x_train, dataset)
     train = config.get("train", {})
     trainer = Trainer(

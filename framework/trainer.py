@@ -11,8 +11,13 @@ from framework.errors import ConfigError, DataError
 from framework.hookspecs import TrainingHooks
 from framework.model import num_samples, take_rows
 from framework.registry import PROJECT, resolve
+from framework.text import is_array_like
 
 TRAINING_HOOKS = [name for name in vars(TrainingHooks) if name.startswith("on_")]
+# An evaluation predicts at most this many numbers at a time (32 MB of float32): MNIST's
+# 10,000 test images in one batch, as before, and 10% of Tiny Shakespeare as windows of 64
+# with 65 outputs in batches of 2,016 windows rather than 1.8 GB of predictions at once.
+EVAL_VALUES = 1 << 23
 
 
 def component_name(spec, component):
@@ -68,6 +73,9 @@ class Trainer:
         self.logdir = logdir
         self.config = config if config is not None else {}
         self.rng = np.random.default_rng(seed)
+        # The seed's entropy, to draw evaluation batches from generators of their own.
+        self.seed_entropy = self.rng.bit_generator.seed_seq.entropy
+        self.eval_batches = None  # held-out batches an evaluation estimates from (fit's)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0  # batches of `epoch` already done (non-zero when resuming)
@@ -122,18 +130,23 @@ class Trainer:
         inputs); raises `DataError` / `ShapeError` for data that cannot train it (wrong
         shapes, NaN or inf, mismatched lengths, bad targets)."""
         x = self.model.prepare(x, f"{what} x")
-        y = np.asarray(y)
+        lazy = is_array_like(y)
+        y = y if lazy else np.asarray(y)
         n = num_samples(x)
-        if y.shape[:1] != (n,):
-            raise DataError(f"{what} x has {n} samples but y has {len(y) if y.ndim else 0}")
-        if np.issubdtype(y.dtype, np.floating):
+        if tuple(y.shape[:1]) != (n,):
+            raise DataError(f"{what} x has {n} samples but y has {len(y) if len(y.shape) else 0}")
+        if not lazy and np.issubdtype(y.dtype, np.floating):
             y = y.astype(self.model.dtype, copy=False)
         for array in x if isinstance(x, list) else [x]:
-            check_finite(array, f"{what} x")
-        check_finite(y, f"{what} y")
+            if not is_array_like(array):  # an array-like is never read whole
+                check_finite(array, f"{what} x")
         check_targets = getattr(self.loss, "check_targets", None)  # optional in the protocol
+        # An array-like's targets are checked on its first rows: its dataset vouches for the
+        # rest (the token datasets check their ids as they open their files).
+        sample = np.asarray(y[: min(n, 4096)]) if lazy else y
+        check_finite(sample, f"{what} y")
         if check_targets is not None:
-            check_targets(y, self.model.output_shape)
+            check_targets(sample, self.model.output_shape)
         return x, y
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -158,21 +171,69 @@ class Trainer:
             logs[name] = float(metric(y_pred, y))
         return logs
 
-    def evaluate(self, x, y, batch_size=None):
+    def evaluate(self, x, y, batch_size=None, batches=None):
         """``{"loss": ..., metric: ...}`` on ``(x, y)`` in evaluation mode (no dropout);
-        ``loss`` includes the L2 penalty, as in training."""
+        ``loss`` includes the L2 penalty, as in training.  ``batches``: an estimate from that
+        many random batches of ``batch_size`` instead of all of ``x`` (nanoGPT's
+        ``eval_iters``)."""
         x, y = self.check_data(x, y, "evaluation")
-        return self._evaluate(x, y, batch_size)
+        return self._evaluate(x, y, batch_size, batches)
 
-    def _evaluate(self, x, y, batch_size=None):
-        batch = batch_size or getattr(self, "_batch_size", None) or 1024
-        y_pred = self.model.predict(x, batch_size=max(int(batch), 256))
-        return self._logs(y_pred, y)
+    def _evaluation_rows(self, n, y, batch_size, batches):
+        """The row sets an evaluation reads: all ``n`` rows in order, in batches whose
+        predictions stay within `EVAL_VALUES` numbers; or ``batches`` random batches of
+        ``batch_size``, drawn from a generator of the seed and the step (so an estimate is the
+        same on a resumed run and never disturbs the training order)."""
+        if batches is not None:
+            size = min(int(batch_size or self._batch_size or 32), n)
+            rng = np.random.default_rng([self.seed_entropy, self.step])
+            return [rng.integers(0, n, size=size) for _ in range(batches)]
+        per_row = max(1, math.prod(self.model.output_shape))
+        size = max(int(batch_size or 0), 256, EVAL_VALUES // per_row)
+        return [slice(start, start + size) for start in range(0, n, size)]
+
+    def _evaluate(self, x, y, batch_size=None, batches=None):
+        """Loss and metrics accumulated batch by batch: all predictions are never held at once.
+        A batch's loss weighs by the targets its mean ran over (the loss's ``count``, where it
+        has one: masked tokens do not count), a metric's by its samples, and a stateful
+        metric (``update`` / ``result`` / ``reset``) keeps its own counts."""
+        model, loss = self.model, self.loss
+        count = getattr(loss, "count", None)
+        stateful = {
+            name: metric
+            for name, metric in self.metrics.items()
+            if callable(getattr(metric, "update", None))
+            and callable(getattr(metric, "result", None))
+        }
+        for metric in stateful.values():
+            metric.reset()
+        loss_total = loss_weight = 0.0
+        totals = dict.fromkeys((name for name in self.metrics if name not in stateful), 0.0)
+        seen = 0
+        for rows in self._evaluation_rows(num_samples(x), y, batch_size, batches):
+            xb, yb = take_rows(x, rows), np.asarray(y[rows])
+            y_pred = model.predict(xb)
+            weight = count(y_pred, yb) if count is not None else len(yb)
+            if weight:
+                loss_total += float(loss.forward(y_pred, yb)) * weight
+                loss_weight += weight
+            for name in totals:
+                totals[name] += float(self.metrics[name](y_pred, yb)) * len(yb)
+            for metric in stateful.values():
+                metric.update(y_pred, yb)
+            seen += len(yb)
+        logs = {"loss": (loss_total / loss_weight if loss_weight else 0.0) + self._penalty()}
+        for name in self.metrics:
+            metric = stateful.get(name)
+            logs[name] = (
+                float(metric.result()) if metric is not None else totals[name] / max(seen, 1)
+            )
+        return logs
 
     def _run_evaluation(self, hooks):
         if self.validation_data is None:
             return None
-        logs = self._evaluate(*self.validation_data)
+        logs = self._evaluate(*self.validation_data, batches=self.eval_batches)
         self.test_logs = logs
         self._evaluated_at = self.step
         if hooks["on_evaluate_end"]:
