@@ -370,12 +370,13 @@ class Model:
     def prepare(self, x, what="x"):
         """``x`` as the model takes it: arrays of the model's dtype (integer ids kept as
         integers), one per input, building the model on first sight; `DataError` or
-        `ShapeError` for data that cannot be its input."""
-        arrays = [np.asarray(a) for a in self._input_arrays(x)]
+        `ShapeError` for data that cannot be its input.  An array-like (lazy windows, a
+        memory map's view) is checked by its ``shape`` and ``dtype`` and kept as it is."""
+        arrays = [a if is_array_like(a) else np.asarray(a) for a in self._input_arrays(x)]
         names = self.input_names if self.built else [DEFAULT_INPUT]
         for name, a in zip(names, arrays, strict=True):
             label = what if len(arrays) == 1 else f"{what}['{name}']"
-            if a.ndim < 1 or a.shape[0] == 0:
+            if len(a.shape) < 1 or a.shape[0] == 0:
                 raise DataError(f"{label} is empty")
             if not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
                 raise DataError(f"{label} must be numeric, got dtype {a.dtype}")

@@ -90,16 +90,20 @@ class Experiment:
         if self.stop not in self.trainer.callbacks:
             self.trainer.add_callback(self.stop)
         try:
+            # The config's epochs and steps count in all: a resumed run trains what is left.
+            steps = train.get("steps")
+            epochs = train.get("epochs", None if steps is not None else 1)
             self.trainer.fit(
                 self.x_train,
                 self.y_train,
-                # The config's epochs count in all: a resumed run trains what is left of them.
-                epochs=max(train.get("epochs", 1), self.trainer.epoch),
-                initial_epoch=self.trainer.epoch,
+                epochs=None if epochs is None else max(epochs, self.trainer.epoch),
+                initial_epoch=None if epochs is None else self.trainer.epoch,
                 batch_size=train.get("batch_size"),
                 shuffle=train.get("shuffle", True),
                 validation_data=validation,
                 evaluate_every=train.get("evaluate_every"),
+                steps=None if steps is None else max(steps - self.trainer.step, 0),
+                eval_batches=train.get("eval_batches"),
             )
         except PlugnetError:
             # Bad input found as training begins (a callback checking its options against
@@ -239,6 +243,11 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     x_train, y_train = trainer.check_data(x_train, y_train, "training")
     if len(y_test):
         x_test, y_test = trainer.check_data(x_test, y_test, "held-out")
+    if train.get("eval_batches") is not None and not len(y_test):
+        raise ConfigError(
+            f"train.eval_batches estimates the held-out loss, but dataset '{dataset}' holds "
+            "nothing out: drop eval_batches or give the dataset a held-out part"
+        )
     callbacks = list(train.get("callbacks", []))
     named = [
         c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))

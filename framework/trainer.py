@@ -29,6 +29,13 @@ def component_name(spec, component):
     return kind_of(component)
 
 
+def samples_offsets(x):
+    """Whether training data is sampled by random offsets each step (every input an
+    array-like whose every offset starts a sample) rather than shuffled whole."""
+    arrays = x if isinstance(x, list) else [x]
+    return all(getattr(a, "every_offset", False) for a in arrays)
+
+
 def check_finite(array, what):
     if np.issubdtype(array.dtype, np.floating) and array.size:
         # min and max propagate NaN and show ±inf, and read the data without allocating a
@@ -96,6 +103,9 @@ class Trainer:
         self._evaluated_at = None
         self.epochs = 0  # requested by the current `fit`
         self.steps_per_epoch = 0
+        self.max_steps = None  # the step the current `fit` ends at, when it counts steps
+        self._evaluate_every = None
+        self.sampled = False  # the training data is sampled by random offsets each step
         self._hooks = pluggy.PluginManager(PROJECT)
         self._hooks.add_hookspecs(TrainingHooks)
         self.callbacks = []
@@ -252,9 +262,13 @@ class Trainer:
         validation_data=None,
         evaluate_every=None,
         initial_epoch=None,
+        steps=None,
+        eval_batches=None,
     ):
         """Train ``epochs`` more epochs (a second call continues where the first ended, as
-        Keras' ``fit`` does), or until a callback sets ``stop_training``.
+        Keras' ``fit`` does), or ``steps`` more optimizer steps, whichever ends first
+        (``epochs=None`` with ``steps``: no limit on epochs), or until a callback sets
+        ``stop_training``.
 
         ``initial_epoch`` (Keras' meaning) makes ``epochs`` the epoch to end at instead:
         a trainer resumed from a checkpoint at epoch 2 of a 5-epoch run finishes it with
@@ -263,13 +277,38 @@ class Trainer:
 
         ``batch_size`` of 1 trains per sample; ``None`` trains on the full batch.  Held-out
         ``validation_data`` are evaluated after each epoch, every ``evaluate_every`` steps
-        if given, and at the end.  Returns ``history``: per-epoch lists of each log value.
+        if given, and at the end; ``eval_batches`` estimates them from that many random
+        batches instead of all of them (nanoGPT's ``eval_iters``).  Returns ``history``:
+        per-epoch lists of each log value.
+
+        ``x`` and ``y`` may be array-likes (`framework.Windows`, an ``np.memmap``): batches are
+        gathered by index, never from a copy.  A source whose every offset starts a sample
+        (``every_offset``, as `framework.Windows` has) is sampled: each step draws
+        ``batch_size`` random rows with the trainer's generator, and an epoch is
+        ``len(x) / block_size`` samples.
         """
         x, y = self.check_data(x, y, "training")
         if validation_data is not None:
             xv, yv = validation_data
             if len(xv):
                 self.validation_data = self.check_data(xv, yv, "held-out")
+        if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 0):
+            raise ConfigError(f"steps must be a non-negative integer, got {steps!r}")
+        if eval_batches is not None:
+            if not isinstance(eval_batches, (int, np.integer)) or eval_batches < 1:
+                raise ConfigError(f"eval_batches must be a positive integer, got {eval_batches!r}")
+            if self.validation_data is None:
+                raise ConfigError(
+                    "eval_batches estimates the held-out loss, but there is no held-out data "
+                    "(give validation_data, or a dataset with a held-out part)"
+                )
+        self.eval_batches = eval_batches
+        self._evaluate_every = evaluate_every
+        steps_only = epochs is None
+        if steps_only:
+            if steps is None:
+                raise ConfigError("give epochs, steps or both")
+            epochs, initial_epoch = 0, None  # set below, once an epoch's steps are known
         n = num_samples(x)
         if batch_size is not None and (
             not isinstance(batch_size, (int, np.integer)) or batch_size < 1
@@ -284,6 +323,7 @@ class Trainer:
         ):
             raise ConfigError(f"evaluate_every must be a positive integer, got {evaluate_every!r}")
         self._batch_size = batch_size = min(batch_size or n, n)
+        self.max_steps = None if steps is None else self.step + int(steps)  # the step to end at
         if initial_epoch is not None and initial_epoch != self.epoch:
             raise ConfigError(
                 f"initial_epoch={initial_epoch!r}, but this trainer is at epoch {self.epoch}: "
@@ -293,7 +333,13 @@ class Trainer:
             epochs if initial_epoch is not None else self.epoch + epochs
         )  # where this fit ends
         full_batch = getattr(self.optimizer, "full_batch", False)
-        self.steps_per_epoch = 1 if full_batch else math.ceil(n / batch_size)
+        self.sampled = samples_offsets(x)
+        # A sampled source's epoch: len / block_size samples (each id seen about once).
+        per_epoch = math.ceil(n / getattr(x, "block_size", 1)) if self.sampled else n
+        self.steps_per_epoch = 1 if full_batch else math.ceil(per_epoch / batch_size)
+        if steps_only:  # the epoch the steps end in
+            left = self.max_steps - self.step + (0 if full_batch else self.batch_in_epoch)
+            self.epochs = epochs = self.epoch + math.ceil(left / self.steps_per_epoch)
         self.stop_training = False
         self.stop_reason = None
         hooks = self._active_hooks()
@@ -334,7 +380,10 @@ class Trainer:
         self.seconds_before, self._fit_started = self.seconds, None
 
     def _record_epoch(self, logs, hooks, epoch):
-        if self.validation_data is not None:
+        # A run by steps that evaluates every so many steps does not evaluate at epoch ends
+        # too (an epoch of a sampled corpus is a count, not a pass over the data).
+        by_steps = self.max_steps is not None and self._evaluate_every
+        if self.validation_data is not None and not by_steps:
             # An evaluate_every evaluation after the epoch's last step already has the logs.
             evaluated = (
                 self.test_logs if self._evaluated_at == self.step else self._run_evaluation(hooks)
@@ -362,15 +411,20 @@ class Trainer:
         batch_end = hooks["on_batch_end"]
         metrics = self.metrics
         l2 = self.l2
-        while self.epoch < epochs and not self.stop_training:
+        while self.epoch < epochs and not self.stop_training and not self.steps_done():
             epoch = self.epoch
-            if self.batch_in_epoch == 0 or self.epoch_rng_state is None:
+            if self.sampled:
+                # Each step draws its own rows, from where the generator stands (a resumed
+                # run's was restored from the checkpoint): no order to replay.
+                order = None
+            elif self.batch_in_epoch == 0 or self.epoch_rng_state is None:
                 self.epoch_rng_state = self.rng.bit_generator.state
             else:  # resuming mid-epoch: replay this epoch's order from its saved state
                 self.rng.bit_generator.state = self.epoch_rng_state
             # Batches are taken from the data by index, not from a shuffled copy of it: the
             # copy would hold the whole training set twice.
-            order = self.rng.permutation(n) if shuffle else None
+            if not self.sampled:
+                order = self.rng.permutation(n) if shuffle else None
             if self.batch_in_epoch == 0 and hooks["on_epoch_begin"]:
                 hooks["on_epoch_begin"](trainer=self, epoch=epoch)
             if self.batch_in_epoch == 0 or self.epoch_totals is None:
@@ -378,13 +432,15 @@ class Trainer:
                 self.epoch_seen = 0
             totals = self.epoch_totals
             seen = 0  # samples of this epoch trained in this call
-            for start in range(self.batch_in_epoch * batch_size, n, batch_size):
-                rows = (
-                    slice(start, start + batch_size)
-                    if order is None
-                    else order[start : start + batch_size]
-                )
-                xb, yb = take_rows(x, rows), y[rows]
+            epoch_end = self.steps_per_epoch * batch_size if self.sampled else n
+            for start in range(self.batch_in_epoch * batch_size, epoch_end, batch_size):
+                if self.sampled:
+                    rows = self.rng.integers(0, n, size=batch_size)
+                elif order is None:
+                    rows = slice(start, start + batch_size)
+                else:
+                    rows = order[start : start + batch_size]
+                xb, yb = take_rows(x, rows), np.asarray(y[rows])
                 step = self.step
                 if batch_begin:
                     batch_begin(trainer=self, step=step, batch=(xb, yb))
@@ -413,9 +469,9 @@ class Trainer:
                     batch_end(trainer=self, step=step, logs=logs)
                 if evaluate_every and self.step % evaluate_every == 0:
                     self._run_evaluation(hooks)
-                if self.stop_training:
+                if self.stop_training or self.steps_done():
                     break
-            epoch_done = start + batch_size >= n if seen else True
+            epoch_done = start + batch_size >= epoch_end if seen else True
             if not epoch_done:  # stopped mid-epoch: the epoch is not finished
                 self.train_logs = {key: total / self.epoch_seen for key, total in totals.items()}
                 break
@@ -425,6 +481,10 @@ class Trainer:
                 key: total / max(self.epoch_seen, 1) for key, total in totals.items()
             }
             self._record_epoch(dict(self.train_logs), hooks, epoch)
+
+    def steps_done(self):
+        """Whether the current `fit` has made the optimizer steps it was asked for."""
+        return self.max_steps is not None and self.step >= self.max_steps
 
     def _fit_full_batch(self, x, y, epochs, hooks, evaluate_every):
         """Full-batch optimizers (BFGS) minimise the loss over the flat parameter vector; each
@@ -467,12 +527,15 @@ class Trainer:
             if evaluate_every and self.step % evaluate_every == 0:
                 self._run_evaluation(hooks)
             self._record_epoch(dict(logs), hooks, epoch)
-            return self.stop_training or self.epoch >= epochs
+            return self.stop_training or self.epoch >= epochs or self.steps_done()
 
-        if self.epoch >= epochs:
+        iterations = epochs - self.epoch
+        if self.max_steps is not None:
+            iterations = min(iterations, self.max_steps - self.step)
+        if iterations <= 0:
             return
         theta = self.optimizer.minimize(
-            objective, model.get_params().astype(np.float64), epochs - self.epoch, after_iteration
+            objective, model.get_params().astype(np.float64), iterations, after_iteration
         )
         model.set_params(theta)
         if not self.train_logs:  # converged before a first iteration completed
