@@ -163,6 +163,18 @@ def build_parser():
     data_overrides(export, "data --check runs on")
     plugin_option(export)
 
+    sample = commands.add_parser("sample", help="text from a trained language model")
+    sample.add_argument("run", metavar="RUN", help="a run directory, or a model file")
+    sample.add_argument("--prompt", help="the text to continue (a lines model: how items begin)")
+    sample.add_argument(
+        "--tokens", type=int, help="ids to draw per sample (default 500; lines: the model's length)"
+    )
+    sample.add_argument("--temperature", type=float, default=1.0, help="below 1: surer (default 1)")
+    sample.add_argument("--top-k", type=int, help="draw from the K likeliest ids only")
+    sample.add_argument("--num-samples", type=int, default=1, help="how many samples (default 1)")
+    sample.add_argument("--seed", type=int, help="the same seed gives the same text")
+    plugin_option(sample)
+
     plugins = commands.add_parser("plugins", help="list plugins and what they register")
     plugins.add_argument(
         "--plugin",
@@ -302,6 +314,29 @@ def command_evaluate(args):
     return 0
 
 
+def command_sample(args):
+    from framework.saving import load_model
+    from framework.text import sample_text
+
+    model = load_model(args.run, plugins=args.plugins)
+
+    def write(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    sample_text(
+        model,
+        prompt=args.prompt,
+        tokens=args.tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        num_samples=args.num_samples,
+        rng=args.seed,
+        write=write,
+    )
+    return 0
+
+
 def command_predict(args):
     from framework.inference import (
         DEFAULT_BATCH_SIZE,
@@ -386,6 +421,7 @@ COMMANDS = {
     "evaluate": command_evaluate,
     "predict": command_predict,
     "export": command_export,
+    "sample": command_sample,
     "new-plugin": command_new_plugin,
 }
 

@@ -286,26 +286,100 @@ def with_vocab(layers, dataset, dataset_name="the dataset"):
 
 
 def context_length(model):
-    """The number of ids the model reads at once (its input's sequence length), or None for a
-    model that takes sequences of any length."""
+    """The number of ids the model was built to read at once (its input's sequence length),
+    or None where its input has no sequence axis."""
     shapes = getattr(model, "input_shapes", None) or [getattr(model, "input_shape", None)]
     shape = shapes[0]
-    return int(shape[0]) if shape and shape[0] is not None else None
+    return int(shape[0]) if shape else None
 
 
-def next_token_probabilities(model, context):
-    """``(N, vocab)`` float64 probabilities of the id after each row of ``context``: the model's
-    last position for a per-token model, its output for one that predicts only the next id."""
-    out = model.predict(context)
-    if out.ndim == 3:
-        out = out[:, -1]
+def stepping_layers(model):
+    """The model's layers if `generate` can feed it one id at a time, carrying the state of
+    its recurrent layers (a chain of layers that each have ``step`` or are ``position_wise``,
+    one of them recurrent); else None."""
+    layers = list(getattr(model, "layers", []))
+    inputs = getattr(model, "input_names", [])
+    if len(inputs) != 1 or not any(callable(getattr(layer, "step", None)) for layer in layers):
+        return None
+    previous = inputs[0]
+    for layer in layers:
+        if list(model.inbound[layer.name]) != [previous]:
+            return None  # not a chain
+        if not (callable(getattr(layer, "step", None)) or getattr(layer, "position_wise", False)):
+            return None
+        previous = layer.name
+    return layers
+
+
+def as_probabilities(out):
+    """``(N, vocab)`` float64 probabilities from a model's output for the last position: its
+    softmax output as it is, or logits (no softmax on the output layer) softmaxed here."""
     probs = np.asarray(out, dtype=np.float64)
     if not np.all(np.isfinite(probs)):
         raise DataError("the model's output holds NaN or inf: nothing can be sampled from it")
     if probs.min() < 0 or not np.allclose(probs.sum(axis=-1), 1.0, atol=1e-3):
-        # Logits (no softmax on the output layer): softmax them here.
         probs = np.exp(probs - probs.max(axis=-1, keepdims=True))
     return probs
+
+
+class WindowReader:
+    """Next-id probabilities from re-reading the last ``block_size`` ids each time (nanoGPT's
+    way; any model).  A context shorter than the model's length is given as it is where the
+    model's layers take any length (recurrent, attention), else padded on the left with
+    ``pad`` (a fixed-window model: makemore's MLP reads start tokens there)."""
+
+    def __init__(self, model, pad):
+        self.model, self.pad, self.block = model, pad, context_length(model)
+        self.padded = None  # found at the first short context
+
+    def __call__(self, ids):
+        block = self.block
+        context = ids[:, -block:] if block else ids
+        if block and context.shape[1] < block and self.padded is not True:
+            try:
+                out = self.model.forward(context, training=False)
+                self.padded = False
+                return out[:, -1] if out.ndim == 3 else out
+            except (ValueError, IndexError):  # layers of a fixed length: pad
+                if self.padded is False:
+                    raise
+                self.padded = True
+        if block and context.shape[1] < block:
+            pad = np.full((len(ids), block - context.shape[1]), self.pad, dtype=np.int64)
+            context = np.concatenate([pad, context], axis=1)
+        out = self.model.forward(context, training=False)
+        return out[:, -1] if out.ndim == 3 else out
+
+
+class StateReader:
+    """Next-id probabilities from one step of each layer, the recurrent layers' states
+    carried from id to id (char-rnn's sampling): the prompt's last ``block_size`` ids are
+    read once, then each new id in one step, so 500 ids cost 500 steps rather than 500
+    windows of them.  For the first ``block_size`` ids of a sample it gives exactly what
+    `WindowReader` gives; after that it remembers further back than a window."""
+
+    def __init__(self, model, layers):
+        self.layers, self.block = layers, context_length(model)
+        self.states = [None] * len(layers)
+        self.read = 0  # ids of the sequence already read
+
+    def one(self, ids):
+        h = ids
+        for index, layer in enumerate(self.layers):
+            if callable(getattr(layer, "step", None)):
+                h, self.states[index] = layer.step(h, self.states[index])
+            else:
+                h = layer.forward(h[:, None], training=False)[:, 0]
+        return h
+
+    def __call__(self, ids):
+        if self.read == 0 and self.block:
+            self.read = max(0, ids.shape[1] - self.block)  # the prompt's last window
+        out = None
+        while self.read < ids.shape[1]:
+            out = self.one(ids[:, self.read])
+            self.read += 1
+        return out
 
 
 def sample_next(probs, temperature, top_k, rng):
@@ -327,8 +401,8 @@ def generate(
     model, ids, max_new_tokens, temperature=1.0, top_k=None, rng=None, stop=None, callback=None
 ):
     """``ids`` (``(T,)`` or ``(N, T)``) with ``max_new_tokens`` sampled ids appended, one at a
-    time, each fed the last ``block_size`` ids (the model's sequence length, where it has one)
-    — nanoGPT's ``generate``.
+    time, each drawn from the model's prediction for the position after the last
+    ``block_size`` ids (the model's sequence length) — nanoGPT's ``generate``.
 
     ``temperature`` divides the log-probabilities (below 1 sharper, 0 the arg-max);
     ``top_k`` keeps the k most likely ids; ``rng`` (a seed or a ``numpy.random.Generator``)
@@ -336,8 +410,11 @@ def generate(
     of it is ``stop`` too), and generation ends when every row has.  ``callback(step,
     new_ids)`` sees each step's ids as they are drawn (to print them as they come).
 
-    A model of a fixed sequence length needs a context that long: a shorter one is padded on
-    the left with ``stop`` (or 0), as the ``lines`` dataset's models were trained on.
+    A recurrent model (a chain of recurrent and position-wise layers: an ``lstm`` between
+    an ``embedding`` and a ``dense``) carries its state from id to id instead of re-reading
+    a window for each (`StateReader`: the same ids for the first ``block_size``, then a
+    memory longer than a window, as char-rnn samples); any other model re-reads the last
+    ``block_size`` ids (`WindowReader`).
     """
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
@@ -349,22 +426,18 @@ def generate(
     ids = np.asarray(ids, dtype=np.int64)
     single = ids.ndim == 1
     ids = np.atleast_2d(ids)
-    block = context_length(model)
+    if ids.shape[1] == 0:
+        raise ConfigError("generate needs at least one id to start from (a prompt, or the stop id)")
+    layers = stepping_layers(model)
     pad = 0 if stop is None else int(stop)
+    reader = StateReader(model, layers) if layers else WindowReader(model, pad)
     done = np.zeros(len(ids), dtype=bool)
     out = np.empty((len(ids), ids.shape[1] + max_new_tokens), dtype=np.int64)
     out[:, : ids.shape[1]] = ids
     length = ids.shape[1]
     for step in range(max_new_tokens):
-        context = out[:, max(0, length - block) : length] if block else out[:, :length]
-        if block and context.shape[1] < block:
-            context = np.concatenate(
-                [np.full((len(out), block - context.shape[1]), pad, dtype=np.int64), context],
-                axis=1,
-            )
-        if context.shape[1] == 0:
-            raise ConfigError("generate needs at least one id of context for this model")
-        new = sample_next(next_token_probabilities(model, context), temperature, top_k, rng)
+        probs = as_probabilities(reader(out[:, :length]))
+        new = sample_next(probs, temperature, top_k, rng)
         if stop is not None:
             new = np.where(done, stop, new)
             done |= new == stop
@@ -373,6 +446,74 @@ def generate(
         if callback is not None:
             callback(step, new)
         if stop is not None and done.all():
-            out = out[:, :length]
             break
+    out = out[:, :length]
     return out[0] if single else out
+
+
+def sample_text(
+    model,
+    prompt=None,
+    tokens=None,
+    temperature=1.0,
+    top_k=None,
+    num_samples=1,
+    rng=None,
+    write=None,
+):
+    """``num_samples`` texts from a language model with a ``tokenizer`` (what ``plugnet
+    sample`` prints), each written to ``write`` as it is drawn if given.
+
+    A text model continues ``prompt`` (default: a newline, where the vocabulary has one) by
+    ``tokens`` ids (default 500) and each sample is the prompt and its continuation.  A
+    ``lines`` model (its tokenizer has a stop token) writes items that each begin after the
+    start token (and ``prompt``, if given) and end at the stop token, within ``tokens`` ids
+    (default: the model's length); each is written as one line.
+    """
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise DataError(
+            "the model has no tokenizer, so its ids cannot be read as text: it was not trained "
+            "on a text dataset (text, lines, or tokens with a meta.json)"
+        )
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ConfigError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if isinstance(rng, (int, np.integer)) and rng < 0:
+        raise ConfigError(f"the seed must be >= 0, got {rng}")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    lines = tokenizer.stop
+    prompt = "" if prompt is None and lines else prompt
+    if prompt is None:
+        prompt = "\n" if "\n" in tokenizer.chars or tokenizer.kind == "bytes" else ""
+    start = tokenizer.encode(prompt)
+    if lines:
+        start = np.concatenate([[0], start])  # the start token
+    elif not len(start):
+        start = np.zeros(1, dtype=np.int64)  # nothing to start from: the first id
+    if tokens is None:
+        tokens = (context_length(model) or 32) if lines else 500
+    texts = []
+    for _ in range(num_samples):
+        decode = tokenizer.decoder()
+        if write is not None:
+            write(prompt)
+
+        def show(step, new, decode=decode):
+            if write is not None:
+                write(decode(int(new[0])))
+
+        ids = generate(
+            model,
+            start,
+            tokens,
+            temperature=temperature,
+            top_k=top_k,
+            rng=rng,
+            stop=0 if lines else None,
+            callback=show,
+        )
+        text = tokenizer.decode(ids)
+        texts.append(text)
+        if write is not None:
+            write("\n")
+    return texts
