@@ -10,6 +10,7 @@ probabilities (or ``(N, vocab)`` for the last position).
 """
 
 import json
+import mmap
 
 import numpy as np
 
@@ -157,6 +158,20 @@ def id_dtype(vocab_size):
     return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32
 
 
+def release_pages(ids):
+    """Unmap the pages of a memory-mapped ``ids`` that a gather touched: they stay in the
+    page cache (the next read of them costs no disk), but no longer count as the process's
+    memory.  Without it, each random window maps a whole large folio of the file (2 MB on
+    Linux 6.x), and 30 batches of 32 windows map most of a 600 MB file.  0.03 ms a call."""
+    mapping = getattr(ids, "_mmap", None)  # np.memmap's mmap object
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if mapping is not None and advice is not None:
+        try:
+            mapping.madvise(advice)
+        except (OSError, ValueError):  # a closed map, a platform without it: only memory lost
+            pass
+
+
 class Windows:
     """Every window of ``block_size`` ids of a flat id array, as a lazy 2-D array.
 
@@ -213,7 +228,9 @@ class Windows:
         if index.size and (index.min() < -self._length or index.max() >= self._length):
             raise IndexError(f"window index out of range for {self._length} windows")
         index = np.where(index < 0, index + self._length, index)
-        return self.ids[index[..., None] + self._positions].astype(np.int64)
+        rows = self.ids[index[..., None] + self._positions].astype(np.int64)
+        release_pages(self.ids)
+        return rows
 
     def __array__(self, dtype=None, copy=None):
         # Every window at once: block_size copies of the corpus.  Only small corpora (tests,
@@ -517,3 +534,102 @@ def sample_text(
         if write is not None:
             write("\n")
     return texts
+
+
+# --- token files -----------------------------------------------------------------------------
+
+CHUNK_CHARS = 1 << 24  # characters read, decoded and written at a time
+
+
+def text_chunks(path, kind):
+    """The file's text in chunks (str, or bytes for ``"bytes"``), decoded as it is read; a
+    byte that is not UTF-8 is a `DataError` naming the file and its offset."""
+    import codecs
+
+    decoder = None if kind == "bytes" else codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(CHUNK_CHARS)
+            if decoder is None:
+                if not raw:
+                    return
+                yield raw
+                continue
+            try:
+                text = decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                bad = offset + exc.start - len(decoder.getstate()[0])
+                raise DataError(
+                    f"{path} is not UTF-8 text: byte {max(bad, 0)} cannot be decoded; convert "
+                    'it to UTF-8, or use tokens = "bytes"'
+                ) from None
+            offset += len(raw)
+            if text:
+                yield text
+            if not raw:
+                return
+
+
+def write_token_files(path, directory, val_fraction=0.1, tokens="chars"):
+    """Write nanoGPT's token files for the ``tokens`` dataset from the text file ``path``:
+    ``directory/train.bin`` (the first 1 − ``val_fraction`` of the ids) and ``val.bin`` (the
+    rest), flat little-endian uint16, and ``meta.json``, the tokenizer (so ``plugnet
+    sample`` reads the model's ids as text).  The text is read in chunks of 16 M characters,
+    twice for ``"chars"`` (its vocabulary, then its ids), so a corpus larger than memory
+    can be prepared.  Returns ``{"train": ids, "val": ids, "vocab_size": n}``.  The files
+    are written under temporary names and renamed into place only when all are whole."""
+    import os
+
+    if tokens not in TOKEN_KINDS:
+        raise ConfigError(f"tokens must be 'chars' or 'bytes', got {tokens!r}")
+    if not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise ConfigError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(f"text file not found: {path}")
+    if tokens == "bytes":
+        tokenizer, total = Tokenizer(kind="bytes"), os.path.getsize(path)
+        lookup = None
+    else:
+        seen, total = set(), 0
+        for chunk in text_chunks(path, tokens):
+            seen.update(chunk)
+            total += len(chunk)
+        if len(seen) > 65536:
+            raise DataError(f"{path} has {len(seen)} distinct characters; uint16 ids hold 65,536")
+        tokenizer = Tokenizer("".join(sorted(seen))) if seen else None
+        lookup = np.array([ord(c) for c in tokenizer.chars], dtype=np.uint32) if seen else None
+    if not total:
+        raise DataError(f"{path} is empty: there is nothing to write")
+    n_train = int(total * (1 - val_fraction))
+    os.makedirs(directory, exist_ok=True)
+    names = {
+        "train": os.path.join(directory, "train.bin"),
+        "val": os.path.join(directory, "val.bin"),
+    }
+    temporary = {key: f"{name}.tmp-{os.getpid()}" for key, name in names.items()}
+    written = 0
+    try:
+        with open(temporary["train"], "wb") as train, open(temporary["val"], "wb") as val:
+            for chunk in text_chunks(path, tokens):
+                if lookup is None:
+                    ids = np.frombuffer(chunk, dtype=np.uint8).astype("<u2")
+                else:
+                    codes = np.frombuffer(chunk.encode("utf-32-le"), dtype=np.uint32)
+                    ids = np.searchsorted(lookup, codes).astype("<u2")
+                cut = min(max(n_train - written, 0), len(ids))
+                ids[:cut].tofile(train)
+                ids[cut:].tofile(val)
+                written += len(ids)
+        meta = os.path.join(directory, "meta.json")
+        with open(meta + f".tmp-{os.getpid()}", "w", encoding="utf-8") as f:
+            f.write(tokenizer.to_json())
+        os.replace(meta + f".tmp-{os.getpid()}", meta)
+        for key, name in names.items():
+            os.replace(temporary[key], name)
+    finally:
+        for name in temporary.values():
+            if os.path.exists(name):
+                os.remove(name)
+    return {"train": n_train, "val": total - n_train, "vocab_size": tokenizer.vocab_size}

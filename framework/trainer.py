@@ -189,7 +189,7 @@ class Trainer:
         x, y = self.check_data(x, y, "evaluation")
         return self._evaluate(x, y, batch_size, batches)
 
-    def _evaluation_rows(self, n, y, batch_size, batches):
+    def _evaluation_rows(self, n, batch_size, batches):
         """The row sets an evaluation reads: all ``n`` rows in order, in batches whose
         predictions stay within `EVAL_VALUES` numbers; or ``batches`` random batches of
         ``batch_size``, drawn from a generator of the seed and the step (so an estimate is the
@@ -220,9 +220,12 @@ class Trainer:
         loss_total = loss_weight = 0.0
         totals = dict.fromkeys((name for name in self.metrics if name not in stateful), 0.0)
         seen = 0
-        for rows in self._evaluation_rows(num_samples(x), y, batch_size, batches):
+        # The forward pass runs in batches of the training's size (at least 256), as before;
+        # the loss and metrics in chunks of at most EVAL_VALUES predicted numbers.
+        forward_batch = max(int(batch_size or getattr(self, "_batch_size", None) or 1024), 256)
+        for rows in self._evaluation_rows(num_samples(x), batch_size, batches):
             xb, yb = take_rows(x, rows), np.asarray(y[rows])
-            y_pred = model.predict(xb)
+            y_pred = model.predict(xb, batch_size=forward_batch)
             weight = count(y_pred, yb) if count is not None else len(yb)
             if weight:
                 loss_total += float(loss.forward(y_pred, yb)) * weight
