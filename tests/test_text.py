@@ -373,3 +373,69 @@ def test_cli_names_a_file_that_is_not_utf8(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "bad.txt is not UTF-8 text: byte 3 (0xc3)" in err
     assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+# --- token files -----------------------------------------------------------------------------
+
+
+def test_tokenize_writes_nanogpt_files_and_the_tokens_dataset_reads_them(tmp_path, capsys):
+    path = write(tmp_path / "t.txt", TEXT)
+    code = main(["tokenize", path, str(tmp_path / "data"), "--val-fraction", "0.25"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "training ids" in out
+    tokenizer = Tokenizer.from_text(TEXT)
+    ids = tokenizer.encode(TEXT)
+    n_train = int(len(ids) * 0.75)
+    train = np.fromfile(tmp_path / "data" / "train.bin", dtype="<u2")
+    val = np.fromfile(tmp_path / "data" / "val.bin", dtype="<u2")
+    assert np.array_equal(train, ids[:n_train]) and np.array_equal(val, ids[n_train:])
+    dataset, (x, y, xv, yv) = load(
+        "tokens",
+        path=str(tmp_path / "data" / "train.bin"),
+        val_path=str(tmp_path / "data" / "val.bin"),
+        block_size=8,
+    )
+    assert dataset.tokenizer == tokenizer and dataset.vocab_size == tokenizer.vocab_size
+    assert tokenizer.decode(x[0]) == TEXT[:8]
+
+
+def test_tokenize_in_small_chunks_and_bytes(tmp_path, monkeypatch):
+    import framework.text
+
+    monkeypatch.setattr(framework.text, "CHUNK_CHARS", 7)  # chunks that split characters
+    text = "naïve café — ünïcode\n" * 5
+    path = write(tmp_path / "u.txt", text)
+    counts = framework.text.write_token_files(path, tmp_path / "c", val_fraction=0.1)
+    tokenizer = Tokenizer.from_text(text)
+    ids = np.concatenate(
+        [np.fromfile(tmp_path / "c" / name, dtype="<u2") for name in ("train.bin", "val.bin")]
+    )
+    assert np.array_equal(ids, tokenizer.encode(text)) and counts["train"] == int(len(text) * 0.9)
+    framework.text.write_token_files(path, tmp_path / "b", tokens="bytes")
+    raw = np.concatenate(
+        [np.fromfile(tmp_path / "b" / name, dtype="<u2") for name in ("train.bin", "val.bin")]
+    )
+    assert bytes(raw.astype(np.uint8)) == text.encode()
+    bad = write(tmp_path / "bad.txt", b"abcdefghij\xffk")
+    with pytest.raises(DataError, match="bad.txt is not UTF-8 text: byte 10"):
+        framework.text.write_token_files(bad, tmp_path / "x")
+    assert not (tmp_path / "x" / "train.bin").exists()
+
+
+def test_windows_over_a_memmap_leave_no_pages_mapped(tmp_path):
+    path = tmp_path / "ids.bin"
+    np.arange(4_000_000, dtype="<u2").tofile(path)  # 8 MB
+    view = Windows(np.memmap(path, dtype="<u2", mode="r"), 64)
+
+    def resident_file_kb():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("RssFile"))
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("Linux's /proc")
+    before = resident_file_kb()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        view[rng.integers(0, len(view), size=32)]
+    assert resident_file_kb() - before < 1024  # the touched pages are unmapped again
