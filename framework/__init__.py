@@ -54,10 +54,11 @@ from framework.errors import (
 )
 from framework.formatting import format_logs, format_value, report
 from framework.hookspecs import hookimpl, hookspec
+from framework.inference import load_model
 from framework.model import Input, Model, Sequential
 from framework.registry import KINDS, component, create, load_plugins, registry, resolve
 from framework.run import run
-from framework.saving import load_model, save_model
+from framework.saving import save_model
 from framework.storage import atomic_write, load_arrays, save_arrays, save_json
 from framework.text import Tokenizer, Windows, generate, read_text
 from framework.trainer import Trainer

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from framework.errors import ConfigError
+
 
 def kind_of(component):
     """The name a component is known by: the one it was registered under (the registry
@@ -106,8 +108,6 @@ class Layer:
         """Place the layer in a model being described (Keras' functional API): ``inputs`` is
         a `framework.Input`, another layer's output, or a list of them for a merge layer;
         returns this layer's symbolic output."""
-        from framework.model import connect
-
         return connect(self, inputs)
 
     def __getattr__(self, name):
@@ -244,3 +244,48 @@ class Dataset:
 class Callback:
     """Base of callbacks: decorate the training-loop hooks you implement with
     ``framework.hookimpl``.  Nothing else is required."""
+
+
+# --- symbolic tensors: a model being described ------------------------------------------
+# Here, below the models, because a layer call places the layer (`Layer.__call__`); the
+# models (`framework.model`) then order what was placed.
+
+
+class SymbolicTensor:
+    """What a layer call returns while a model is being described: which layer makes it
+    (``producer``) from which other symbolic tensors (``parents``).  It holds no values."""
+
+    def __init__(self, producer, parents):
+        self.producer = producer
+        self.parents = list(parents)
+
+    @property
+    def name(self):
+        return self.producer.name
+
+    def __repr__(self):
+        return f"<symbolic output of {self.producer.name or kind_of(self.producer)}>"
+
+
+def connect(layer, inputs):
+    """Place ``layer`` in a graph being described, reading ``inputs`` (a symbolic tensor, or
+    a list of them for a ``multi_input`` layer); return its symbolic output.  A layer has
+    one place in one model, so placing it twice is an error naming it."""
+    if getattr(layer, "_placed", False):
+        raise ConfigError(
+            f"layer {layer.name or kind_of(layer)} is already used in a model: a layer object has "
+            "one place in one graph; create another layer for the second use"
+        )
+    many = isinstance(inputs, (list, tuple))
+    parents = list(inputs) if many else [inputs]
+    for parent in parents:
+        if not isinstance(parent, SymbolicTensor):
+            raise ConfigError(
+                f"layer {layer.name or kind_of(layer)} was called on {type(parent).__name__}; "
+                "call layers on framework.Input(...) or on another layer's output"
+            )
+    if getattr(layer, "multi_input", False) != many:
+        what = "a list of tensors" if getattr(layer, "multi_input", False) else "one tensor"
+        raise ConfigError(f"layer {layer.name or kind_of(layer)} takes {what}")
+    layer._placed = True
+    return SymbolicTensor(layer, parents)

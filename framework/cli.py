@@ -95,7 +95,7 @@ def build_parser():
             action="append",
             default=[],
             metavar="MODULE",
-            help="import MODULE as a plugin (repeatable; those the run's config names load anyway)",
+            help="import MODULE as a plugin, trusting it (repeatable; a plugin the run's config names is imported only so)",
         )
 
     def data_overrides(sub, what):
@@ -217,9 +217,9 @@ def config_from_args(args):
     if args.config:
         config = load_config(args.config)
     elif resume:
-        from framework.run import load_run_config
+        from framework.rundir import RunDir
 
-        config = load_run_config(resume)
+        config = RunDir(resume).config(resume=True)
     else:
         config = default_config()
     if (
@@ -327,7 +327,7 @@ def command_evaluate(args):
 
 
 def command_sample(args):
-    from framework.saving import load_model
+    from framework.inference import load_model
     from framework.text import sample_text
 
     model = load_model(args.run, plugins=args.plugins)
@@ -369,10 +369,10 @@ def command_predict(args):
     from framework.inference import (
         DEFAULT_BATCH_SIZE,
         check_output_path,
+        load_model,
         predict_to_file,
         read_inputs,
     )
-    from framework.saving import load_model
 
     check_output_path(args.output)  # before the model and the inputs are read
     model = load_model(args.run, plugins=args.plugins)
@@ -387,8 +387,8 @@ def command_predict(args):
 
 
 def command_export(args):
+    from framework.inference import load_model
     from framework.onnx_export import OPSET, export_onnx
-    from framework.saving import load_model
 
     opset = OPSET if args.opset is None else args.opset
     model = load_model(args.run, plugins=args.plugins)
@@ -398,16 +398,15 @@ def command_export(args):
 
 
 def check_export(args, model, path):
-    from framework.config import add_plugins, apply_overrides
     from framework.inference import held_out
     from framework.onnx_export import CHECK_TOLERANCE, largest_difference
-    from framework.saving import run_config
+    from framework.rundir import RunDir
 
     if not os.path.isdir(args.run):
         raise ConfigError(
             "--check runs the model on its run's held-out data: give a run directory, not a model file"
         )
-    config = add_plugins(apply_overrides(run_config(args.run), args.overrides), args.plugins)
+    config = RunDir(args.run).config_for_use(args.plugins, args.overrides)
     x, _ = held_out(config, "check")
     difference, scale = largest_difference(model, path, x)
     print(

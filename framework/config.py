@@ -6,6 +6,7 @@ only code it can bring in is a plugin module it names in ``plugins``.
 
 import copy
 import importlib.resources
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -52,6 +53,25 @@ def load_config(path):
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text file ({exc.reason})") from None
+
+
+def read_config(config):
+    """A config mapping from a mapping or a ``.toml`` / ``.json`` file."""
+    if isinstance(config, Mapping):
+        return dict(config)
+    path = os.fspath(config)
+    if path.endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                value = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path} is not a readable config: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} is not a config table")
+        return value
+    return load_config(path)
 
 
 def default_config():

@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 
 from framework.errors import ConfigError, DataError
+from framework.registry import resolve
 
 DATA_ENV = "PLUGNET_DATA"
 
@@ -110,3 +111,17 @@ def dataset_arrays(arrays, name):
         raise DataError(
             f"dataset '{name}' must return (x_train, y_train, x_test, y_test): {exc}"
         ) from exc
+
+
+def load_data(config):
+    """The dataset ``config`` names, loaded and split as its run splits it (the same seed):
+    ``(dataset, (x_train, y_train, x_test, y_test))`` with ``dataset`` the plugin instance.
+    What it returns depends only on the config's ``data``, ``seed`` and ``plugins``, so runs
+    that share those can share it.  The plugins it needs are loaded already: whoever loads
+    them decides what to trust (`framework.run` for training, `framework.rundir` for using
+    a run)."""
+    dataset = resolve("datasets", config["data"])
+    arrays = dataset_arrays(
+        dataset.load(np.random.default_rng(config.get("seed", 0))), config["data"].get("type")
+    )
+    return dataset, arrays

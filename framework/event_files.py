@@ -35,25 +35,27 @@ def open_event_file(logdir, filename_suffix):
 
 
 def write_event_file(logdir, events, filename_suffix=""):
-    """Write ``events`` to a new event file in ``logdir`` at once, from the calling thread."""
+    """Write ``events`` to a new event file in ``logdir`` at once, from the calling thread;
+    returns the file's path."""
     record = open_event_file(logdir, filename_suffix)
     try:
         for event in events:
             record.write(event.SerializeToString())
     finally:
         record.close()
+    return record.path
 
 
 def replace_event_file(logdir, events, filename_suffix):
     """Write ``events`` to a new event file in ``logdir``, removing the earlier files whose
     names end in ``filename_suffix`` (what a run writes once, such as its HParams session:
-    a resumed or repeated run's replaces the earlier one's)."""
+    a resumed or repeated run's replaces the earlier one's); returns the new file's path."""
     pattern = os.path.join(
         glob.escape(os.fspath(logdir)), f"events.out.tfevents.*{filename_suffix}"
     )
     for old in glob.glob(pattern):
         os.unlink(old)
-    write_event_file(logdir, events, filename_suffix)
+    return write_event_file(logdir, events, filename_suffix)
 
 
 class EventFileWriter:
@@ -74,6 +76,7 @@ class EventFileWriter:
         self.flush_secs = float(flush_secs)
         suffix = f".{time.time_ns()}" if filename_suffix is None else filename_suffix
         self._file = open_event_file(logdir, suffix)
+        self.path = self._file.path  # the event file's
         self._events = collections.deque()  # appends and pops are atomic: no lock needed
         self._wake = threading.Event()  # set when events pile up, and when closing
         self._closing = threading.Event()

@@ -1,6 +1,8 @@
-"""A trained model in use: reading inputs from files, writing predictions, evaluating a run.
+"""A trained model in use: loading it (`load_model`), reading inputs from files, writing
+predictions, evaluating a run.
 
-What ``plugnet predict`` and ``plugnet evaluate`` do, usable from Python too.  Inputs are
+What ``plugnet predict`` and ``plugnet evaluate`` do, usable from Python too.  Loading
+imports only the plugins its caller names (`framework.rundir` says why).  Inputs are
 ``.npy`` (read through a memory map, so a large file is read batch by batch), ``.npz``,
 ``.csv`` (one sample per row, flattened; a first row of names is skipped) and image files
 for image models.  Predictions are computed in batches and written batch by batch into a
@@ -15,8 +17,15 @@ import sys
 
 import numpy as np
 
+from framework.checkpoints import CHECKPOINT_DIR, load_checkpoint
+from framework.config import read_config
+from framework.data import load_data
 from framework.errors import ConfigError, DataError, ShapeError
-from framework.storage import create_temporary
+from framework.registry import load_plugins
+from framework.rundir import CONFIG_FILE, RunDir, check_plugins, model_from_run_config
+from framework.saving import ARCHITECTURE, model_from_arrays, weights_of
+from framework.storage import create_temporary, load_arrays
+from framework.trainer import Trainer
 
 INPUT_SUFFIXES = (".npy", ".npz", ".csv")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -93,8 +102,6 @@ def read_npy(path):
 
 
 def read_npz(path, model):
-    from framework.storage import load_arrays
-
     arrays = load_arrays(path)
     names = [item.name for item in getattr(model, "inputs", None) or []]
     if len(names) > 1:
@@ -369,15 +376,75 @@ def predict_to_file(
     return n
 
 
+# --- loading a trained model ---------------------------------------------------------------
+
+
+def load_model(path, config=None, plugins=()):
+    """A trained model, built and ready to ``predict``, from
+
+    * a run directory: its ``model.npz`` (the final weights), or, for a run that did not get
+      to its end, its newest whole checkpoint and its ``config.json``;
+    * a model file written by ``model.save(path)`` (or a run's ``model.npz``);
+    * a checkpoint file (``LOGDIR/checkpoints/step-N.npz``), with its run's ``config.json``;
+    * a weights file of ``model.save_weights``, with ``config`` (a mapping or a ``.toml`` /
+      ``.json`` file) or a ``config.json`` beside it.
+
+    ``plugins``: the plugin modules to import first, those you trust.  Loading imports
+    nothing else: not the plugins a run's (or ``config``'s) config names, which must be
+    loaded already (named here, built in, or installed as entry points), or a `PluginError`
+    says which to trust (`framework.rundir.RunDir.config_for_use`).  Model, checkpoint and
+    weights files hold no code.  A path that is none of these, or a damaged file, is a
+    `DataError`.
+    """
+    path = os.fspath(path)
+    load_plugins(list(plugins))
+    if config is not None:
+        config = read_config(config)
+        check_plugins(config, "the config given to load_model")
+    if os.path.isdir(path):
+        run = RunDir(path)
+        return run.load_model(config if config is not None else run.config_for_use())
+    if not os.path.exists(path):
+        raise DataError(f"no run directory or model file at {path}")
+    arrays = load_arrays(path)
+    if ARCHITECTURE in arrays:
+        return model_from_arrays(arrays, path)
+    if config is None:
+        run = run_beside(path)
+        if run is None:
+            raise DataError(
+                f"{path} holds weights but not the model's architecture: give the config that "
+                "made it (load_model(path, config=...)), or load the run directory"
+            )
+        config = run.config_for_use()
+    model = model_from_run_config(config)
+    if "state" in arrays and "step" in arrays:  # a checkpoint: its own reader checks it
+        model.load_state_dict(load_checkpoint(path)["params"], source=path)
+    else:
+        model.load_state_dict(weights_of(arrays), source=path)
+    return model
+
+
+def run_beside(path):
+    """The run a file belongs to: the run directory it lies in, or the one above its
+    ``checkpoints/``; None if neither holds a ``config.json``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    candidates = [directory]
+    if os.path.basename(directory) == CHECKPOINT_DIR:
+        candidates.insert(0, os.path.dirname(directory))
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, CONFIG_FILE)):
+            return RunDir(candidate)
+    return None
+
+
 # --- evaluating a run ------------------------------------------------------------------------
 
 
 def held_out(config, what="evaluate"):
     """``(x_test, y_test)`` of a run's config, as it split them; a `DataError` if it holds
     nothing out."""
-    from framework.saving import load_data
-
-    _, _, x_test, y_test = load_data(config)
+    _, (_, _, x_test, y_test) = load_data(config)
     if len(y_test) == 0:
         raise DataError(
             f"the run's data holds nothing out (its test split is empty), so there is nothing to "
@@ -389,17 +456,14 @@ def held_out(config, what="evaluate"):
 def evaluate_run(run_dir, overrides=(), plugins=()):
     """The metrics of a run directory's model on its config's held-out data (with
     ``overrides``, ``--set`` style, applied to that config: other data):
-    ``({"loss": ..., metric: ...}, number of samples)``."""
-    from framework.config import add_plugins, apply_overrides
-    from framework.saving import load_model, run_config
-    from framework.trainer import Trainer
-
+    ``({"loss": ..., metric: ...}, number of samples)``.  ``plugins``: as `load_model`'s."""
     if not os.path.isdir(run_dir):
         raise DataError(
             f"{run_dir} is not a run directory (evaluate reads a run's config.json and model)"
         )
-    config = add_plugins(apply_overrides(run_config(run_dir), list(overrides)), list(plugins))
-    model = load_model(run_dir, plugins=config.get("plugins", []))
+    run = RunDir(run_dir)
+    config = run.config_for_use(plugins, overrides)
+    model = run.load_model(config)
     x_test, y_test = held_out(config)
     train = config.get("train", {})
     trainer = Trainer(

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from framework.base import kind_of
+from framework.base import SymbolicTensor, connect, kind_of
 from framework.errors import ConfigError, DataError, ShapeError
 from framework.registry import resolve
 from framework.storage import load_arrays, save_arrays
@@ -24,6 +24,22 @@ from framework.text import is_array_like
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 DEFAULT_INPUT = "input"  # the name of a Sequential's (or a one-input config's) input
+
+
+def _no_model_file_writer(model, path):
+    raise ConfigError("no model file format is loaded: import framework first")
+
+
+# What `Model.save` writes with.  The model file format (`framework.saving`) builds models,
+# so it stands above this module and hands its writer down when it is imported, as
+# ``import framework`` does: the model never imports the format.
+_model_file_writer = _no_model_file_writer
+
+
+def set_model_file_writer(write):
+    """Make ``write(model, path)`` what `Model.save` calls (`framework.saving` does, once)."""
+    global _model_file_writer
+    _model_file_writer = write
 
 
 def float_dtype(dtype):
@@ -39,22 +55,6 @@ def shape_text(shape):
 
 
 # --- symbolic tensors ------------------------------------------------------------------------
-
-
-class SymbolicTensor:
-    """What a layer call returns while a model is being described: which layer makes it
-    (``producer``) from which other symbolic tensors (``parents``).  It holds no values."""
-
-    def __init__(self, producer, parents):
-        self.producer = producer
-        self.parents = list(parents)
-
-    @property
-    def name(self):
-        return self.producer.name
-
-    def __repr__(self):
-        return f"<symbolic output of {self.producer.name or kind_of(self.producer)}>"
 
 
 class Input(SymbolicTensor):
@@ -81,30 +81,6 @@ class Input(SymbolicTensor):
 
     def __repr__(self):
         return f"Input({self.shape}, name={self.name!r})"
-
-
-def connect(layer, inputs):
-    """Place ``layer`` in a graph being described, reading ``inputs`` (a symbolic tensor, or
-    a list of them for a ``multi_input`` layer); return its symbolic output.  A layer has
-    one place in one model, so placing it twice is an error naming it."""
-    if getattr(layer, "_placed", False):
-        raise ConfigError(
-            f"layer {layer.name or kind_of(layer)} is already used in a model: a layer object has "
-            "one place in one graph; create another layer for the second use"
-        )
-    many = isinstance(inputs, (list, tuple))
-    parents = list(inputs) if many else [inputs]
-    for parent in parents:
-        if not isinstance(parent, SymbolicTensor):
-            raise ConfigError(
-                f"layer {layer.name or kind_of(layer)} was called on {type(parent).__name__}; "
-                "call layers on framework.Input(...) or on another layer's output"
-            )
-    if getattr(layer, "multi_input", False) != many:
-        what = "a list of tensors" if getattr(layer, "multi_input", False) else "one tensor"
-        raise ConfigError(f"layer {layer.name or kind_of(layer)} takes {what}")
-    layer._placed = True
-    return SymbolicTensor(layer, parents)
 
 
 def _place(layer, parents):
@@ -511,9 +487,7 @@ class Model:
 
     def save(self, path):
         """Save architecture and weights to one ``.npz`` file (no pickle); `framework.load_model` reads it."""
-        from framework.saving import save_model  # saving builds models: imported late, no cycle
-
-        return save_model(self, path)
+        return _model_file_writer(self, path)
 
     def save_weights(self, path):
         """Save the parameters and layer state to an ``.npz`` file (no pickle), atomically."""

@@ -19,6 +19,7 @@ structure as TensorBoard's graph.  Needs the ``onnx`` extra (``pip install "plug
 """
 
 import contextlib
+import importlib.metadata
 import os
 
 import numpy as np
@@ -210,13 +211,11 @@ def to_onnx(model, opset=OPSET):
         [helper.make_tensor_value_info("output", builder.elem_type, ["batch", *output_shape])],
         initializer=builder.initializers,
     )
-    from framework import __version__
-
     onnx_model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", opset)],
         producer_name="plugnet",
-        producer_version=__version__,
+        producer_version=plugnet_version(),
     )
     # The IR version this opset came with, so ONNX Runtimes of that era read the file.
     onnx_model.ir_version = min(onnx_model.ir_version, 8 if opset <= 17 else 9)
@@ -230,6 +229,15 @@ def to_onnx(model, opset=OPSET):
     ) as exc:
         raise PluginError(f"the exported ONNX graph is invalid: {exc}") from exc
     return onnx_model
+
+
+def plugnet_version():
+    """The installed plugnet's version (its distribution's, which ``framework.__version__``
+    repeats; read here so that this module need not import the package above it)."""
+    try:
+        return importlib.metadata.version("plugnet")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 def export_onnx(model, path, opset=OPSET):

@@ -9,6 +9,7 @@ every registration hook, one plugin at a time, so a clash or a failure names its
 import importlib
 import importlib.metadata
 import inspect
+import sys
 from collections.abc import Mapping
 
 import attrs
@@ -105,6 +106,16 @@ def load_plugins(module_names):
             continue
         pm.register(module, name=module_name)
         _registry = None
+
+
+def plugin_loaded(module_name):
+    """Whether the plugin module ``module_name`` is registered already (built-in, installed
+    entry point, or loaded by `load_plugins`), so that naming it imports nothing."""
+    pm = plugin_manager()
+    if pm.has_plugin(module_name):
+        return True
+    module = sys.modules.get(module_name)
+    return module is not None and pm.is_registered(module)
 
 
 def plugin_origin(plugin):

@@ -10,16 +10,15 @@ import attrs
 import numpy as np
 
 from framework.base import kind_of
-from framework.checkpoints import latest_whole_checkpoint, list_checkpoints, restore_checkpoint
+from framework.checkpoints import list_checkpoints, restore_checkpoint
 from framework.config import check_config
-from framework.data import dataset_arrays
-from framework.errors import ConfigError, DataError, PlugnetError
+from framework.data import load_data
+from framework.errors import ConfigError, PlugnetError
 from framework.model import config_inputs, model_from_config
-from framework.registry import load_plugins, resolve
-from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunLock, check_logdir, claim
-from framework.saving import MODEL_FILE, save_run_model
+from framework.registry import load_plugins
+from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunDir, RunLock
 from framework.stopping import GracefulStop, Interrupted
-from framework.storage import atomic_write, json_safe, save_json
+from framework.storage import json_safe
 from framework.text import with_vocab
 from framework.trainer import Trainer
 
@@ -59,6 +58,7 @@ class Experiment:
     y_test: np.ndarray
     created_logdir: bool = False  # the logdir did not exist before this run
     lock: RunLock | None = None  # this process's lock on the logdir, held until fit ends
+    run_dir: RunDir | None = None  # the run directory: what the run writes, it records
     stop: GracefulStop = attrs.field(
         factory=GracefulStop
     )  # `stop.request()` stops at a step boundary
@@ -79,6 +79,16 @@ class Experiment:
         try:
             with self.stop if handle_signals else contextlib.nullcontext():
                 summary = self._fit()
+        except Interrupted as exc:
+            if not exc.at_once or exc.checkpoint is not None:
+                raise
+            # A second signal stopped the run at once: the newest checkpoint, from before
+            # the step it stopped in, is the one to resume from.
+            found = list_checkpoints(self.logdir)
+            raise Interrupted(
+                exc.signum, step=exc.step, logdir=exc.logdir, at_once=True,
+                checkpoint=found[-1][1] if found else None,
+            ) from None  # fmt: skip
         finally:
             if self.lock is not None:
                 self.lock.release()
@@ -113,11 +123,10 @@ class Experiment:
             raise
         if self.stop.requested:
             raise self.interrupted()
-        save_run_model(
-            self.trainer.model, os.path.join(self.logdir, MODEL_FILE)
-        )  # the final weights
+        run_dir = self.run_dir or RunDir(self.logdir)
+        run_dir.save_model(self.trainer.model)  # the final weights
         summary = self.summary()
-        save_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
+        run_dir.write_json(SUMMARY_FILE, summary)
         return summary
 
     def interrupted(self):
@@ -172,19 +181,6 @@ def check_token_inputs(model, data, x, dataset):
         )
 
 
-def load_data(config):
-    """The dataset ``config`` names, loaded: ``(dataset, (x_train, y_train, x_test, y_test))``
-    with ``dataset`` the plugin instance.  What it returns depends only on the config's
-    ``data``, ``seed`` and ``plugins``, so runs that share those can share it (`build`'s
-    ``data``)."""
-    load_plugins(config.get("plugins", []))
-    dataset = resolve("datasets", config["data"])
-    arrays = dataset_arrays(
-        dataset.load(np.random.default_rng(config.get("seed", 0))), config["data"]["type"]
-    )
-    return dataset, arrays
-
-
 @paused_gc()
 def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     """Check ``config``, load its plugins and data, build the model and the trainer.
@@ -200,8 +196,9 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     `fit` ends; one in use by a live process is refused, whatever ``resume`` and
     ``overwrite`` say.
 
-    ``data``: what `load_data` returned for a config with the same ``data``, ``seed`` and
-    ``plugins`` (a sweep loads its data once for all its trials); by default it is loaded.
+    ``data``: what `framework.data.load_data` returned for a config with the same ``data``,
+    ``seed`` and ``plugins`` (a sweep loads its data once for all its trials); by default it
+    is loaded.
     """
     check_config(config)
     if resume is not None:
@@ -209,10 +206,9 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     logdir = config.get("logging", {}).get("logdir") or os.path.join(
         DEFAULT_LOGDIR, config["data"]["type"]
     )
-    check_logdir(
-        logdir, resume=resume is not None, overwrite=overwrite
-    )  # early: before the data load
-    load_plugins(config.get("plugins", []))
+    run_dir = RunDir(logdir)
+    run_dir.check(resume=resume is not None, overwrite=overwrite)  # early: before the data load
+    load_plugins(config.get("plugins", []))  # training trusts its own config's plugins
     seed = config.get("seed", 0)
     data, (x_train, y_train, x_test, y_test) = load_data(config) if data is None else data
     dataset = config["data"]["type"]
@@ -257,18 +253,19 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     for spec in callbacks:
         trainer.add_callback(spec)
     if resume is not None:
-        restore_checkpoint(trainer, latest_whole_checkpoint(resume))
+        restore_checkpoint(trainer, run_dir.latest_checkpoint())
     config_text = run_config_text(config)
     created = not os.path.exists(logdir)
-    lock = claim(logdir, resume=resume is not None, overwrite=overwrite)
+    lock = run_dir.claim(resume=resume is not None, overwrite=overwrite)
     try:
-        atomic_write(os.path.join(logdir, CONFIG_FILE), lambda f: f.write(config_text))
+        run_dir.write(CONFIG_FILE, lambda f: f.write(config_text))
     except BaseException:
         lock.release()
         raise
     return Experiment(
-        config, trainer, x_train, y_train, x_test, y_test, created_logdir=created, lock=lock
-    )
+        config, trainer, x_train, y_train, x_test, y_test,
+        created_logdir=created, lock=lock, run_dir=run_dir,
+    )  # fmt: skip
 
 
 def run_config_text(config):
@@ -277,25 +274,6 @@ def run_config_text(config):
         return (json.dumps(json_safe(config), indent=2, allow_nan=False) + "\n").encode()
     except (TypeError, ValueError) as exc:  # a value JSON cannot hold (a TOML date)
         raise ConfigError(f"the config cannot be saved with the run: {exc}") from exc
-
-
-def load_run_config(logdir):
-    """The config a run saved in ``logdir`` (`build` writes it), to resume that run."""
-    path = os.path.join(os.fspath(logdir), CONFIG_FILE)
-    if not os.path.isdir(logdir):
-        raise DataError(f"run directory not found: {logdir}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except FileNotFoundError:
-        raise DataError(
-            f"{logdir} holds no {CONFIG_FILE}: give the run's config file to resume it"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is not a readable config: {exc}") from exc
-    if not isinstance(config, dict):
-        raise DataError(f"{path} is not a config table")
-    return config
 
 
 def run(config=None, *, progress=False, resume=None, overwrite=False):
@@ -311,5 +289,5 @@ def run(config=None, *, progress=False, resume=None, overwrite=False):
     if config is None:
         if resume is None:
             raise ConfigError("run() needs a config, or resume=LOGDIR")
-        config = load_run_config(resume)
+        config = RunDir(resume).config(resume=True)
     return build(config, progress=progress, resume=resume, overwrite=overwrite).fit()

@@ -8,9 +8,8 @@ activation or an initializer as ``{"type": kind, ...fields}``), its name and the
 feed it.  Nothing is pickled: the file is read with ``allow_pickle=False`` and rebuilding
 the model only makes registered components from plain data, as a config does.
 
-`load_model` also reads what a training run leaves behind: a run directory (its
-``config.json`` and ``model.npz``, or its newest whole checkpoint when the run did not
-finish), a checkpoint file, or a weights file with the config that made it.
+This module knows model files only.  Which model file a run directory holds, and how a
+trained run is loaded, is `framework.rundir`'s; `framework.load_model` reads any of them.
 """
 
 import inspect
@@ -23,8 +22,11 @@ import attrs
 import numpy as np
 
 from framework.base import kind_of
+from framework.checkpoints import COUNTERS
 from framework.errors import ConfigError, DataError
-from framework.storage import load_arrays, save_arrays
+from framework.model import Input, Model, Sequential, set_model_file_writer
+from framework.registry import resolve
+from framework.storage import save_arrays
 
 MODEL_FILE = "model.npz"  # a run's final model, in its logdir
 ARCHITECTURE = "architecture"  # the key of the JSON text inside a model file
@@ -162,6 +164,9 @@ def read_tokenizer(arrays, path):
     return Tokenizer.from_json(str(arrays.pop(TOKENIZER)[()]), f"the tokenizer in {path}")
 
 
+set_model_file_writer(save_model)  # `Model.save` writes with this module's format
+
+
 def save_run_model(model, path):
     """A run's ``model.npz``: architecture and weights, or, where a plugin's layer cannot be
     described as data, the weights alone (with a warning), which `load_model` reads with the
@@ -197,9 +202,6 @@ def is_chain(architecture):
 def build_from_architecture(architecture):
     """A built model (fresh weights) from `describe`'s data: a `Sequential` for a chain, a
     `Model` of the same graph otherwise, with the saved layer names."""
-    from framework.model import Input, Model, Sequential
-    from framework.registry import resolve
-
     dtype = architecture["dtype"]
     layers = []
     for entry in architecture["layers"]:
@@ -254,199 +256,14 @@ def model_from_arrays(arrays, path):
     return model
 
 
-# --- configs and run directories -------------------------------------------------------------
-
-
-def read_config(config):
-    """A config mapping from a mapping or a ``.toml`` / ``.json`` file."""
-    if isinstance(config, Mapping):
-        return dict(config)
-    path = os.fspath(config)
-    if path.endswith(".json"):
-        try:
-            with open(path, encoding="utf-8") as f:
-                value = json.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path} is not a readable config: {exc}") from exc
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path} is not a config table")
-        return value
-    from framework.config import load_config
-
-    return load_config(path)
-
-
-def model_from_config(config):
-    """A built model (fresh weights) as ``config``'s ``[model]`` makes it.  The input shape is
-    ``model.input_shape`` or, where the config does not give it, that of the dataset's
-    samples (so the dataset is loaded, as training does)."""
-    from framework.config import check_config
-    from framework.model import config_inputs, declared_inputs
-    from framework.model import model_from_config as build_model
-    from framework.registry import load_plugins
-
-    check_config(config)
-    load_plugins(config.get("plugins", []))
-    model_config = config["model"]
-    declared = declared_inputs(model_config)
-    shapes_given = (
-        all(shape is not None for _, shape in declared)
-        if declared
-        else "input_shape" in model_config
-    )
-    from framework.text import uses_vocab, with_vocab
-
-    layers = model_config["layers"]
-    dataset, x = None, None
-    if not shapes_given or uses_vocab(layers):  # the data's shapes, or its vocabulary
-        dataset, arrays = dataset_and_arrays(config)
-        x = None if shapes_given else arrays[0]
-    dataset_name = f"dataset '{config['data'].get('type')}'"
-    names, input_shape = config_inputs(model_config, x, dataset_name)
-    model = build_model(
-        with_vocab(layers, dataset, dataset_name),
-        input_shape=input_shape,
-        dtype=model_config.get("dtype", "float32"),
-        inputs=names,
-    )
-    model.tokenizer = getattr(dataset, "tokenizer", None)
-    return model
-
-
-def dataset_and_arrays(config):
-    """``(dataset, (x_train, y_train, x_test, y_test))`` of ``config``'s dataset, split as its
-    run split them (the same seed)."""
-    from framework.data import dataset_arrays
-    from framework.registry import load_plugins, resolve
-
-    load_plugins(config.get("plugins", []))
-    data = resolve("datasets", config["data"])
-    arrays = data.load(np.random.default_rng(config.get("seed", 0)))
-    return data, dataset_arrays(arrays, config["data"].get("type"))
-
-
-def load_data(config):
-    """``(x_train, y_train, x_test, y_test)`` of ``config``'s dataset, split as its run split
-    them (the same seed)."""
-    return dataset_and_arrays(config)[1]
-
-
-def run_config(run_dir):
-    """The ``config.json`` of a run directory."""
-    from framework.run import CONFIG_FILE
-
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise DataError(
-            f"{run_dir} is not a plugnet run directory: it has no {CONFIG_FILE} "
-            "(give the logdir of a run that `plugnet train` made)"
-        )
-    return read_config(path)
-
-
-def config_beside(path):
-    """The config of the run a file belongs to: ``config.json`` in its directory, or in the
-    directory above ``checkpoints/``; None if there is none."""
-    from framework.run import CONFIG_FILE
-
-    directory = os.path.dirname(os.path.abspath(path))
-    candidates = [directory]
-    if os.path.basename(directory) == "checkpoints":
-        candidates.insert(0, os.path.dirname(directory))
-    for candidate in candidates:
-        if os.path.isfile(os.path.join(candidate, CONFIG_FILE)):
-            return read_config(os.path.join(candidate, CONFIG_FILE))
-    return None
+# --- weights without an architecture --------------------------------------------------------
 
 
 def weights_of(arrays):
     """The model's arrays in a checkpoint's or weights file's contents (a checkpoint also
     holds counters and its JSON state)."""
-    from framework.checkpoints import COUNTERS
-
     return {
         key: value
         for key, value in arrays.items()
         if key not in COUNTERS and key not in ("state", TOKENIZER) and not key.startswith("state/")
     }
-
-
-def load_model(path, config=None, plugins=()):
-    """A trained model, built and ready to ``predict``, from
-
-    * a run directory: its ``model.npz`` (the final weights), or, for a run that did not get
-      to its end, its newest whole checkpoint and its ``config.json``;
-    * a model file written by ``model.save(path)`` (or a run's ``model.npz``);
-    * a checkpoint file (``LOGDIR/checkpoints/step-N.npz``), with its run's ``config.json``;
-    * a weights file of ``model.save_weights``, with ``config`` (a mapping or a ``.toml`` /
-      ``.json`` file) or a ``config.json`` beside it.
-
-    ``plugins`` are plugin modules to load first (those a run's config names are loaded
-    anyway).  A path that is none of these, or a damaged file, is a `DataError`.
-    """
-    from framework.registry import load_plugins
-
-    load_plugins(list(plugins))
-    path = os.fspath(path)
-    if config is not None:
-        config = read_config(config)
-    if os.path.isdir(path):
-        return load_run(path, config)
-    if not os.path.exists(path):
-        raise DataError(f"no run directory or model file at {path}")
-    arrays = load_arrays(path)
-    if ARCHITECTURE in arrays:
-        if config is not None:
-            load_plugins(config.get("plugins", []))
-        return model_from_arrays(arrays, path)
-    config = config if config is not None else config_beside(path)
-    if config is None:
-        raise DataError(
-            f"{path} holds weights but not the model's architecture: give the config that made "
-            "it (load_model(path, config=...)), or load the run directory"
-        )
-    model = model_from_config(config)
-    if "state" in arrays and "step" in arrays:  # a checkpoint: its own reader checks it
-        from framework.checkpoints import load_checkpoint
-
-        model.load_state_dict(load_checkpoint(path)["params"], source=path)
-    else:
-        model.load_state_dict(weights_of(arrays), source=path)
-    return model
-
-
-def load_run(run_dir, config=None):
-    from framework.checkpoints import checkpoint_dir, latest_whole_checkpoint, list_checkpoints
-    from framework.registry import load_plugins
-
-    config = config if config is not None else run_config(run_dir)
-    load_plugins(config.get("plugins", []))
-    model_path = os.path.join(run_dir, MODEL_FILE)
-    if os.path.exists(model_path):
-        try:
-            arrays = load_arrays(model_path)
-        except DataError as exc:
-            if list_checkpoints(run_dir):
-                raise DataError(
-                    f"{exc} (delete it to load the run's newest checkpoint instead)"
-                ) from exc
-            raise
-        if ARCHITECTURE in arrays:
-            return model_from_arrays(arrays, model_path)
-        tokenizer = read_tokenizer(arrays, model_path)
-        model = model_from_config(config)
-        model.load_state_dict(weights_of(arrays), source=model_path)
-        model.tokenizer = tokenizer or model.tokenizer
-        return model
-    if not list_checkpoints(run_dir):
-        raise DataError(
-            f"{run_dir} holds no weights: no {MODEL_FILE} (written when training ends) and no "
-            f"checkpoint in {checkpoint_dir(run_dir)}; train it to the end, or resume it with "
-            "`plugnet train --resume`"
-        )
-    checkpoint = latest_whole_checkpoint(run_dir)
-    model = model_from_config(config)
-    model.load_state_dict(checkpoint["params"], source=checkpoint["path"])
-    return model

@@ -121,15 +121,9 @@ class GracefulStop:
         trainer = self.trainer
         if trainer is None:
             raise Interrupted(signum, at_once=True)
-        newest = None
-        if trainer.logdir is not None:
-            from framework.checkpoints import list_checkpoints
-
-            found = list_checkpoints(trainer.logdir)
-            newest = found[-1][1] if found else None
-        raise Interrupted(
-            signum, step=trainer.step, logdir=trainer.logdir, checkpoint=newest, at_once=True
-        )
+        # Which checkpoint is newest, the run's owner knows (`framework.run.Experiment.fit`
+        # names it): stopping knows no run directory.
+        raise Interrupted(signum, step=trainer.step, logdir=trainer.logdir, at_once=True)
 
     def __enter__(self):
         # Python lets only the main thread set signal handlers; elsewhere (a sweep's worker

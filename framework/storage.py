@@ -32,8 +32,10 @@ def create_temporary(directory, name):
             continue
 
 
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary binary file, then move it to ``path``."""
+def atomic_write(path, write, sync=True):
+    """Call ``write(file)`` on a temporary binary file, then move it to ``path``.  With
+    ``sync``, the bytes reach the disk before the move (a machine crash then leaves the old
+    file or the new one); without it, a killed process still does, at a fraction of the cost."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -41,8 +43,9 @@ def atomic_write(path, write):
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

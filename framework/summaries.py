@@ -281,7 +281,8 @@ def write_hparams_session(
     ``metrics`` (tag -> value), in an event file of its own that replaces an earlier one.
     With ``experiment``, also the experiment summary that makes the directory a table of its
     own; a sweep's trials leave that to the sweep, whose experiment names every trial's keys.
-    Written at once: a writer thread would only add start-up and shut-down time."""
+    Written at once: a writer thread would only add start-up and shut-down time.  Returns
+    the event file's path."""
     from framework.event_files import replace_event_file
 
     table, start, end = hparams_summaries(hparams, list(metrics), status, start_time)
@@ -289,7 +290,7 @@ def write_hparams_session(
     summaries = ([table] if experiment else []) + [start, final, end]
     now = time.time()
     events = [Event(summary=summary, step=step, wall_time=now) for summary in summaries]
-    replace_event_file(logdir, events, HPARAMS_SUFFIX)
+    return replace_event_file(logdir, events, HPARAMS_SUFFIX)
 
 
 def hparams_summaries(hparams, metric_tags, status="success", start_time=None):

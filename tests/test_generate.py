@@ -176,6 +176,10 @@ def test_samples_callback_writes_text_by_step_and_the_embedding_by_character(tmp
     )
     config_text = (tmp_path / "run" / "embedding" / "projector_config.pbtxt").read_text()
     assert 'metadata_path: "metadata.tsv"' in config_text
+    # Its files are the run's own (in the manifest): --overwrite replaces them.
+    again = config("text", tmp_path / "t.txt", tmp_path / "run", steps=5, callbacks=callbacks)
+    run(again, overwrite=True)
+    assert len(list((tmp_path / "run" / "train").glob("*.samples"))) == 1
 
 
 def test_samples_callback_needs_a_tokenizer(tmp_path):

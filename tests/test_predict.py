@@ -139,7 +139,7 @@ def digit_pictures(directory, images):
 
 def test_predict_png_images_for_an_image_model(digits, tmp_path):
     run, model = digits
-    x_test = framework.saving.load_data(json.loads((run / "config.json").read_text()))[2]
+    x_test = framework.data.load_data(json.loads((run / "config.json").read_text()))[1][2]
     pixels = digit_pictures(tmp_path / "pictures", x_test[:12])
     result = cli("predict", run, "pictures", "-o", "p.npy", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

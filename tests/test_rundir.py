@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import framework
@@ -18,7 +19,7 @@ from framework import ConfigError
 from framework.checkpoints import list_checkpoints
 from framework.cli import main
 from framework.run import build
-from framework.rundir import LOCK_FILE, holds_run, in_use, run_entries
+from framework.rundir import LOCK_FILE, MANIFEST_FILE, RunDir, holds_run, in_use, run_entries
 
 SUPPORT = os.path.join(os.path.dirname(__file__), "support")
 
@@ -86,18 +87,155 @@ logdir = "{logdir}"
 
 
 def test_what_holds_a_run(tmp_path):
+    """A directory holds a run only when it holds a run's manifest: names alone (a user's
+    config.json, train/, checkpoints/) make no run."""
     assert not holds_run(tmp_path / "missing")
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / LOCK_FILE).write_text("")
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".tmp-abc-step-4.npz").write_bytes(b"half")
-    assert not holds_run(tmp_path)  # a user's file, a lock, a torn write: no run
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "events.out.tfevents.1.host").write_bytes(b"")
-    assert run_entries(tmp_path) == ["train"]
-    (tmp_path / "events.out.tfevents.2.host.hparams").write_bytes(b"")
     (tmp_path / "config.json").write_text("{}")
-    assert run_entries(tmp_path) == ["config.json", "events.out.tfevents.2.host.hparams", "train"]
+    assert not holds_run(tmp_path) and run_entries(tmp_path) == []
+    assert RunDir(tmp_path).plugnet_files() == ["config.json", "train/events.out.tfevents.1.host"]
+    (tmp_path / MANIFEST_FILE).write_text(
+        json.dumps(
+            {"format": 1, "files": ["config.json", "train/events.out.tfevents.1.host", "model.npz"]}
+        )
+    )
+    assert holds_run(tmp_path)
+    assert run_entries(tmp_path) == ["config.json", "train"]  # model.npz: named, not there
+    assert RunDir(tmp_path).foreign_files() == []
+
+
+def data_folder(root):
+    """An ordinary data folder, with the names a run directory uses."""
+    files = {
+        "train/cat.0001.jpg": b"\xff\xd8 a cat",
+        "test/labels.csv": b"name,label\ncat.0001.jpg,cat\n",
+        "checkpoints/notes.txt": b"my notes",
+        "config.json": b'{"mine": true}\n',
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return files
+
+
+def test_a_data_folder_is_no_run_and_overwrite_deletes_none_of_it(tmp_path, capsys):
+    folder = tmp_path / "data"
+    files = data_folder(folder)
+    for extra in ([], ["--overwrite"]):
+        code, out, err = cli(capsys, "--logdir", str(folder), "--epochs", "1", *extra)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"plugnet: error: {folder} holds files of the names plugnet writes that no run of its own "
+            f"wrote there: config.json; plugnet replaces and removes only what its runs recorded (in "
+            f"{MANIFEST_FILE}), so move them away or give another --logdir\n"
+        )
+    assert {name: (folder / name).read_bytes() for name in files} == files
+    assert not (folder / MANIFEST_FILE).exists()
+
+
+def test_overwrite_removes_only_the_runs_own_files(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    framework.run(config(logdir, epochs=2, keep=0))
+    (logdir / "notes.txt").write_text("mine")
+    (logdir / "train" / "cat.0001.jpg").write_bytes(b"a cat")
+    (logdir / "test" / "labels.csv").write_text("cat,1\n")
+    (logdir / "checkpoints" / "notes.txt").write_text("my notes")
+    own = json.loads((logdir / MANIFEST_FILE).read_text())["files"]
+    assert "config.json" in own and "model.npz" in own and "summary.json" in own
+    assert {name for name in own if name.startswith("checkpoints/")} == {
+        f"checkpoints/step-{step}.npz" for step in (5, 10, 15, 18)
+    }
+    assert any(name.startswith("train/events.out.tfevents.") for name in own)
+    code, _, err = cli(capsys, "--logdir", str(logdir), "--epochs", "1", "--overwrite")
+    assert code == 0, err
+    assert (logdir / "notes.txt").read_text() == "mine"
+    assert (logdir / "train" / "cat.0001.jpg").read_bytes() == b"a cat"
+    assert (logdir / "test" / "labels.csv").read_text() == "cat,1\n"
+    assert (logdir / "checkpoints" / "notes.txt").read_text() == "my notes"
+    for name in own:  # the old run's checkpoints and event files are gone
+        if "/" in name:
+            assert not (logdir / name).exists(), name
+
+
+def test_a_file_plugnet_writes_that_is_not_the_runs_is_a_refusal_even_with_overwrite(
+    tmp_path, capsys
+):
+    logdir = tmp_path / "run"
+    framework.run(config(logdir, epochs=1))
+    (logdir / "checkpoints" / "step-99.npz").write_bytes(b"someone else's")
+    before = snapshot(logdir)
+    code, _, err = cli(capsys, "--logdir", str(logdir), "--epochs", "1", "--overwrite")
+    assert code == 2
+    assert err.startswith(
+        f"plugnet: error: {logdir} holds files of the names plugnet writes that no run of its own "
+        "wrote there: checkpoints/step-99.npz; "
+    )
+    assert snapshot(logdir) == before
+
+
+def test_an_empty_directory_left_by_the_run_goes_a_users_folder_stays(tmp_path):
+    logdir = tmp_path / "run"
+    framework.run(config(logdir, epochs=1))
+    (logdir / "test" / "labels.csv").write_text("mine")
+    framework.run(config(logdir, epochs=1, callbacks=[]), overwrite=True)
+    assert not (logdir / "checkpoints").exists() and not (logdir / "train").exists()
+    assert os.listdir(logdir / "test") == ["labels.csv"]
+
+
+def test_a_users_file_of_the_csv_loggers_name_is_not_replaced(tmp_path):
+    logdir = tmp_path / "run"
+    logdir.mkdir()
+    (logdir / "history.csv").write_text("my,own,table\n")
+    with pytest.raises(
+        ConfigError, match="history.csv is there already and this run did not write it"
+    ):
+        framework.run(config(logdir, epochs=1, callbacks=["csv_logger"]))
+    assert (logdir / "history.csv").read_text() == "my,own,table\n"
+    os.unlink(logdir / "history.csv")
+    framework.run(config(logdir, epochs=1, callbacks=["csv_logger"]), overwrite=True)
+    assert "history.csv" in json.loads((logdir / MANIFEST_FILE).read_text())["files"]
+    framework.run(config(logdir, epochs=2, callbacks=["csv_logger"]), overwrite=True)  # its own
+    assert len((logdir / "history.csv").read_text().splitlines()) == 3  # header, two epochs
+
+
+def old_run(logdir):
+    """A run as plugnet wrote it before it kept a manifest."""
+    framework.run(config(logdir, epochs=1))
+    os.unlink(logdir / MANIFEST_FILE)
+
+
+def test_a_run_from_before_the_manifest_is_read_resumed_and_never_overwritten(tmp_path, capsys):
+    logdir = tmp_path / "old"
+    old_run(logdir)
+    assert not holds_run(logdir)
+    assert framework.load_model(logdir).predict(np.zeros((1, 2))).shape == (1, 2)
+    before = snapshot(logdir)
+    code, _, err = cli(capsys, "--logdir", str(logdir), "--epochs", "2", "--overwrite")
+    assert (
+        code == 2
+        and f"if they are a run of an older plugnet, continue it with --resume {logdir}" in err
+    )
+    assert "wrote there: checkpoints/step-5.npz, checkpoints/step-9.npz, config.json, " in err
+    assert snapshot(logdir) == before
+    framework.run(config(logdir, epochs=2), resume=logdir)  # adopts its files
+    own = json.loads((logdir / MANIFEST_FILE).read_text())["files"]
+    assert "config.json" in own and "checkpoints/step-5.npz" in own
+    assert any(name.startswith("train/events.out.tfevents.") for name in own)
+    framework.run(config(logdir, epochs=1), overwrite=True)  # now its own run: replaced
+
+
+def test_a_foreign_manifest_is_refused_and_kept(tmp_path, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / MANIFEST_FILE).write_text("[1, 2]")
+    code, _, err = cli(capsys, "--logdir", str(folder), "--epochs", "1", "--overwrite")
+    assert code == 2 and "is not a run manifest (it is not a manifest plugnet wrote)" in err
+    assert (folder / MANIFEST_FILE).read_text() == "[1, 2]"
 
 
 def test_a_new_run_into_a_directory_without_a_run_is_allowed(tmp_path):
@@ -132,7 +270,7 @@ def test_refused_before_the_data_are_loaded(tmp_path, monkeypatch):
     loaded = []
     run_module = sys.modules["framework.run"]  # `framework.run` is the function
     monkeypatch.setattr(
-        run_module, "resolve", lambda *a, **k: loaded.append(a) or pytest.fail("data loaded")
+        run_module, "load_data", lambda *a, **k: loaded.append(a) or pytest.fail("data loaded")
     )
     with pytest.raises(ConfigError, match="already holds a finished run"):
         build(config(logdir))

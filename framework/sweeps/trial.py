@@ -101,12 +101,14 @@ class Reporter:
             self.write_session(trainer, "failure")
 
     def write_session(self, trainer, status):
+        from framework.rundir import record
         from framework.summaries import final_metrics, run_hparams, write_hparams_session
 
-        write_hparams_session(
+        path = write_hparams_session(
             trainer.logdir, run_hparams(trainer.config), final_metrics(trainer), status,
             step=trainer.step, start_time=self.started, experiment=False,
         )  # fmt: skip
+        record(path)  # the trial's run directory keeps it in its manifest
 
 
 def trial_config(plan, params, number):

@@ -8,6 +8,7 @@ import numpy as np
 
 from framework import Callback, ConfigError, hookimpl
 from framework.checkpoints import checkpoint_dir, checkpoint_path, list_checkpoints, save_checkpoint
+from framework.rundir import record
 from framework.validators import whole_number
 
 logger = logging.getLogger("plugnet.checkpoints")
@@ -68,8 +69,12 @@ class Checkpoint(Callback):
         self.save(trainer)
 
     def save(self, trainer):
-        save_checkpoint(trainer, checkpoint_path(trainer.logdir, trainer.step))
+        path = checkpoint_path(trainer.logdir, trainer.step)
+        record(path)  # named in the run's manifest first: the run knows what it wrote
+        save_checkpoint(trainer, path)
         self.saved = position(trainer)
         if self.keep:
+            # Their names leave the manifest with the next record (a name without its file is
+            # harmless): one manifest write a checkpoint, not two.
             for _, path in list_checkpoints(trainer.logdir)[: -self.keep]:
                 os.unlink(path)

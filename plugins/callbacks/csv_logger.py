@@ -9,6 +9,7 @@ import attrs
 from attrs.validators import instance_of
 
 from framework import Callback, ConfigError, atomic_write, hookimpl
+from framework.rundir import record, recorded
 
 
 def existing_header(path, separator):
@@ -72,7 +73,13 @@ class CSVLogger(Callback):
             # Rows of epochs finished after the checkpoint will be logged again: drop them.
             keep_before_epoch(self.path, self.separator, trainer.epoch)
         append = self.append or resumed
+        if not append and os.path.exists(self.path) and recorded(self.path) is False:
+            raise ConfigError(
+                f"csv_logger: {self.path} is there already and this run did not write it; "
+                "give another filename, move the file away, or set append = true to add to it"
+            )
         self._columns = existing_header(self.path, self.separator) if append else None
+        record(self.path)  # in a run's directory, the run's own file
         self._file = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file, delimiter=self.separator)
 

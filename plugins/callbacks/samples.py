@@ -10,6 +10,7 @@ from attrs.validators import ge, instance_of, optional
 
 from framework import Callback, ConfigError, atomic_write, hookimpl
 from framework.event_files import EventFileWriter
+from framework.rundir import record
 from framework.summaries import code_block, text_value
 from framework.text import sample_text
 from framework.validators import positive_int
@@ -60,6 +61,7 @@ class Samples(Callback):
                 filename_suffix=".samples",
                 purge_step=trainer.step or None,
             )
+            record(self._writer.path)  # the run's own file: --overwrite removes it
         self._last_step = None
 
     # trylast: after the tensorboard callback has logged the step's activations, which
@@ -128,6 +130,8 @@ class Samples(Callback):
         if len(labels) != len(weights):
             return  # an embedding not of the tokenizer's ids
         root = os.path.join(trainer.logdir, "embedding")
+        names = ("tensors.tsv", "metadata.tsv", "projector_config.pbtxt")
+        record(*(os.path.join(root, name) for name in names))  # named before written
 
         def tsv(rows):
             return lambda f: f.write("".join(row + "\n" for row in rows).encode("utf-8"))

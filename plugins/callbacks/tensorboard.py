@@ -25,6 +25,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 from framework import Callback, ConfigError, atomic_write, hookimpl
 from framework.event_files import EventFileWriter
 from framework.images import class_labels, decision_boundary, image_grid, image_value
+from framework.rundir import record
 from framework.stopping import interrupted_by
 from framework.summaries import (
     code_block,
@@ -141,7 +142,9 @@ class TensorBoard(Callback):
     def _writer(self, name):
         # A resumed run hides what the interrupted one logged after its checkpoint's step.
         purge = self._first_step or None
-        return EventFileWriter(os.path.join(self._root, name), self.flush_secs, purge_step=purge)
+        writer = EventFileWriter(os.path.join(self._root, name), self.flush_secs, purge_step=purge)
+        record(writer.path)  # the run's own file: --overwrite removes it, and no other
+        return writer
 
     def write(self, writer, values, step):
         """Queue summary ``values`` as one event at ``step``."""
@@ -349,7 +352,7 @@ class TensorBoard(Callback):
         """The run's hyper-parameters and final metrics as one HParams session, in an event
         file of the run directory itself (replacing the one an earlier fit wrote)."""
         hparams = run_hparams(trainer.config) or component_hparams(trainer)
-        write_hparams_session(
+        path = write_hparams_session(
             self._root,
             hparams,
             final_metrics(trainer),
@@ -357,6 +360,7 @@ class TensorBoard(Callback):
             step=trainer.step,
             start_time=self._started,
         )
+        record(path)
 
     # --- projector ----------------------------------------------------------------------------
     #
@@ -412,6 +416,7 @@ class TensorBoard(Callback):
                 continue
             folder = f"projector/{step:08d}/{layer.name}"
             vectors = np.asarray(activations, dtype=np.float64).reshape(len(x), -1)
+            record(os.path.join(root, folder, "tensors.tsv"))
             write_tsv(os.path.join(root, folder, "tensors.tsv"), vectors)
             entry = {
                 "step": step,
@@ -419,12 +424,14 @@ class TensorBoard(Callback):
                 "tensors": f"{folder}/tensors.tsv",
             }
             if labels is not None:
+                record(os.path.join(root, folder, "metadata.tsv"))
                 write_tsv(
                     os.path.join(root, folder, "metadata.tsv"), labels.reshape(-1, 1), fmt="%d"
                 )
                 entry["metadata"] = f"{folder}/metadata.tsv"
             self._embeddings.append(entry)
         text = "".join(projector_entry(entry) for entry in self._embeddings)
+        record(os.path.join(root, "projector_config.pbtxt"))
         atomic_write(os.path.join(root, "projector_config.pbtxt"), lambda f: f.write(text.encode()))
 
 
