@@ -414,6 +414,7 @@ class Trainer:
         batch_end = hooks["on_batch_end"]
         metrics = self.metrics
         l2 = self.l2
+        lazy_y, max_steps = is_array_like(y), self.max_steps
         while self.epoch < epochs and not self.stop_training and not self.steps_done():
             epoch = self.epoch
             if self.sampled:
@@ -443,7 +444,9 @@ class Trainer:
                     rows = slice(start, start + batch_size)
                 else:
                     rows = order[start : start + batch_size]
-                xb, yb = take_rows(x, rows), np.asarray(y[rows])
+                xb, yb = take_rows(x, rows), y[rows]
+                if lazy_y:  # an array-like may give another sequence type
+                    yb = np.asarray(yb)
                 step = self.step
                 if batch_begin:
                     batch_begin(trainer=self, step=step, batch=(xb, yb))
@@ -472,7 +475,7 @@ class Trainer:
                     batch_end(trainer=self, step=step, logs=logs)
                 if evaluate_every and self.step % evaluate_every == 0:
                     self._run_evaluation(hooks)
-                if self.stop_training or self.steps_done():
+                if self.stop_training or (max_steps is not None and self.step >= max_steps):
                     break
             epoch_done = start + batch_size >= epoch_end if seen else True
             if not epoch_done:  # stopped mid-epoch: the epoch is not finished
