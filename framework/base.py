@@ -98,6 +98,9 @@ class Layer:
     multi_input = False
     # A layer reading integer token ids (embedding): the model keeps that input integer.
     integer_input = False
+    # A layer that treats each position of a sequence on its own (embedding, dense, layer
+    # norm, dropout): `framework.generate` may feed it one position at a time.
+    position_wise = False
     named = False  # the name was given (config `name`, or create(..., name=...)), not derived
     _placed = False  # called on a symbolic tensor: the layer has its place in a graph
 

@@ -164,6 +164,30 @@ def build_parser():
     data_overrides(export, "data --check runs on")
     plugin_option(export)
 
+    sample = commands.add_parser("sample", help="text from a trained language model")
+    sample.add_argument("run", metavar="RUN", help="a run directory, or a model file")
+    sample.add_argument("--prompt", help="the text to continue (a lines model: how items begin)")
+    sample.add_argument(
+        "--tokens", type=int, help="ids to draw per sample (default 500; lines: the model's length)"
+    )
+    sample.add_argument("--temperature", type=float, default=1.0, help="below 1: surer (default 1)")
+    sample.add_argument("--top-k", type=int, help="draw from the K likeliest ids only")
+    sample.add_argument("--num-samples", type=int, default=1, help="how many samples (default 1)")
+    sample.add_argument("--seed", type=int, help="the same seed gives the same text")
+    plugin_option(sample)
+
+    tokenize = commands.add_parser(
+        "tokenize", help="write a text as token files (train.bin, val.bin) for the tokens dataset"
+    )
+    tokenize.add_argument("text", metavar="TEXT", help="a text file (UTF-8 unless --bytes)")
+    tokenize.add_argument(
+        "directory", metavar="DIR", help="where train.bin, val.bin and meta.json go"
+    )
+    tokenize.add_argument(
+        "--val-fraction", type=float, default=0.1, help="the end of the text held out (default 0.1)"
+    )
+    tokenize.add_argument("--bytes", action="store_true", help="ids are the text's bytes (256)")
+
     plugins = commands.add_parser("plugins", help="list plugins and what they register")
     plugins.add_argument(
         "--plugin",
@@ -310,6 +334,45 @@ def command_evaluate(args):
     return 0
 
 
+def command_sample(args):
+    from framework.inference import load_model
+    from framework.text import sample_text
+
+    model = load_model(args.run, plugins=args.plugins)
+
+    def write(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    sample_text(
+        model,
+        prompt=args.prompt,
+        tokens=args.tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        num_samples=args.num_samples,
+        rng=args.seed,
+        write=write,
+    )
+    return 0
+
+
+def command_tokenize(args):
+    import os
+
+    from framework.text import write_token_files
+
+    counts = write_token_files(
+        args.text, args.directory, args.val_fraction, "bytes" if args.bytes else "chars"
+    )
+    print(
+        f"{counts['train']:,} training ids and {counts['val']:,} held-out ids "
+        f"(vocab_size {counts['vocab_size']}) in {os.path.join(args.directory, 'train.bin')} "
+        "and val.bin, the tokenizer in meta.json"
+    )
+    return 0
+
+
 def command_predict(args):
     from framework.inference import (
         DEFAULT_BATCH_SIZE,
@@ -393,6 +456,8 @@ COMMANDS = {
     "evaluate": command_evaluate,
     "predict": command_predict,
     "export": command_export,
+    "sample": command_sample,
+    "tokenize": command_tokenize,
     "new-plugin": command_new_plugin,
 }
 

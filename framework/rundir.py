@@ -55,8 +55,16 @@ from framework.data import load_data
 from framework.errors import ConfigError, DataError, PluginError
 from framework.model import config_inputs, declared_inputs, model_from_config
 from framework.registry import load_plugins, plugin_loaded
-from framework.saving import ARCHITECTURE, MODEL_FILE, model_from_arrays, save_run_model, weights_of
+from framework.saving import (
+    ARCHITECTURE,
+    MODEL_FILE,
+    model_from_arrays,
+    read_tokenizer,
+    save_run_model,
+    weights_of,
+)
 from framework.storage import atomic_write, load_arrays, save_json
+from framework.text import uses_vocab, with_vocab
 
 try:
     import fcntl
@@ -393,8 +401,10 @@ class RunDir:
                 raise
             if ARCHITECTURE in arrays:
                 return model_from_arrays(arrays, model_path)
+            tokenizer = read_tokenizer(arrays, model_path)
             model = model_from_run_config(config)
             model.load_state_dict(weights_of(arrays), source=model_path)
+            model.tokenizer = tokenizer or model.tokenizer
             return model
         if not self.checkpoints():
             raise DataError(
@@ -544,14 +554,21 @@ def model_from_run_config(config):
         if declared
         else "input_shape" in model_config
     )
-    x = None if shapes_given else load_data(config)[1][0]
-    names, input_shape = config_inputs(model_config, x, f"dataset '{config['data'].get('type')}'")
-    return model_from_config(
-        model_config["layers"],
+    layers = model_config["layers"]
+    dataset, x = None, None
+    if not shapes_given or uses_vocab(layers):  # the data's shapes, or its vocabulary
+        dataset, arrays = load_data(config)
+        x = None if shapes_given else arrays[0]
+    dataset_name = f"dataset '{config['data'].get('type')}'"
+    names, input_shape = config_inputs(model_config, x, dataset_name)
+    model = model_from_config(
+        with_vocab(layers, dataset, dataset_name),
         input_shape=input_shape,
         dtype=model_config.get("dtype", "float32"),
         inputs=names,
     )
+    model.tokenizer = getattr(dataset, "tokenizer", None)
+    return model
 
 
 # --- the functions of before `RunDir`, kept: each asks a RunDir ------------------------------

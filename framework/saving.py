@@ -30,6 +30,7 @@ from framework.storage import save_arrays
 
 MODEL_FILE = "model.npz"  # a run's final model, in its logdir
 ARCHITECTURE = "architecture"  # the key of the JSON text inside a model file
+TOKENIZER = "tokenizer"  # the key of a language model's tokenizer (JSON text), if it has one
 FORMAT_VERSION = 1
 
 logger = logging.getLogger("plugnet.saving")
@@ -138,8 +139,29 @@ def save_model(model, path):
             f"a layer's parameter is keyed '{ARCHITECTURE}', which model files reserve"
         )
     arrays[ARCHITECTURE] = np.array(json.dumps(describe(model)))
+    add_tokenizer(model, arrays)
     save_arrays(path, arrays)
     return os.fspath(path)
+
+
+def add_tokenizer(model, arrays):
+    """A language model's ``tokenizer`` (its vocabulary) into a model file's ``arrays``, as
+    JSON text, so sampling needs no data file."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return
+    if TOKENIZER in arrays:
+        raise ConfigError(f"a layer's parameter is keyed '{TOKENIZER}', which model files reserve")
+    arrays[TOKENIZER] = np.array(tokenizer.to_json())
+
+
+def read_tokenizer(arrays, path):
+    """The tokenizer a model file holds (taken out of ``arrays``), or None."""
+    if TOKENIZER not in arrays:
+        return None
+    from framework.text import Tokenizer
+
+    return Tokenizer.from_json(str(arrays.pop(TOKENIZER)[()]), f"the tokenizer in {path}")
 
 
 set_model_file_writer(save_model)  # `Model.save` writes with this module's format
@@ -155,7 +177,9 @@ def save_run_model(model, path):
         logger.warning(
             "%s holds the weights only (load it with the run's config.json): %s", path, exc
         )
-        save_arrays(path, model.state_dict())
+        arrays = dict(model.state_dict())
+        add_tokenizer(model, arrays)
+        save_arrays(path, arrays)
         return os.fspath(path)
 
 
@@ -219,6 +243,7 @@ def read_architecture(text, path):
 
 
 def model_from_arrays(arrays, path):
+    tokenizer = read_tokenizer(arrays, path)
     architecture = read_architecture(arrays.pop(ARCHITECTURE), path)
     try:
         model = build_from_architecture(architecture)
@@ -227,6 +252,7 @@ def model_from_arrays(arrays, path):
             f"{path} is not a readable plugnet model file: its architecture is damaged ({exc!r})"
         ) from exc
     model.load_state_dict(arrays, source=path)
+    model.tokenizer = tokenizer
     return model
 
 
@@ -239,5 +265,5 @@ def weights_of(arrays):
     return {
         key: value
         for key, value in arrays.items()
-        if key not in COUNTERS and key != "state" and not key.startswith("state/")
+        if key not in COUNTERS and key not in ("state", TOKENIZER) and not key.startswith("state/")
     }

@@ -6,6 +6,7 @@ from plugins.callbacks.csv_logger import CSVLogger
 from plugins.callbacks.early_stopping import EarlyStopping
 from plugins.callbacks.lr_schedule import LRSchedule
 from plugins.callbacks.progress import Progress
+from plugins.callbacks.samples import Samples
 from plugins.callbacks.tensorboard import TensorBoard
 from plugins.callbacks.terminate_on_nan import TerminateOnNaN
 
@@ -20,4 +21,5 @@ def register_callbacks():
         "checkpoint": Checkpoint,
         "tensorboard": TensorBoard,
         "lr_schedule": LRSchedule,
+        "samples": Samples,
     }

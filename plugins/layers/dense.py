@@ -20,6 +20,8 @@ class Dense(Layer):
     above run over all of them (x and δ seen as ``(N·T, ·)`` matrices).
     """
 
+    position_wise = True  # each position on its own (framework.generate steps it)
+
     # What `framework.testing.check_plugin` checks the gradients on.
     check_cases = [{"params": {"units": 3, "activation": "tanh"}, "input_shape": (4,)}]
 
@@ -78,6 +80,8 @@ class Dense(Layer):
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class ActivationLayer(Layer):
     """a = f(z) element-wise (softmax: over the last axis), with no parameters."""
+
+    position_wise = True  # each position on its own (framework.generate steps it)
 
     activation: object = attrs.field(default="relu", converter=activation_spec)
 

@@ -13,6 +13,8 @@ class Dropout(Layer):
     gradient through the same mask.  The mask comes from the model's generator, so a seeded
     model drops the same units run after run."""
 
+    position_wise = True  # each position on its own (framework.generate steps it)
+
     rate: float = attrs.field(
         default=0.5, converter=float, validator=[attrs.validators.ge(0), attrs.validators.lt(1)]
     )

@@ -20,6 +20,8 @@ class Embedding(Layer):
     input as integers.
     """
 
+    position_wise = True  # each position on its own (framework.generate steps it)
+
     integer_input = True
     # What `framework.testing.check_plugin` checks the gradients on.
     check_cases = [{"params": {"input_dim": 7, "output_dim": 3}, "input_shape": (12,)}]

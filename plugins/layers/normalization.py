@@ -166,6 +166,8 @@ class LayerNorm(Layer):
     The same in training and evaluation.
     """
 
+    position_wise = True  # each position on its own (framework.generate steps it)
+
     check_cases = [{"params": {}, "input_shape": (5,)}, {"params": {}, "input_shape": (3, 4)}]
 
     epsilon: float = attrs.field(default=1e-5, validator=positive_float)

@@ -42,6 +42,11 @@ from framework import Layer, activation_spec, component, kind_of
 from framework.validators import boolean, positive_int
 
 
+def sigmoid(a):
+    """σ(a) as ½·tanh(a/2) + ½: no overflow for large |a|."""
+    return 0.5 * np.tanh(0.5 * a) + 0.5
+
+
 def sequence_features(layer, input_shape):
     """The feature size of a ``(T, F)`` input shape; anything else is an error that says
     what a recurrent layer needs (the model adds the layer's name and the shape it got)."""
@@ -93,6 +98,9 @@ class Recurrent(Layer):
         for block in sigmoid_blocks:
             value[..., block * self.units : (block + 1) * self.units] *= 0.5
         return value
+
+    def zero_state(self, x):
+        return np.zeros((len(x), self.units), dtype=self.params["weights"].dtype)
 
     def output(self, states):
         """The layer's output from the time-major states ``(T, N, H)``."""
@@ -273,6 +281,15 @@ class SimpleRNN(Recurrent):
         self.preactivations = z.transpose(1, 0, 2)
         return self.output(states)
 
+    def step(self, x, state=None):
+        """One step of the recurrence: ``(hₜ, state)`` from ``xₜ`` ``(N, F)`` and the state
+        the previous step returned (None: h₋₁ = 0).  `framework.generate` samples one id at
+        a time with it, carrying the state instead of re-reading a window."""
+        h = self.zero_state(x) if state is None else state
+        p = self.params
+        h = self.activation.forward(x @ p["weights"] + p["bias"] + h @ p["recurrent_weights"])
+        return h, h
+
     def backward(self, grad_y):
         grads_out, dh_next = self.output_grads(grad_y)
         recurrent_t = np.ascontiguousarray(self.params["recurrent_weights"].T)
@@ -436,6 +453,17 @@ class LSTM(Recurrent):
     def cells(self):
         """cₜ of every step of the last forward pass, time-major ``(T, N, H)``."""
         return self.work[1:, : self.units].transpose(0, 2, 1)
+
+    def step(self, x, state=None):
+        """One step: ``(hₜ, (hₜ, cₜ))`` from ``xₜ`` ``(N, F)`` and the previous step's
+        ``(h, c)`` (None: zeros), by the equations above (see `SimpleRNN.step`)."""
+        h, c = (self.zero_state(x),) * 2 if state is None else state
+        p, hidden = self.params, self.units
+        a = x @ p["weights"] + p["bias"] + h @ p["recurrent_weights"]
+        i, f, o = (sigmoid(a[:, k * hidden : (k + 1) * hidden]) for k in (0, 1, 3))
+        c = f * c + i * np.tanh(a[:, 2 * hidden : 3 * hidden])
+        h = o * np.tanh(c)
+        return h, (h, c)
 
     def backward(self, grad_y):
         grads_out, dh_next = self.output_grads(grad_y)
@@ -610,6 +638,19 @@ class GRU(Recurrent):
             states[t] += candidate
         self.gate_values, self.candidates, self.recurrent_n = gates, candidates, recurrent_n
         return self.output(states)
+
+    def step(self, x, state=None):
+        """One step: ``(h', h')`` from ``xₜ`` ``(N, F)`` and the previous state (None: zeros),
+        by the equations above (see `SimpleRNN.step`)."""
+        h = self.zero_state(x) if state is None else state
+        p, hidden = self.params, self.units
+        xw = x @ p["weights"] + p["bias"]
+        u = h @ p["recurrent_weights"] + p["recurrent_bias"]
+        r = sigmoid(xw[:, :hidden] + u[:, :hidden])
+        z = sigmoid(xw[:, hidden : 2 * hidden] + u[:, hidden : 2 * hidden])
+        n = np.tanh(xw[:, 2 * hidden :] + r * u[:, 2 * hidden :])
+        h = (1 - z) * n + z * h
+        return h, h
 
     def backward(self, grad_y):
         grads_out, dh_next = self.output_grads(grad_y)
