@@ -78,31 +78,19 @@ class SGD(StatefulOptimizer):
             for param, grad in zip(params, grads, strict=True):
                 param -= lr * grad
             return
+        # Whole arrays, one pass each.  Measured and dropped (issue 24): the update in
+        # cache-sized blocks shared over the threads, as adam's, for the 784-2048-2048-10
+        # MLP on two threads gave 0.88x and 1.04x this form's step speed in two paired
+        # A/B runs on a loaded machine (7 and 9 rounds), no gain shown; in blocks, B1's
+        # parameters took 152 µs a step against 120 µs (CPU time, one thread).
         self.ensure_state(params)
         for param, grad, velocity in zip(params, grads, self.state["velocity"], strict=True):
-            if param.size >= 2 * BLOCK:  # big enough to share out over the cores
-                update_in_blocks(self.update, (param, grad, velocity), lr, momentum)
+            velocity *= momentum
+            velocity -= lr * grad
+            if self.nesterov:
+                param += momentum * velocity - lr * grad
             else:
-                self.update(param, grad, velocity, None, lr, momentum)
-
-    def update(self, param, grad, velocity, scratch, lr, momentum):
-        """The momentum update of one parameter, or of one block of it, in place through
-        ``scratch`` (None: a temporary).  The same operations in the same order either way,
-        so the same bits.
-
-        Blocks (`update_in_blocks`) only for parameters that can be split over the cores:
-        a wide layer's update on two (784-2048-2048-10 MLP) instead of one; for B1's
-        parameters, which are not split, the whole-array form measured faster (120 µs a
-        step against 152 µs in blocks, CPU time, one thread)."""
-        velocity *= momentum
-        scratch = np.multiply(grad, lr, out=scratch)
-        velocity -= scratch  # v = μv − lr·g
-        if self.nesterov:
-            np.multiply(velocity, momentum, out=scratch)
-            scratch -= lr * grad
-            param += scratch  # θ += μv − lr·g
-        else:
-            param += velocity
+                param += velocity
 
 
 @attrs.define(on_setattr=attrs.setters.NO_OP)
@@ -169,9 +157,8 @@ def update_in_blocks(update, arrays, *args):
 
     Why blocks: an update written as whole-array passes streams every array through memory
     once per pass; block by block, the passes after the first find it in the cache.
-    Measured on the Deep MNIST network's 3.2-million-weight layer: Adam's update takes 9.4 ms in blocks
-    against 19 ms whole, on one core, and 6.1 ms split over two.  SGD with momentum goes the
-    same way (benchmarks/model_speed.py's wide MLP, 8.4 million weights).  The same element-wise
+    Measured on the Deep MNIST network's 3.2-million-weight layer: Adam's update takes 9.4 ms
+    in blocks against 19 ms whole, on one core, and 6.1 ms split over two.  The same element-wise
     maths in the same order, so the result is the same to the bit."""
     size = arrays[0].size
     if size <= BLOCK:  # one block: straight through, without the split's bookkeeping

@@ -209,28 +209,3 @@ def test_max_pool_split_over_threads_matches_one_thread_exactly():
             outs.append((layer.forward(x, training=True), layer.backward(grad_y)))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
-
-
-@two_cores
-def test_sgd_momentum_in_blocks_over_threads_is_the_whole_array_update_to_the_bit():
-    rng = np.random.default_rng(3)
-    shape = (700, 1000)  # several blocks, so it is split and blocked
-    param = rng.standard_normal(shape, dtype=np.float32)
-    grads = [rng.standard_normal(shape, dtype=np.float32) for _ in range(3)]
-    for nesterov in (False, True):
-        results = []
-        for blas in (1, 2):
-            sgd = create("optimizers", "sgd", lr=0.01, momentum=0.9, nesterov=nesterov)
-            p = param.copy()
-            with threadpool_limits(blas):
-                for g in grads:
-                    sgd.step([p], [g])
-            results.append(p)
-        # The formula, whole arrays at a time, as the optimizer wrote it before blocks.
-        p, v = param.copy(), np.zeros(shape, np.float32)
-        for g in grads:
-            v *= 0.9
-            v -= 0.01 * g
-            p += 0.9 * v - 0.01 * g if nesterov else v
-        np.testing.assert_array_equal(results[0], results[1])
-        np.testing.assert_array_equal(results[0], p)
