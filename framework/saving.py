@@ -277,6 +277,7 @@ def model_from_config(config):
         input_shape=input_shape,
         dtype=model_config.get("dtype", "float32"),
         inputs=names,
+        blocks=model_config.get("blocks"),
     )
 
 

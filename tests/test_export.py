@@ -111,6 +111,8 @@ LAYER_CASES = [
     ("multi_head_attention", {"num_heads": 2, "causal": True}, (5, 8)),
     ("multi_head_attention", {"num_heads": 4, "causal": True}, (7, 4)),
     ("multi_head_attention", {"num_heads": 1}, (1, 3)),
+    ("multi_head_attention", {"num_heads": 2, "causal": True, "use_bias": False}, (5, 8)),
+    ("layer_norm", {"use_bias": False}, (5, 8)),
 ]
 
 
@@ -242,6 +244,8 @@ ACTIVATIONS = [
     "relu",
     "leaky_relu",
     {"type": "leaky_relu", "alpha": 0.3},
+    "gelu",
+    {"type": "gelu", "approximate": "tanh"},
     "softmax",
 ]
 
