@@ -8,7 +8,7 @@ boundaries, image grids), `framework.event_files` (event files written in the
 background), `framework.windows` (sliding-window geometry for conv and pooling layers),
 `framework.rundir` (one run per directory, its lock), `framework.stopping` (stopping a run
 at a step boundary on SIGINT / SIGTERM), `framework.threads` (splitting numpy work over the
-cores BLAS may use) and `framework.onnx_export` (ONNX export: the
+cores BLAS may use), `framework.text` (tokenizers, lazy windows over token ids, sampling) and `framework.onnx_export` (ONNX export: the
 `OnnxBuilder` a layer's ``to_onnx`` method uses).  Plugins, the built-ins in ``plugins``
 included, use nothing else.
 """
@@ -59,6 +59,7 @@ from framework.registry import KINDS, component, create, load_plugins, registry,
 from framework.run import run
 from framework.saving import load_model, save_model
 from framework.storage import atomic_write, load_arrays, save_arrays, save_json
+from framework.text import Tokenizer, Windows, generate, read_text
 from framework.trainer import Trainer
 
 __version__ = "0.1.0"
@@ -81,7 +82,9 @@ __all__ = [
     "PlugnetError",
     "Sequential",
     "ShapeError",
+    "Tokenizer",
     "Trainer",
+    "Windows",
     "activate",
     "activation_spec",
     "is_identity",
@@ -92,6 +95,7 @@ __all__ = [
     "create",
     "did_you_mean",
     "fans",
+    "generate",
     "format_logs",
     "format_value",
     "hookimpl",
@@ -102,6 +106,7 @@ __all__ = [
     "load_model",
     "load_plugins",
     "read_idx",
+    "read_text",
     "registry",
     "report",
     "resolve",
@@ -125,6 +130,7 @@ __all__ = [
     "onnx_export",
     "rundir",
     "stopping",
+    "text",
     "threads",
     "export_onnx",
 ]

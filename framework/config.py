@@ -30,6 +30,8 @@ SCHEMA = {
         "shuffle": bool,
         "evaluate_every": int,
         "clip_norm": (int, float),
+        "steps": int,
+        "eval_batches": int,
     },
     "logging": {"logdir": str},
     "sweep": None,
@@ -154,7 +156,13 @@ def check_config(config):
         raise ConfigError("[train] needs a 'loss'")
     if config.get("seed", 0) < 0:  # numpy's generators take only non-negative seeds
         raise ConfigError(f"'seed' must be >= 0, got {config['seed']}")
-    for key, minimum in (("epochs", 0), ("batch_size", 1), ("evaluate_every", 1)):
+    for key, minimum in (
+        ("epochs", 0),
+        ("batch_size", 1),
+        ("evaluate_every", 1),
+        ("steps", 1),
+        ("eval_batches", 1),
+    ):
         value = config.get("train", {}).get(key)
         if value is not None and value < minimum:
             raise ConfigError(f"'train.{key}' must be >= {minimum}, got {value}")

@@ -90,17 +90,22 @@ def read_idx(path):
 
 
 def dataset_arrays(arrays, name):
-    """A dataset's ``load`` result as ``(x_train, y_train, x_test, y_test)`` arrays; an ``x``
-    may be a dict of arrays keyed by input name (a model of several inputs), kept a dict."""
+    """A dataset's ``load`` result as ``(x_train, y_train, x_test, y_test)`` arrays or
+    array-likes (kept as they are, never read whole); an ``x`` may be a dict of arrays keyed by input name (a model of several inputs), kept a dict."""
+
+    from framework.text import is_array_like
+
+    def one(value):  # an array-like (a memmap's view, lazy windows) stays as it is
+        return value if is_array_like(value) or isinstance(value, np.ndarray) else np.asarray(value)
 
     def as_array(value):
         if isinstance(value, dict):
-            return {key: np.asarray(item) for key, item in value.items()}
-        return np.asarray(value)
+            return {key: one(item) for key, item in value.items()}
+        return one(value)
 
     try:
         x_train, y_train, x_test, y_test = arrays
-        return as_array(x_train), np.asarray(y_train), as_array(x_test), np.asarray(y_test)
+        return as_array(x_train), one(y_train), as_array(x_test), one(y_test)
     except (TypeError, ValueError) as exc:
         raise DataError(
             f"dataset '{name}' must return (x_train, y_train, x_test, y_test): {exc}"

@@ -21,6 +21,7 @@ from framework.base import kind_of
 from framework.errors import ConfigError, DataError, ShapeError, did_you_mean
 from framework.registry import resolve
 from framework.storage import load_arrays, save_arrays
+from framework.text import is_array_like
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 DEFAULT_INPUT = "input"  # the name of a Sequential's (or a one-input config's) input
@@ -160,6 +161,8 @@ class Model:
     Data for a model of several inputs is a dict keyed by the inputs' names or a tuple in
     their order.
     """
+
+    tokenizer = None  # a language model's vocabulary (framework.Tokenizer), saved with it
 
     def __init__(self, inputs, outputs, dtype="float32", seed=None):
         self.dtype = float_dtype(dtype)
@@ -382,12 +385,13 @@ class Model:
     def prepare(self, x, what="x"):
         """``x`` as the model takes it: arrays of the model's dtype (integer ids kept as
         integers), one per input, building the model on first sight; `DataError` or
-        `ShapeError` for data that cannot be its input."""
-        arrays = [np.asarray(a) for a in self._input_arrays(x)]
+        `ShapeError` for data that cannot be its input.  An array-like (lazy windows, a
+        memory map's view) is checked by its ``shape`` and ``dtype`` and kept as it is."""
+        arrays = [a if is_array_like(a) else np.asarray(a) for a in self._input_arrays(x)]
         names = self.input_names if self.built else [DEFAULT_INPUT]
         for name, a in zip(names, arrays, strict=True):
             label = what if len(arrays) == 1 else f"{what}['{name}']"
-            if a.ndim < 1 or a.shape[0] == 0:
+            if len(a.shape) < 1 or a.shape[0] == 0:
                 raise DataError(f"{label} is empty")
             if not np.issubdtype(a.dtype, np.number) and a.dtype != bool:
                 raise DataError(f"{label} must be numeric, got dtype {a.dtype}")
@@ -415,6 +419,8 @@ class Model:
                         f"{', '.join(layer.name for layer, s, _ in self._plan if name in s)}), got dtype {a.dtype}"
                     )
                 prepared.append(a)
+            elif is_array_like(a):
+                prepared.append(a)  # converted batch by batch, as the trainer takes them
             else:
                 prepared.append(np.asarray(a, dtype=self.dtype))
         return prepared[0] if len(prepared) == 1 else prepared
@@ -428,6 +434,8 @@ class Model:
         default)."""
         x = self.prepare(x)
         n = num_samples(x)
+        if batch_size is None and any(map(is_array_like, x if isinstance(x, list) else [x])):
+            batch_size = 1024  # an array-like is read a batch at a time, never whole
         if batch_size is None or batch_size >= n:
             return self.forward(x, training=False)
         return np.concatenate(

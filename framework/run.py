@@ -20,6 +20,7 @@ from framework.rundir import CONFIG_FILE, SUMMARY_FILE, RunLock, check_logdir, c
 from framework.saving import MODEL_FILE, save_run_model
 from framework.stopping import GracefulStop, Interrupted
 from framework.storage import atomic_write, json_safe, save_json
+from framework.text import with_vocab
 from framework.trainer import Trainer
 
 DEFAULT_LOGDIR = "runs"
@@ -89,16 +90,20 @@ class Experiment:
         if self.stop not in self.trainer.callbacks:
             self.trainer.add_callback(self.stop)
         try:
+            # The config's epochs and steps count in all: a resumed run trains what is left.
+            steps = train.get("steps")
+            epochs = train.get("epochs", None if steps is not None else 1)
             self.trainer.fit(
                 self.x_train,
                 self.y_train,
-                # The config's epochs count in all: a resumed run trains what is left of them.
-                epochs=max(train.get("epochs", 1), self.trainer.epoch),
-                initial_epoch=self.trainer.epoch,
+                epochs=None if epochs is None else max(epochs, self.trainer.epoch),
+                initial_epoch=None if epochs is None else self.trainer.epoch,
                 batch_size=train.get("batch_size"),
                 shuffle=train.get("shuffle", True),
                 validation_data=validation,
                 evaluate_every=train.get("evaluate_every"),
+                steps=None if steps is None else max(steps - self.trainer.step, 0),
+                eval_batches=train.get("eval_batches"),
             )
         except PlugnetError:
             # Bad input found as training begins (a callback checking its options against
@@ -134,15 +139,19 @@ class Experiment:
 
 def check_token_inputs(model, data, x, dataset):
     """Refuse a model whose input of token ids is read by a float layer.  A dataset says its
-    x holds token ids with ``tokens = True`` (or a collection of the input names that do):
+    x holds token ids with ``token_ids = True`` (or ``tokens = True``; or a collection of the
+    input names that do):
     integer dtype alone is no sign, since pixels and counts are integers too."""
-    marked = getattr(data, "tokens", False)
-    if not marked:
-        return
+    marked = getattr(data, "token_ids", None)
+    if marked is None:
+        marked = getattr(data, "tokens", False)
+    if not (marked is True or isinstance(marked, (list, tuple, set, frozenset))):
+        return  # (a ``tokens`` parameter naming a tokenizer kind is no marker)
     arrays = x if isinstance(x, dict) else {model.input_names[0]: x}
     names = model.input_names if marked is True else [n for n in model.input_names if n in marked]
     for name in names:
-        if name not in arrays or not np.issubdtype(np.asarray(arrays[name]).dtype, np.integer):
+        dtype = getattr(arrays.get(name), "dtype", None)
+        if name not in arrays or dtype is None or not np.issubdtype(dtype, np.integer):
             continue
         float_reader = next(
             (
@@ -210,13 +219,14 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     model_config = config["model"]
     input_names, input_shape = config_inputs(model_config, x_train, f"dataset '{dataset}'")
     model = model_from_config(
-        model_config["layers"],
+        with_vocab(model_config["layers"], data, f"dataset '{dataset}'"),
         input_shape=input_shape,
         dtype=model_config.get("dtype", "float32"),
         seed=seed,
         inputs=input_names,
         blocks=model_config.get("blocks"),
     )
+    model.tokenizer = getattr(data, "tokenizer", None)  # saved in model.npz with the weights
     check_token_inputs(model, data, x_train, dataset)
     train = config.get("train", {})
     trainer = Trainer(
@@ -235,6 +245,11 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
     x_train, y_train = trainer.check_data(x_train, y_train, "training")
     if len(y_test):
         x_test, y_test = trainer.check_data(x_test, y_test, "held-out")
+    if train.get("eval_batches") is not None and not len(y_test):
+        raise ConfigError(
+            f"train.eval_batches estimates the held-out loss, but dataset '{dataset}' holds "
+            "nothing out: drop eval_batches or give the dataset a held-out part"
+        )
     callbacks = list(train.get("callbacks", []))
     named = [
         c if isinstance(c, str) else c.get("type") for c in callbacks if isinstance(c, (str, dict))

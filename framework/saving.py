@@ -28,6 +28,7 @@ from framework.storage import load_arrays, save_arrays
 
 MODEL_FILE = "model.npz"  # a run's final model, in its logdir
 ARCHITECTURE = "architecture"  # the key of the JSON text inside a model file
+TOKENIZER = "tokenizer"  # the key of a language model's tokenizer (JSON text), if it has one
 FORMAT_VERSION = 1
 
 logger = logging.getLogger("plugnet.saving")
@@ -136,8 +137,29 @@ def save_model(model, path):
             f"a layer's parameter is keyed '{ARCHITECTURE}', which model files reserve"
         )
     arrays[ARCHITECTURE] = np.array(json.dumps(describe(model)))
+    add_tokenizer(model, arrays)
     save_arrays(path, arrays)
     return os.fspath(path)
+
+
+def add_tokenizer(model, arrays):
+    """A language model's ``tokenizer`` (its vocabulary) into a model file's ``arrays``, as
+    JSON text, so sampling needs no data file."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return
+    if TOKENIZER in arrays:
+        raise ConfigError(f"a layer's parameter is keyed '{TOKENIZER}', which model files reserve")
+    arrays[TOKENIZER] = np.array(tokenizer.to_json())
+
+
+def read_tokenizer(arrays, path):
+    """The tokenizer a model file holds (taken out of ``arrays``), or None."""
+    if TOKENIZER not in arrays:
+        return None
+    from framework.text import Tokenizer
+
+    return Tokenizer.from_json(str(arrays.pop(TOKENIZER)[()]), f"the tokenizer in {path}")
 
 
 def save_run_model(model, path):
@@ -150,7 +172,9 @@ def save_run_model(model, path):
         logger.warning(
             "%s holds the weights only (load it with the run's config.json): %s", path, exc
         )
-        save_arrays(path, model.state_dict())
+        arrays = dict(model.state_dict())
+        add_tokenizer(model, arrays)
+        save_arrays(path, arrays)
         return os.fspath(path)
 
 
@@ -217,6 +241,7 @@ def read_architecture(text, path):
 
 
 def model_from_arrays(arrays, path):
+    tokenizer = read_tokenizer(arrays, path)
     architecture = read_architecture(arrays.pop(ARCHITECTURE), path)
     try:
         model = build_from_architecture(architecture)
@@ -225,6 +250,7 @@ def model_from_arrays(arrays, path):
             f"{path} is not a readable plugnet model file: its architecture is damaged ({exc!r})"
         ) from exc
     model.load_state_dict(arrays, source=path)
+    model.tokenizer = tokenizer
     return model
 
 
@@ -270,29 +296,42 @@ def model_from_config(config):
         if declared
         else "input_shape" in model_config
     )
-    x = None if shapes_given else load_data(config)[0]
-    names, input_shape = config_inputs(model_config, x, f"dataset '{config['data'].get('type')}'")
-    return build_model(
-        model_config["layers"],
+    from framework.text import uses_vocab, with_vocab
+
+    layers = model_config["layers"]
+    dataset, x = None, None
+    if not shapes_given or uses_vocab(layers):  # the data's shapes, or its vocabulary
+        dataset, arrays = dataset_and_arrays(config)
+        x = None if shapes_given else arrays[0]
+    dataset_name = f"dataset '{config['data'].get('type')}'"
+    names, input_shape = config_inputs(model_config, x, dataset_name)
+    model = build_model(
+        with_vocab(layers, dataset, dataset_name),
         input_shape=input_shape,
         dtype=model_config.get("dtype", "float32"),
         inputs=names,
         blocks=model_config.get("blocks"),
     )
+    model.tokenizer = getattr(dataset, "tokenizer", None)
+    return model
+
+
+def dataset_and_arrays(config):
+    """``(dataset, (x_train, y_train, x_test, y_test))`` of ``config``'s dataset, split as its
+    run split them (the same seed)."""
+    from framework.data import dataset_arrays
+    from framework.registry import load_plugins, resolve
+
+    load_plugins(config.get("plugins", []))
+    data = resolve("datasets", config["data"])
+    arrays = data.load(np.random.default_rng(config.get("seed", 0)))
+    return data, dataset_arrays(arrays, config["data"].get("type"))
 
 
 def load_data(config):
     """``(x_train, y_train, x_test, y_test)`` of ``config``'s dataset, split as its run split
     them (the same seed)."""
-    from framework.registry import load_plugins, resolve
-
-    load_plugins(config.get("plugins", []))
-    data = resolve("datasets", config["data"])
-    from framework.data import dataset_arrays
-
-    return dataset_arrays(
-        data.load(np.random.default_rng(config.get("seed", 0))), config["data"].get("type")
-    )
+    return dataset_and_arrays(config)[1]
 
 
 def run_config(run_dir):
@@ -331,7 +370,7 @@ def weights_of(arrays):
     return {
         key: value
         for key, value in arrays.items()
-        if key not in COUNTERS and key != "state" and not key.startswith("state/")
+        if key not in COUNTERS and key not in ("state", TOKENIZER) and not key.startswith("state/")
     }
 
 
@@ -397,8 +436,10 @@ def load_run(run_dir, config=None):
             raise
         if ARCHITECTURE in arrays:
             return model_from_arrays(arrays, model_path)
+        tokenizer = read_tokenizer(arrays, model_path)
         model = model_from_config(config)
         model.load_state_dict(weights_of(arrays), source=model_path)
+        model.tokenizer = tokenizer or model.tokenizer
         return model
     if not list_checkpoints(run_dir):
         raise DataError(

@@ -11,8 +11,13 @@ from framework.errors import ConfigError, DataError
 from framework.hookspecs import TrainingHooks
 from framework.model import num_samples, take_rows
 from framework.registry import PROJECT, resolve
+from framework.text import is_array_like
 
 TRAINING_HOOKS = [name for name in vars(TrainingHooks) if name.startswith("on_")]
+# An evaluation predicts at most this many numbers at a time (32 MB of float32): MNIST's
+# 10,000 test images in one batch, as before, and 10% of Tiny Shakespeare as windows of 64
+# with 65 outputs in batches of 2,016 windows rather than 1.8 GB of predictions at once.
+EVAL_VALUES = 1 << 23
 
 
 def component_name(spec, component):
@@ -22,6 +27,13 @@ def component_name(spec, component):
     if isinstance(spec, dict) and "type" in spec:
         return spec["type"]
     return kind_of(component)
+
+
+def samples_offsets(x):
+    """Whether training data is sampled by random offsets each step (every input an
+    array-like whose every offset starts a sample) rather than shuffled whole."""
+    arrays = x if isinstance(x, list) else [x]
+    return all(getattr(a, "every_offset", False) for a in arrays)
 
 
 def check_finite(array, what):
@@ -88,6 +100,9 @@ class Trainer:
         self.logdir = logdir
         self.config = config if config is not None else {}
         self.rng = np.random.default_rng(seed)
+        # The seed's entropy, to draw evaluation batches from generators of their own.
+        self.seed_entropy = self.rng.bit_generator.seed_seq.entropy
+        self.eval_batches = None  # held-out batches an evaluation estimates from (fit's)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0  # batches of `epoch` already done (non-zero when resuming)
@@ -108,6 +123,9 @@ class Trainer:
         self._evaluated_at = None
         self.epochs = 0  # requested by the current `fit`
         self.steps_per_epoch = 0
+        self.max_steps = None  # the step the current `fit` ends at, when it counts steps
+        self._evaluate_every = None
+        self.sampled = False  # the training data is sampled by random offsets each step
         self._hooks = pluggy.PluginManager(PROJECT)
         self._hooks.add_hookspecs(TrainingHooks)
         self.callbacks = []
@@ -142,18 +160,23 @@ class Trainer:
         inputs); raises `DataError` / `ShapeError` for data that cannot train it (wrong
         shapes, NaN or inf, mismatched lengths, bad targets)."""
         x = self.model.prepare(x, f"{what} x")
-        y = np.asarray(y)
+        lazy = is_array_like(y)
+        y = y if lazy else np.asarray(y)
         n = num_samples(x)
-        if y.shape[:1] != (n,):
-            raise DataError(f"{what} x has {n} samples but y has {len(y) if y.ndim else 0}")
-        if np.issubdtype(y.dtype, np.floating):
+        if tuple(y.shape[:1]) != (n,):
+            raise DataError(f"{what} x has {n} samples but y has {len(y) if len(y.shape) else 0}")
+        if not lazy and np.issubdtype(y.dtype, np.floating):
             y = y.astype(self.model.dtype, copy=False)
         for array in x if isinstance(x, list) else [x]:
-            check_finite(array, f"{what} x")
-        check_finite(y, f"{what} y")
+            if not is_array_like(array):  # an array-like is never read whole
+                check_finite(array, f"{what} x")
         check_targets = getattr(self.loss, "check_targets", None)  # optional in the protocol
+        # An array-like's targets are checked on its first rows: its dataset vouches for the
+        # rest (the token datasets check their ids as they open their files).
+        sample = np.asarray(y[: min(n, 4096)]) if lazy else y
+        check_finite(sample, f"{what} y")
         if check_targets is not None:
-            check_targets(y, self.model.output_shape)
+            check_targets(sample, self.model.output_shape)
         return x, y
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -178,21 +201,69 @@ class Trainer:
             logs[name] = float(metric(y_pred, y))
         return logs
 
-    def evaluate(self, x, y, batch_size=None):
+    def evaluate(self, x, y, batch_size=None, batches=None):
         """``{"loss": ..., metric: ...}`` on ``(x, y)`` in evaluation mode (no dropout);
-        ``loss`` includes the L2 penalty, as in training."""
+        ``loss`` includes the L2 penalty, as in training.  ``batches``: an estimate from that
+        many random batches of ``batch_size`` instead of all of ``x`` (nanoGPT's
+        ``eval_iters``)."""
         x, y = self.check_data(x, y, "evaluation")
-        return self._evaluate(x, y, batch_size)
+        return self._evaluate(x, y, batch_size, batches)
 
-    def _evaluate(self, x, y, batch_size=None):
-        batch = batch_size or getattr(self, "_batch_size", None) or 1024
-        y_pred = self.model.predict(x, batch_size=max(int(batch), 256))
-        return self._logs(y_pred, y)
+    def _evaluation_rows(self, n, y, batch_size, batches):
+        """The row sets an evaluation reads: all ``n`` rows in order, in batches whose
+        predictions stay within `EVAL_VALUES` numbers; or ``batches`` random batches of
+        ``batch_size``, drawn from a generator of the seed and the step (so an estimate is the
+        same on a resumed run and never disturbs the training order)."""
+        if batches is not None:
+            size = min(int(batch_size or self._batch_size or 32), n)
+            rng = np.random.default_rng([self.seed_entropy, self.step])
+            return [rng.integers(0, n, size=size) for _ in range(batches)]
+        per_row = max(1, math.prod(self.model.output_shape))
+        size = max(int(batch_size or 0), 256, EVAL_VALUES // per_row)
+        return [slice(start, start + size) for start in range(0, n, size)]
+
+    def _evaluate(self, x, y, batch_size=None, batches=None):
+        """Loss and metrics accumulated batch by batch: all predictions are never held at once.
+        A batch's loss weighs by the targets its mean ran over (the loss's ``count``, where it
+        has one: masked tokens do not count), a metric's by its samples, and a stateful
+        metric (``update`` / ``result`` / ``reset``) keeps its own counts."""
+        model, loss = self.model, self.loss
+        count = getattr(loss, "count", None)
+        stateful = {
+            name: metric
+            for name, metric in self.metrics.items()
+            if callable(getattr(metric, "update", None))
+            and callable(getattr(metric, "result", None))
+        }
+        for metric in stateful.values():
+            metric.reset()
+        loss_total = loss_weight = 0.0
+        totals = dict.fromkeys((name for name in self.metrics if name not in stateful), 0.0)
+        seen = 0
+        for rows in self._evaluation_rows(num_samples(x), y, batch_size, batches):
+            xb, yb = take_rows(x, rows), np.asarray(y[rows])
+            y_pred = model.predict(xb)
+            weight = count(y_pred, yb) if count is not None else len(yb)
+            if weight:
+                loss_total += float(loss.forward(y_pred, yb)) * weight
+                loss_weight += weight
+            for name in totals:
+                totals[name] += float(self.metrics[name](y_pred, yb)) * len(yb)
+            for metric in stateful.values():
+                metric.update(y_pred, yb)
+            seen += len(yb)
+        logs = {"loss": (loss_total / loss_weight if loss_weight else 0.0) + self._penalty()}
+        for name in self.metrics:
+            metric = stateful.get(name)
+            logs[name] = (
+                float(metric.result()) if metric is not None else totals[name] / max(seen, 1)
+            )
+        return logs
 
     def _run_evaluation(self, hooks):
         if self.validation_data is None:
             return None
-        logs = self._evaluate(*self.validation_data)
+        logs = self._evaluate(*self.validation_data, batches=self.eval_batches)
         self.test_logs = logs
         self._evaluated_at = self.step
         if hooks["on_evaluate_end"]:
@@ -211,9 +282,13 @@ class Trainer:
         validation_data=None,
         evaluate_every=None,
         initial_epoch=None,
+        steps=None,
+        eval_batches=None,
     ):
         """Train ``epochs`` more epochs (a second call continues where the first ended, as
-        Keras' ``fit`` does), or until a callback sets ``stop_training``.
+        Keras' ``fit`` does), or ``steps`` more optimizer steps, whichever ends first
+        (``epochs=None`` with ``steps``: no limit on epochs), or until a callback sets
+        ``stop_training``.
 
         ``initial_epoch`` (Keras' meaning) makes ``epochs`` the epoch to end at instead:
         a trainer resumed from a checkpoint at epoch 2 of a 5-epoch run finishes it with
@@ -222,13 +297,38 @@ class Trainer:
 
         ``batch_size`` of 1 trains per sample; ``None`` trains on the full batch.  Held-out
         ``validation_data`` are evaluated after each epoch, every ``evaluate_every`` steps
-        if given, and at the end.  Returns ``history``: per-epoch lists of each log value.
+        if given, and at the end; ``eval_batches`` estimates them from that many random
+        batches instead of all of them (nanoGPT's ``eval_iters``).  Returns ``history``:
+        per-epoch lists of each log value.
+
+        ``x`` and ``y`` may be array-likes (`framework.Windows`, an ``np.memmap``): batches are
+        gathered by index, never from a copy.  A source whose every offset starts a sample
+        (``every_offset``, as `framework.Windows` has) is sampled: each step draws
+        ``batch_size`` random rows with the trainer's generator, and an epoch is
+        ``len(x) / block_size`` samples.
         """
         x, y = self.check_data(x, y, "training")
         if validation_data is not None:
             xv, yv = validation_data
             if len(xv):
                 self.validation_data = self.check_data(xv, yv, "held-out")
+        if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 0):
+            raise ConfigError(f"steps must be a non-negative integer, got {steps!r}")
+        if eval_batches is not None:
+            if not isinstance(eval_batches, (int, np.integer)) or eval_batches < 1:
+                raise ConfigError(f"eval_batches must be a positive integer, got {eval_batches!r}")
+            if self.validation_data is None:
+                raise ConfigError(
+                    "eval_batches estimates the held-out loss, but there is no held-out data "
+                    "(give validation_data, or a dataset with a held-out part)"
+                )
+        self.eval_batches = eval_batches
+        self._evaluate_every = evaluate_every
+        steps_only = epochs is None
+        if steps_only:
+            if steps is None:
+                raise ConfigError("give epochs, steps or both")
+            epochs, initial_epoch = 0, None  # set below, once an epoch's steps are known
         n = num_samples(x)
         if batch_size is not None and (
             not isinstance(batch_size, (int, np.integer)) or batch_size < 1
@@ -243,6 +343,7 @@ class Trainer:
         ):
             raise ConfigError(f"evaluate_every must be a positive integer, got {evaluate_every!r}")
         self._batch_size = batch_size = min(batch_size or n, n)
+        self.max_steps = None if steps is None else self.step + int(steps)  # the step to end at
         if initial_epoch is not None and initial_epoch != self.epoch:
             raise ConfigError(
                 f"initial_epoch={initial_epoch!r}, but this trainer is at epoch {self.epoch}: "
@@ -252,7 +353,13 @@ class Trainer:
             epochs if initial_epoch is not None else self.epoch + epochs
         )  # where this fit ends
         full_batch = getattr(self.optimizer, "full_batch", False)
-        self.steps_per_epoch = 1 if full_batch else math.ceil(n / batch_size)
+        self.sampled = samples_offsets(x)
+        # A sampled source's epoch: len / block_size samples (each id seen about once).
+        per_epoch = math.ceil(n / getattr(x, "block_size", 1)) if self.sampled else n
+        self.steps_per_epoch = 1 if full_batch else math.ceil(per_epoch / batch_size)
+        if steps_only:  # the epoch the steps end in
+            left = self.max_steps - self.step + (0 if full_batch else self.batch_in_epoch)
+            self.epochs = epochs = self.epoch + math.ceil(left / self.steps_per_epoch)
         self.stop_training = False
         self.stop_reason = None
         hooks = self._active_hooks()
@@ -293,7 +400,10 @@ class Trainer:
         self.seconds_before, self._fit_started = self.seconds, None
 
     def _record_epoch(self, logs, hooks, epoch):
-        if self.validation_data is not None:
+        # A run by steps that evaluates every so many steps does not evaluate at epoch ends
+        # too (an epoch of a sampled corpus is a count, not a pass over the data).
+        by_steps = self.max_steps is not None and self._evaluate_every
+        if self.validation_data is not None and not by_steps:
             # An evaluate_every evaluation after the epoch's last step already has the logs.
             evaluated = (
                 self.test_logs if self._evaluated_at == self.step else self._run_evaluation(hooks)
@@ -321,15 +431,20 @@ class Trainer:
         batch_end = hooks["on_batch_end"]
         metrics = self.metrics
         l2 = self.l2
-        while self.epoch < epochs and not self.stop_training:
+        while self.epoch < epochs and not self.stop_training and not self.steps_done():
             epoch = self.epoch
-            if self.batch_in_epoch == 0 or self.epoch_rng_state is None:
+            if self.sampled:
+                # Each step draws its own rows, from where the generator stands (a resumed
+                # run's was restored from the checkpoint): no order to replay.
+                order = None
+            elif self.batch_in_epoch == 0 or self.epoch_rng_state is None:
                 self.epoch_rng_state = self.rng.bit_generator.state
             else:  # resuming mid-epoch: replay this epoch's order from its saved state
                 self.rng.bit_generator.state = self.epoch_rng_state
             # Batches are taken from the data by index, not from a shuffled copy of it: the
             # copy would hold the whole training set twice.
-            order = self.rng.permutation(n) if shuffle else None
+            if not self.sampled:
+                order = self.rng.permutation(n) if shuffle else None
             if self.batch_in_epoch == 0 and hooks["on_epoch_begin"]:
                 hooks["on_epoch_begin"](trainer=self, epoch=epoch)
             if self.batch_in_epoch == 0 or self.epoch_totals is None:
@@ -338,13 +453,15 @@ class Trainer:
                 self.epoch_seen = 0
             totals = self.epoch_totals
             seen = 0  # samples of this epoch trained in this call
-            for start in range(self.batch_in_epoch * batch_size, n, batch_size):
-                rows = (
-                    slice(start, start + batch_size)
-                    if order is None
-                    else order[start : start + batch_size]
-                )
-                xb, yb = take_rows(x, rows), y[rows]
+            epoch_end = self.steps_per_epoch * batch_size if self.sampled else n
+            for start in range(self.batch_in_epoch * batch_size, epoch_end, batch_size):
+                if self.sampled:
+                    rows = self.rng.integers(0, n, size=batch_size)
+                elif order is None:
+                    rows = slice(start, start + batch_size)
+                else:
+                    rows = order[start : start + batch_size]
+                xb, yb = take_rows(x, rows), np.asarray(y[rows])
                 step = self.step
                 if batch_begin:
                     batch_begin(trainer=self, step=step, batch=(xb, yb))
@@ -377,9 +494,9 @@ class Trainer:
                     batch_end(trainer=self, step=step, logs=logs)
                 if evaluate_every and self.step % evaluate_every == 0:
                     self._run_evaluation(hooks)
-                if self.stop_training:
+                if self.stop_training or self.steps_done():
                     break
-            epoch_done = start + batch_size >= n if seen else True
+            epoch_done = start + batch_size >= epoch_end if seen else True
             if not epoch_done:  # stopped mid-epoch: the epoch is not finished
                 self.train_logs = {key: total / self.epoch_seen for key, total in totals.items()}
                 break
@@ -389,6 +506,10 @@ class Trainer:
                 key: total / max(self.epoch_seen, 1) for key, total in totals.items()
             }
             self._record_epoch(dict(self.train_logs), hooks, epoch)
+
+    def steps_done(self):
+        """Whether the current `fit` has made the optimizer steps it was asked for."""
+        return self.max_steps is not None and self.step >= self.max_steps
 
     def _fit_full_batch(self, x, y, epochs, hooks, evaluate_every):
         """Full-batch optimizers (BFGS) minimise the loss over the flat parameter vector; each
@@ -431,12 +552,15 @@ class Trainer:
             if evaluate_every and self.step % evaluate_every == 0:
                 self._run_evaluation(hooks)
             self._record_epoch(dict(logs), hooks, epoch)
-            return self.stop_training or self.epoch >= epochs
+            return self.stop_training or self.epoch >= epochs or self.steps_done()
 
-        if self.epoch >= epochs:
+        iterations = epochs - self.epoch
+        if self.max_steps is not None:
+            iterations = min(iterations, self.max_steps - self.step)
+        if iterations <= 0:
             return
         theta = self.optimizer.minimize(
-            objective, model.get_params().astype(np.float64), epochs - self.epoch, after_iteration
+            objective, model.get_params().astype(np.float64), iterations, after_iteration
         )
         model.set_params(theta)
         if not self.train_logs:  # converged before a first iteration completed

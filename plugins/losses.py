@@ -90,16 +90,30 @@ class BinaryCrossEntropy(Loss):
             )
 
 
+def ignored_targets(values, y_true):
+    """Where class-index labels are −1 (targets to skip: padding past a ``lines`` item's stop
+    token), as a boolean mask; None when there are none (the common case, checked once)."""
+    if y_true.ndim == values.ndim or not np.issubdtype(y_true.dtype, np.integer) or not y_true.size:
+        return None
+    if y_true.min() >= 0:
+        return None
+    return y_true < 0
+
+
 @attrs.define
 class CrossEntropy(Loss):
     """L = −mean over samples of log p[label], for class-index labels (shape ``(N,)``) or
     one-hot / probability targets (shape ``(N, C)``).  Per-token predictions ``(N, T, C)``
     take labels ``(N, T)`` (or one-hot ``(N, T, C)``), and the mean runs over all N·T tokens.
 
+    A label of −1 is skipped (PyTorch's ``ignore_index=-1``): the mean runs over the other
+    labels only, and the gradient at a skipped position is exactly 0 (a batch with no label
+    left has loss 0).
+
     From probabilities (a softmax output; clipped at ε so a confident mistake costs a large
     finite loss) or, with ``from_logits``, from net inputs through log-softmax.  The gradient
-    with respect to the net input is (p − y) / N: fused after a softmax output, direct from
-    logits.
+    with respect to the net input is (p − y) / n, n the labels counted: fused after a softmax
+    output, direct from logits.
     """
 
     from_logits: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
@@ -131,6 +145,9 @@ class CrossEntropy(Loss):
         return grad
 
     def forward(self, y_pred, y_true):
+        ignored = ignored_targets(y_pred, y_true)
+        if ignored is not None:
+            return self._forward_kept(y_pred, y_true, ignored)
         if self.from_logits:
             shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
             log_p = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
@@ -142,30 +159,69 @@ class CrossEntropy(Loss):
         np.log(picked, out=picked)
         return float(-np.add.reduce(picked, axis=None) / picked.size)
 
+    def _forward_kept(self, y_pred, y_true, ignored):
+        """The loss over the labels that are not −1 (any skipped label picks class 0, then
+        drops out of the sum)."""
+        kept = ~ignored
+        count = int(np.count_nonzero(kept))
+        if not count:
+            return 0.0
+        labels = np.where(ignored, 0, y_true)
+        if self.from_logits:
+            shifted = y_pred - y_pred.max(axis=-1, keepdims=True)
+            log_p = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+            picked = self._picked(log_p, labels)
+        else:
+            picked = np.log(np.clip(self._picked(y_pred, labels), self.epsilon, 1.0))
+        return float(-np.sum(picked[kept], dtype=np.float64) / count)
+
+    def count(self, y_pred, y_true):
+        """How many labels the batch's mean runs over: samples, or tokens of (N, T, C), less
+        the skipped ones (evaluation weighs each batch's loss by it)."""
+        ignored = ignored_targets(y_pred, np.asarray(y_true))
+        n = self._count(y_pred)
+        return n if ignored is None else int(n - np.count_nonzero(ignored))
+
     @staticmethod
     def _count(y_pred):
         """How many predictions the mean runs over: samples, or tokens of (N, T, C)."""
         return y_pred.size // y_pred.shape[-1] if y_pred.ndim > 2 else len(y_pred)
 
+    @staticmethod
+    def _zero_ignored(grad, ignored):
+        """The gradient divided by the labels counted, exactly 0 at skipped positions."""
+        count = int(np.count_nonzero(~ignored))
+        grad[ignored] = 0
+        return grad / max(count, 1)
+
     def backward(self, y_pred, y_true):
+        ignored = ignored_targets(y_pred, y_true)
+        labels = y_true if ignored is None else np.where(ignored, 0, y_true)
         n = self._count(y_pred)
         if self.from_logits:
             e = np.exp(y_pred - y_pred.max(axis=-1, keepdims=True))
-            return self._one_hot_minus(e / e.sum(axis=-1, keepdims=True), y_true) / n
-        p = np.clip(y_pred, self.epsilon, 1.0)
-        grad = np.zeros_like(y_pred)
-        if y_true.ndim == y_pred.ndim:
-            grad -= y_true / p
+            grad = self._one_hot_minus(e / e.sum(axis=-1, keepdims=True), labels)
         else:
-            index = y_true.astype(np.intp)[..., None]
-            np.put_along_axis(grad, index, -1.0 / np.take_along_axis(p, index, axis=-1), axis=-1)
-        return grad / n
+            p = np.clip(y_pred, self.epsilon, 1.0)
+            grad = np.zeros_like(y_pred)
+            if labels.ndim == y_pred.ndim:
+                grad -= labels / p
+            else:
+                index = labels.astype(np.intp)[..., None]
+                np.put_along_axis(
+                    grad, index, -1.0 / np.take_along_axis(p, index, axis=-1), axis=-1
+                )
+        return grad / n if ignored is None else self._zero_ignored(grad, ignored)
 
     def fuses_with(self, link):
         return link == "softmax" and not self.from_logits
 
     def backward_fused(self, y_pred, y_true):
-        return self._one_hot_minus(y_pred, y_true) / self._count(y_pred)
+        ignored = ignored_targets(y_pred, y_true)
+        if ignored is None:
+            return self._one_hot_minus(y_pred, y_true) / self._count(y_pred)
+        grad = self._one_hot_minus(y_pred, np.where(ignored, 0, y_true))
+        return self._zero_ignored(grad, ignored)
 
     def check_targets(self, y_true, output_shape):
         y = np.asarray(y_true)
@@ -182,10 +238,10 @@ class CrossEntropy(Loss):
         if not np.issubdtype(y.dtype, np.integer) and not np.array_equal(y, np.round(y)):
             raise DataError("cross_entropy class labels must be whole numbers (class indices)")
         low, high = y.min(), y.max()
-        if low < 0 or high >= classes:
+        if low < -1 or high >= classes:
             raise DataError(
                 f"label {high if high >= classes else low} is out of range for a model with "
-                f"{classes} outputs (labels must be 0 to {classes - 1})"
+                f"{classes} outputs (labels must be 0 to {classes - 1}, or -1 to skip one)"
             )
 
 

@@ -37,7 +37,7 @@ class LRSchedule(Callback):
 
     With ``lr`` the peak rate η (default: the optimizer's own ``lr``), ``t`` the position,
     ``T`` the ``total`` length (default: the epochs of the current ``fit``, in steps or
-    epochs), ``W`` the ``warmup`` length and ``s = t − W`` the position after it:
+    epochs; in a run by ``steps``, those steps), ``W`` the ``warmup`` length and ``s = t − W`` the position after it:
 
     * warm-up (``cosine``, ``step``, ``exponential``), ``t < W``: η · (t + 1) / (W + 1),
       a straight line up to η (no step at rate 0);
@@ -131,6 +131,12 @@ class LRSchedule(Callback):
         if self.peak is None:  # once: a later fit must not start from a scheduled value
             self.peak = float(self.lr if self.lr is not None else optimizer.lr)
         length = self.total
+        max_steps = getattr(trainer, "max_steps", None)
+        if length is None and max_steps is not None:  # a run by steps: to its last step
+            if self.unit == "step":
+                length = max_steps
+            else:
+                length = math.ceil(max_steps / trainer.steps_per_epoch)
         if length is None:
             length = trainer.epochs * (trainer.steps_per_epoch if self.unit == "step" else 1)
         if self.schedule in ("cosine", "one_cycle") and length <= self.warmup:

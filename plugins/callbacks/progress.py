@@ -58,7 +58,10 @@ class Progress(Callback):
     redrawn at most ten times a second; between redraws a step costs one clock reading.
 
     Elsewhere (a log file, a pipe, CI): one line per epoch,
-    ``epoch  3/60  loss 0.1234  accuracy 0.9500  val_loss 0.1300  val_accuracy 0.9400``.
+    ``epoch  3/60  loss 0.1234  accuracy 0.9500  val_loss 0.1300  val_accuracy 0.9400``;
+    a run by ``steps`` prints one line per evaluation (``evaluate_every``) instead, counting
+    steps, with the training loss and metrics averaged over the steps since the last line:
+    ``step  500/2000  loss 1.4321  val_loss 1.5012``.
     ``every`` prints every n-th epoch instead; left out, it is 1 for runs of up to 100
     epochs and grows in steps of 1, 2, 5, 10, 20, 50... so a long run prints about 100
     lines.  The first and the last epoch are always printed, and so is any epoch ending
@@ -84,6 +87,9 @@ class Progress(Callback):
     _logs_shown: object = attrs.field(init=False, default=None, repr=False)
     _epochs_done: int = attrs.field(init=False, default=0, repr=False)
     _epoch_printed: int = attrs.field(init=False, default=0, repr=False)
+    _step_sums: dict | None = attrs.field(init=False, default=None, repr=False)
+    _step_count: int = attrs.field(init=False, default=0, repr=False)
+    _step_printed: int = attrs.field(init=False, default=-1, repr=False)
 
     @hookimpl
     def on_train_begin(self, trainer):
@@ -96,8 +102,16 @@ class Progress(Callback):
             use_bar = is_terminal(self._stream) or (IN_NOTEBOOK and self.file is None)
         else:
             use_bar = self.bar
+        by_steps = getattr(trainer, "max_steps", None) is not None
+        self._step_sums, self._step_count, self._step_printed = None, 0, trainer.step
+        if by_steps and not use_bar:
+            self._step_sums = {}
+            self._line_time = perf_counter()
+            return
         if use_bar:
             total = trainer.epochs * trainer.steps_per_epoch
+            if by_steps:
+                total = min(total, trainer.max_steps)
             # miniters=1 and mininterval=0 hand the pacing to on_batch_end: tqdm draws each
             # time it is updated, and it is updated only when a redraw is due.
             self._bar = tqdm(
@@ -117,16 +131,29 @@ class Progress(Callback):
             self._line_time = perf_counter()
 
     @hookimpl
-    def on_batch_end(self, trainer):
+    def on_batch_end(self, trainer, logs):
         # The only per-step work: an attribute test and, with a bar, a clock reading.
         if self._bar is not None and perf_counter() >= self._redraw_at:
             self._redraw(trainer)
+        elif self._step_sums is not None:
+            for key, value in logs.items():
+                self._step_sums[key] = self._step_sums.get(key, 0.0) + value
+            self._step_count += 1
+            silence = self.every_seconds
+            if silence is not None and perf_counter() - self._line_time >= silence:
+                self._print_steps(trainer, {})
+
+    @hookimpl
+    def on_evaluate_end(self, trainer, logs):
+        # (the end of training evaluates again at the step just printed: nothing new)
+        if self._step_sums is not None and self._step_printed != trainer.step:
+            self._print_steps(trainer, logs)
 
     @hookimpl
     def on_epoch_end(self, trainer, epoch, logs):
         self._logs = logs
         self._epochs_done = epoch + 1
-        if self._bar is not None:
+        if self._bar is not None or self._step_sums is not None:
             return
         number = epoch + 1
         silence = self.every_seconds
@@ -144,6 +171,9 @@ class Progress(Callback):
         if self._bar is not None:
             self._redraw(trainer, final=True)
             self._close_bar()  # draws the final state once more, then ends the line
+        elif self._step_sums is not None:
+            if self._step_printed != trainer.step:
+                self._print_steps(trainer, {})
         elif self._logs and self._epoch_printed < self._epochs_done:
             self._print_epoch(trainer)  # the last epoch, or the one an early stop ended on
 
@@ -177,6 +207,20 @@ class Progress(Callback):
         self._stream.write(line)
         self._stream.flush()
         self._epoch_printed = self._epochs_done
+        self._line_time = perf_counter()
+
+    def _print_steps(self, trainer, held_out):
+        """A line of a run by steps: the training values averaged over the steps since the
+        last line, and the held-out ones of an evaluation just made."""
+        count = max(self._step_count, 1)
+        logs = {key: total / count for key, total in self._step_sums.items()}
+        logs.update({f"val_{key}": value for key, value in held_out.items()})
+        width = len(str(trainer.max_steps))
+        line = f"step {trainer.step:>{width}}/{trainer.max_steps}  {format_logs(logs)}\n"
+        self._stream.write(line)
+        self._stream.flush()
+        self._step_sums, self._step_count = {}, 0
+        self._step_printed = trainer.step
         self._line_time = perf_counter()
 
     def _close_bar(self):
