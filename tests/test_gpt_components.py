@@ -380,3 +380,84 @@ def test_bad_gpt_settings_are_one_message_and_exit_2(tmp_path, capsys, setting, 
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not logdir.exists()
+
+
+# --- the GPT example: Python, config, ONNX -------------------------------------------------------
+
+EXAMPLES = __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "examples")
+
+
+def small_gpt(**sizes):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpt_example", f"{EXAMPLES}/gpt.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, module.gpt(
+        **{"vocab_size": 11, "block_size": 8, "layers": 2, "heads": 2, "channels": 8, **sizes}
+    )
+
+
+def test_gpt_example_builds_nanogpts_model():
+    _, model = small_gpt(vocab_size=65, block_size=64, layers=4, heads=4, channels=128)
+    assert model.num_params == 804_096  # nanoGPT: "number of parameters: 0.80M" (+ wpe)
+    names = [layer.name for layer in model.layers]
+    assert names[:3] == ["wte", "wpe", "block_0/ln_1"] and names[-1] == "lm_head"
+    assert model.layers[-1].tied is model.layers[0]
+
+
+def test_gpt_exports_to_onnx_with_the_tied_matrix_once(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from framework.onnx_export import export_onnx, largest_difference, to_onnx
+
+    _, model = small_gpt()
+    ids = np.random.default_rng(0).integers(0, 11, size=(5, 8))
+    path = export_onnx(model, tmp_path / "gpt.onnx")
+    difference, scale = largest_difference(model, path, ids)
+    assert difference <= 1e-5 * scale
+    initializers = [t.name for t in to_onnx(model).graph.initializer]
+    assert sum(name.endswith("weights") and name.startswith("wte") for name in initializers) == 1
+    assert not any(name.startswith("lm_head") for name in initializers)
+    ops = {node.op_type for node in to_onnx(model).graph.node}
+    assert {"Erf", "LayerNormalization", "Softmax", "Transpose"} <= ops
+
+
+def test_gpt_example_trains_its_loss_down():
+    module, model = small_gpt()
+    from framework import Trainer
+
+    rng = np.random.default_rng(0)
+    corpus = np.tile(np.arange(11), 40)  # a text that repeats: easy to learn
+    x, y = module.windows(corpus, 8, 12 * 60, rng)
+    trainer = Trainer(model, "cross_entropy", module.adamw(3e-3), clip_norm=1.0, seed=0)
+    before = trainer.evaluate(x[:48], y[:48])["loss"]
+    trainer.fit(x, y, epochs=1, batch_size=12)
+    assert trainer.evaluate(x[:48], y[:48])["loss"] < 0.6 * before
+
+
+def test_shakespeare_config_trains_a_few_steps_on_a_small_text(tmp_path, capsys):
+    text = tmp_path / "shakespeare.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40)
+    logdir = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            f"{EXAMPLES}/shakespeare_char.toml",
+            "--quiet",
+            "--logdir",
+            str(logdir),
+            "--set",
+            f'data.path="{text}"',
+            "--set",
+            "train.steps=4",
+            "--set",
+            "train.evaluate_every=2",
+            "--set",
+            "train.eval_batches=2",
+            "--set",
+            'train.callbacks=[{type="lr_schedule", schedule="cosine", warmup=1, min_lr=1e-4}]',
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((logdir / "summary.json").read_text())
+    assert summary["steps"] == 4 and np.isfinite(summary["test"]["loss"])

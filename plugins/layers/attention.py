@@ -66,6 +66,11 @@ class MultiHeadAttention(Layer):
     dropout: float = attrs.field(default=0.0, validator=dropout_rate)
     weight_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
     bias_init: object = attrs.field(default="zeros", validator=component("initializers"))
+    # W_o's initializer where it differs from the others (GPT-2 scales the projections that
+    # feed the residual stream, N(0, 0.02/√(2·layers))); None: ``weight_init``.
+    output_init: object = attrs.field(
+        default=None, validator=attrs.validators.optional(component("initializers"))
+    )
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -81,7 +86,8 @@ class MultiHeadAttention(Layer):
                 f"choose num_heads among {[k for k in range(1, size + 1) if size % k == 0]}"
             )
         for name in PROJECTIONS:
-            self.add_param(f"{name}_weights", (size, size), self.weight_init)
+            init = self.output_init if name == "output" and self.output_init else self.weight_init
+            self.add_param(f"{name}_weights", (size, size), init)
             if self.use_bias:
                 self.add_param(f"{name}_bias", (size,), self.bias_init)
         # One (D, 3D) matrix (and bias) for Q, K and V, their parameters views of it.

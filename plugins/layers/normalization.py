@@ -166,16 +166,15 @@ class LayerNorm(Layer):
 
     def forward(self, x, training=False):
         features = x.shape[-1]
-        rows = x.reshape(-1, features)
-        mean = np.add.reduce(rows, axis=1, keepdims=True)
-        mean *= x.dtype.type(1 / features)
-        centred = rows - mean  # x − μ
-        var = np.einsum("ij,ij->i", centred, centred)[:, None]
-        var *= x.dtype.type(1 / features)
-        var += x.dtype.type(self.epsilon)
+        t = x.dtype.type
+        rows = x.reshape(-1, features)  # one row per sample (per token)
+        centred = rows - np.einsum("ij->i", rows)[:, None] * t(1 / features)  # x − μ
+        var = np.einsum("ij,ij->i", centred, centred)  # F·σ², per row
+        var *= t(1 / features)
+        var += t(self.epsilon)
         inv_std = np.sqrt(var, out=var)
-        np.divide(1, inv_std, out=inv_std)  # 1/√(σ² + ε), (rows, 1)
-        centred *= inv_std
+        np.divide(1, inv_std, out=inv_std)  # 1/√(σ² + ε)
+        centred *= inv_std[:, None]
         self.inv_std, self.normalised = inv_std, centred  # x̂, kept for backward
         y = centred * self.params["gamma"]
         if self.use_bias:
@@ -185,20 +184,21 @@ class LayerNorm(Layer):
     def backward(self, grad_y):
         xhat = self.normalised
         features = grad_y.shape[-1]
+        t = grad_y.dtype.type
         g = grad_y.reshape(-1, features)
         if self.use_bias:
-            np.add.reduce(g, axis=0, out=self.grads["beta"])
+            np.einsum("ij->j", g, out=self.grads["beta"])
         np.einsum("ij,ij->j", g, xhat, out=self.grads["gamma"])
         if not self.needs_input_grad:
             return None
-        h = g * self.params["gamma"]
-        mean_h = np.add.reduce(h, axis=1, keepdims=True)
-        mean_h *= h.dtype.type(1 / features)
-        mean_hx = np.einsum("ij,ij->i", h, xhat)[:, None]
-        mean_hx *= h.dtype.type(1 / features)
-        h -= mean_h
-        h -= xhat * mean_hx
-        h *= self.inv_std
+        h = g * self.params["gamma"]  # γ ⊙ g
+        mean_h = np.einsum("ij->i", h)  # F·mean(h)
+        mean_hx = np.einsum("ij,ij->i", h, xhat)  # F·mean(h ⊙ x̂)
+        mean_h *= t(1 / features)
+        mean_hx *= t(1 / features)
+        h -= mean_h[:, None]
+        h -= xhat * mean_hx[:, None]
+        h *= self.inv_std[:, None]
         return h.reshape(grad_y.shape)
 
     def to_onnx(self, builder, x):
