@@ -11,7 +11,7 @@ as a config.
 
     PLUGNET_DATA=/path/to/data python examples/gpt.py [--steps 2000] [--logdir runs/gpt_py]
 
-It reads ``text/tinyshakespeare.txt`` under PLUGNET_DATA (or ``--text FILE``) with plain
+It reads ``text/shakespeare.txt`` under PLUGNET_DATA (or ``--text FILE``) with plain
 numpy: the first 90% of the characters to train on, the rest held out.
 """
 
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from framework import Input, Model, Trainer, create, hookimpl
+from framework import Input, Model, Trainer, create, generate, hookimpl
 
 
 def layer(kind, **params):
@@ -124,22 +124,6 @@ def windows(ids, block_size, count, rng):
     return ids[offsets], ids[offsets + 1]
 
 
-def generate(model, ids, tokens, rng, temperature=1.0):
-    """Append ``tokens`` sampled ids to ``ids`` (1-D), feeding the model the last
-    block-size ids, padded on the left at the start (causal attention: the padding cannot
-    be seen by the last position's prediction only if we read the right position)."""
-    block_size = model.input_shape[0]
-    ids = list(ids)
-    for _ in range(tokens):
-        context = ids[-block_size:]
-        window = np.zeros((1, block_size), dtype=np.int64)
-        window[0, : len(context)] = context  # left-aligned: position len-1 predicts next
-        p = model.predict(window)[0, len(context) - 1].astype(np.float64)
-        p = p ** (1 / temperature)
-        ids.append(int(rng.choice(len(p), p=p / p.sum())))
-    return ids
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--text", default=None, help="the text file (default: Tiny Shakespeare)")
@@ -150,14 +134,13 @@ def main():
     parser.add_argument("--seed", type=int, default=1337)
     args = parser.parse_args()
     path = args.text or os.path.join(
-        os.environ.get("PLUGNET_DATA", "data"), "text", "tinyshakespeare.txt"
+        os.environ.get("PLUGNET_DATA", "data"), "text", "shakespeare.txt"
     )
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    chars = sorted(set(text))
-    ids = np.array([chars.index(c) for c in chars], dtype=np.int64)[
-        np.searchsorted(np.array(chars), np.array(list(text)))
-    ]
+    chars = sorted(set(text))  # the vocabulary: the text's distinct characters
+    index = {c: i for i, c in enumerate(chars)}
+    ids = np.array([index[c] for c in text], dtype=np.int64)
     split = int(0.9 * len(ids))
     train, held_out = ids[:split], ids[split:]
     rng = np.random.default_rng(args.seed)
@@ -190,7 +173,7 @@ def main():
             f"{trainer.evaluate(x_val, y_val)['loss']:.4f}, {time.perf_counter() - start:.0f} s",
             flush=True,
         )
-    sample = generate(model, [chars.index("\n")], 500, rng)
+    sample = generate(model, [index["\n"]], 500, rng=rng)  # nanoGPT's generate
     print("".join(chars[i] for i in sample))
 
 
