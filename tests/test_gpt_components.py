@@ -461,3 +461,27 @@ def test_shakespeare_config_trains_a_few_steps_on_a_small_text(tmp_path, capsys)
     assert code == 0, capsys.readouterr().err
     summary = json.loads((logdir / "summary.json").read_text())
     assert summary["steps"] == 4 and np.isfinite(summary["test"]["loss"])
+
+
+def test_tensorboard_graph_groups_each_block_copy():
+    from framework.summaries import model_graph
+
+    model = model_from_config(
+        [
+            {"type": "embedding", "input_dim": 7, "output_dim": 4, "name": "tokens"},
+            {"block": "block", "repeat": 2},
+            {"type": "dense", "units": 7, "tied_to": "tokens"},
+        ],
+        input_shape=(5,),
+        blocks={"block": BLOCK},
+    )
+    nodes = {node.name: list(node.input) for node in model_graph(model).node}
+    assert {name.split("/")[0] for name in nodes} == {
+        "input",
+        "tokens",
+        "block_0",
+        "block_1",
+        "dense_7",
+    }
+    assert "block_1/attn/query_weights" in nodes  # each copy's parameters inside its group
+    assert "tokens/weights" in nodes["dense_7/dense"]  # the shared matrix's edge
