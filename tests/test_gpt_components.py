@@ -484,4 +484,4 @@ def test_tensorboard_graph_groups_each_block_copy():
         "dense_7",
     }
     assert "block_1/attn/query_weights" in nodes  # each copy's parameters inside its group
-    assert "tokens/weights" in nodes["dense_7/dense"]  # the shared matrix's edge
+    assert "tokens/weights" in nodes["dense_7/matmul"]  # the shared matrix's edge
