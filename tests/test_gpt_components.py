@@ -485,3 +485,32 @@ def test_tensorboard_graph_groups_each_block_copy():
     }
     assert "block_1/attn/query_weights" in nodes  # each copy's parameters inside its group
     assert "tokens/weights" in nodes["dense_7/matmul"]  # the shared matrix's edge
+
+
+def test_a_gpt_run_resumed_from_a_checkpoint_ends_with_the_same_weights(tmp_path):
+    """clip_norm, adamw's moments and attention's joined Q/K/V views through a checkpoint."""
+    from framework import load_model, run
+    from framework.config import apply_overrides, load_config
+
+    text = tmp_path / "shakespeare.txt"
+    text.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40)
+    config = apply_overrides(
+        load_config(f"{EXAMPLES}/shakespeare_char.toml"),
+        [
+            f'data.path="{text}"',
+            "train.steps=6",
+            "train.evaluate_every=3",
+            "train.eval_batches=2",
+            'train.callbacks=[{type="lr_schedule", warmup=2, total=6, min_lr=1e-4}, '
+            '{type="checkpoint", every=3}]',
+            "model.layers.2.repeat=2",
+        ],
+    )
+    whole = {**config, "logging": {"logdir": str(tmp_path / "whole")}}
+    run(whole)
+    first = apply_overrides(config, ["train.steps=3"])
+    run({**first, "logging": {"logdir": str(tmp_path / "cut")}})
+    run(config, resume=tmp_path / "cut")
+    a, b = load_model(tmp_path / "whole"), load_model(tmp_path / "cut")
+    for key, value in a.state_dict().items():
+        np.testing.assert_array_equal(value, b.state_dict()[key], err_msg=key)

@@ -91,22 +91,22 @@ class MultiHeadAttention(Layer):
             if self.use_bias:
                 self.add_param(f"{name}_bias", (size,), self.bias_init)
         # One (D, 3D) matrix (and bias) for Q, K and V, their parameters views of it.
-        self.qkv_weights = self.join("weights", (size, 3 * size), axis=1)
-        self.qkv_grads = self.join("weights", (size, 3 * size), axis=1, arrays=self.grads)
+        self.qkv_weights = self.join("weights", (size, 3 * size))
+        self.qkv_grads = self.join("weights", (size, 3 * size), arrays=self.grads)
         if self.use_bias:
-            self.qkv_bias = self.join("bias", (3 * size,), axis=0)
-            self.qkv_bias_grads = self.join("bias", (3 * size,), axis=0, arrays=self.grads)
+            self.qkv_bias = self.join("bias", (3 * size,))
+            self.qkv_bias_grads = self.join("bias", (3 * size,), arrays=self.grads)
         self.mask = np.where(np.triu(np.ones((steps, steps), bool), 1), -np.inf, 0).astype(
             self.dtype
         )  # added to S: −∞ where s > t
         return tuple(input_shape)
 
-    def join(self, what, shape, axis, arrays=None):
-        """The Q, K, V arrays ``what`` joined into one array of ``shape`` along ``axis``,
-        and each of them replaced by its view of it (so it stays updated in place)."""
+    def join(self, what, shape, arrays=None):
+        """The Q, K, V arrays ``what`` side by side along the last axis in one array of
+        ``shape``, each of them replaced by its view of it (so it stays updated in place)."""
         arrays = self.params if arrays is None else arrays
         joined = np.empty(shape, dtype=self.dtype)
-        size = shape[axis] // 3
+        size = shape[-1] // 3
         for index, name in enumerate(PROJECTIONS[:3]):
             part = joined[..., index * size : (index + 1) * size]
             part[...] = arrays[f"{name}_{what}"]
