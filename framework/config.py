@@ -19,7 +19,7 @@ SCHEMA = {
     "seed": int,
     "plugins": list,
     "data": None,
-    "model": {"layers": list, "dtype": str, "input_shape": list, "inputs": list},
+    "model": {"layers": list, "dtype": str, "input_shape": list, "inputs": list, "blocks": dict},
     "train": {
         "loss": None,
         "optimizer": None,
@@ -30,6 +30,7 @@ SCHEMA = {
         "l2": (int, float),
         "shuffle": bool,
         "evaluate_every": int,
+        "clip_norm": (int, float),
         "steps": int,
         "eval_batches": int,
     },
@@ -185,6 +186,9 @@ def check_config(config):
         value = config.get("train", {}).get(key)
         if value is not None and value < minimum:
             raise ConfigError(f"'train.{key}' must be >= {minimum}, got {value}")
+    clip = config.get("train", {}).get("clip_norm")
+    if clip is not None and clip <= 0:
+        raise ConfigError(f"'train.clip_norm' must be > 0, got {clip}")
     if config.get("train", {}).get("l2", 0) < 0:
         raise ConfigError(f"'train.l2' must be >= 0, got {config['train']['l2']}")
     for plugin in config.get("plugins", []):

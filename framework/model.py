@@ -13,11 +13,12 @@ connection is exactly such a fork), and passes dL/d(its inputs) on.
 """
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
 from framework.base import SymbolicTensor, connect, kind_of
-from framework.errors import ConfigError, DataError, ShapeError
+from framework.errors import ConfigError, DataError, ShapeError, did_you_mean
 from framework.registry import resolve
 from framework.storage import load_arrays, save_arrays
 from framework.text import is_array_like
@@ -201,9 +202,15 @@ class Model:
         shapes = dict(
             zip(self.input_names, (tuple(int(n) for n in s) for s in input_shapes), strict=True)
         )
+        built = {}
+        self._tied = []  # layers sharing an earlier layer's parameter (dense's tied_to)
         for layer, sources, multi in self._plan:
             layer.dtype = self.dtype
             layer.rng = self.rng
+            if getattr(layer, "tied_to", None) is not None:
+                layer.tie(built.get(layer.tied_to))
+                self._tied.append(layer)
+            built[layer.name] = layer
             given = [shapes[s] for s in sources]
             try:
                 out = layer.build(given if multi else given[0])
@@ -279,6 +286,7 @@ class Model:
             for source, g in zip(sources, grad_in if multi else [grad_in], strict=True):
                 # A tensor read by several layers gets the sum of their gradients.
                 grads[source] = g if source not in grads else grads[source] + g
+        self._add_tied_grads()
         if not input_grad:
             return None
         result = [grads[name] for name in self.input_names]
@@ -297,7 +305,14 @@ class Model:
             last -= 1
         for index in range(last, first - 1, -1):
             grad = layers[index].backward(grad)
+        self._add_tied_grads()
         return grad if input_grad else None
+
+    def _add_tied_grads(self):
+        """A parameter shared by two layers (an embedding and the dense tied to it) gets the
+        sum of both layers' gradients: the tied layer's part is added to the owner's."""
+        for layer in getattr(self, "_tied", ()):
+            layer.tied.grads["weights"] += layer.tied_grad
 
     def backward_preactivation(self, grad_preactivation, input_grad=True):
         """As `backward`, from dL/dz of the output layer's net input."""
@@ -693,15 +708,143 @@ def config_inputs(model_config, x, dataset="the dataset"):
     return [name], {name: data_shape if shape is None else shape}
 
 
-def model_from_config(layers, input_shape=None, dtype="float32", seed=None, inputs=None):
+BLOCK_KEYS = ("block", "repeat", "inputs")
+
+
+def expand_blocks(layers, blocks, input_name=DEFAULT_INPUT):
+    """``layers`` with each ``{ block = "NAME", repeat = k }`` replaced by k copies of the
+    layers of ``blocks[NAME]`` (the config's ``[model.blocks.NAME] layers = [...]``), one
+    after the other: copy k's layers are named ``NAME_k/<name>`` (``<name>`` the layer's
+    ``name`` in the block, else ``<type>_<index in the block>``) and read, where the block
+    says ``inputs = ["input"]``, the block's input (what the entry reads: the layer listed
+    before it, or its own ``inputs``), and otherwise the block's own layers.  Blocks may use
+    other blocks (names nest: ``outer_0/inner_1/...``), never themselves."""
+    if blocks is None:
+        blocks = {}
+    if not isinstance(blocks, Mapping):
+        raise ConfigError(f"model.blocks must be a table of blocks, got {blocks!r}")
+    for name, block in blocks.items():
+        if not isinstance(block, Mapping) or set(block) != {"layers"}:
+            raise ConfigError(
+                f"model.blocks.{name} must be a table with 'layers' (a list of layer tables) "
+                f"and nothing else, got {block!r}"
+            )
+        if not isinstance(block["layers"], list) or not block["layers"]:
+            raise ConfigError(f"model.blocks.{name}.layers must be a non-empty list of layers")
+    flat = []
+
+    def previous_name():
+        """The name of the layer listed last so far (named now if it has none yet)."""
+        if not flat:
+            return input_name
+        if isinstance(flat[-1], str):
+            flat[-1] = {"type": flat[-1]}
+        if isinstance(flat[-1], dict) and "name" not in flat[-1]:
+            flat[-1] = {**flat[-1], "name": f"{flat[-1].get('type')}_{len(flat) - 1}"}
+        return flat[-1]["name"] if isinstance(flat[-1], dict) else flat[-1].name
+
+    def use(entry, where, scope, source, stack):
+        unknown = sorted(set(entry) - set(BLOCK_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"{where}: a block entry has no key {', '.join(map(repr, unknown))}; its keys: "
+                + ", ".join(BLOCK_KEYS)
+            )
+        name, repeat = entry["block"], entry.get("repeat", 1)
+        if name not in blocks:
+            known = ", ".join(blocks) or "none"
+            raise ConfigError(
+                f"{where}: no block named {name!r} (model.blocks defines: {known})"
+                + did_you_mean(name, list(blocks))
+            )
+        if name in stack:
+            raise ConfigError(
+                f"model.blocks.{stack[0]} uses itself ({' → '.join([*stack, name])}): a block "
+                "cannot contain itself"
+            )
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise ConfigError(
+                f"{where} (block {name!r}): repeat must be an integer >= 1, got {repeat!r}"
+            )
+        counters[scope, name] = first = counters.get((scope, name), 0)
+        counters[scope, name] += repeat
+        for k in range(first, first + repeat):
+            prefix = f"{scope}/{name}_{k}" if scope else f"{name}_{k}"
+            source = add(
+                blocks[name]["layers"],
+                prefix,
+                source,
+                [*stack, name],
+                f"model.blocks.{name}.layers",
+            )
+        return source
+
+    def add(specs, scope, block_input, stack, where):
+        """Append ``specs`` (a block's, in ``scope``; the top level's, scope None) to
+        ``flat``; return the name of the last layer added."""
+        local, last = {}, block_input
+        for index, spec in enumerate(specs):
+            here = f"{where}.{index}"
+            if isinstance(spec, Mapping) and "block" in spec:
+                reads = spec.get("inputs")
+                if reads is None:
+                    source = last if scope else previous_name()
+                else:
+                    reads = [reads] if isinstance(reads, str) else reads
+                    if not isinstance(reads, list) or len(reads) != 1:
+                        raise ConfigError(
+                            f"{here}: a block reads one input, got inputs = {reads!r}"
+                        )
+                    source = block_name(reads[0], local, block_input, here) if scope else reads[0]
+                last = use(spec, here, scope, source, stack)
+                continue
+            if scope is None:
+                flat.append(spec)
+                continue
+            spec = {"type": spec} if isinstance(spec, str) else dict(spec)
+            own = spec.get("name") or f"{spec.get('type')}_{index}"
+            reads = spec.get("inputs")
+            if reads is None:
+                reads = [last]
+            else:
+                reads = [reads] if isinstance(reads, str) else reads
+                if not isinstance(reads, list):
+                    raise ConfigError(f"{here}: 'inputs' must be a list of names, got {reads!r}")
+                reads = [block_name(r, local, block_input, here) for r in reads]
+            spec.update(name=f"{scope}/{own}", inputs=reads)
+            flat.append(spec)
+            local[own] = last = spec["name"]
+        return last
+
+    def block_name(read, local, block_input, where):
+        if read == "input":
+            return block_input
+        if read not in local:
+            raise ConfigError(
+                f"{where}: no layer named {read!r} before it in its block; inside a block, "
+                f"inputs name the block's own earlier layers or \"input\" (the block's input)"
+            )
+        return local[read]
+
+    counters = {}
+    add(list(layers), None, input_name, [], "model.layers")
+    return flat
+
+
+def model_from_config(
+    layers, input_shape=None, dtype="float32", seed=None, inputs=None, blocks=None
+):
     """The model a config's ``[model]`` describes.
 
     ``layers`` is the config's list of layer specs.  A spec may hold ``name`` and ``inputs``
     (names of earlier layers or of model inputs); a spec without ``inputs`` reads the layer
     listed before it (the first reads the model's input), so a list without any is a
     `Sequential`.  ``inputs`` optionally names several model inputs, with ``input_shape`` a
-    mapping of their shapes.
+    mapping of their shapes.  ``blocks`` (the config's ``model.blocks``) defines the blocks
+    that ``{ block = "NAME", repeat = k }`` entries of ``layers`` use (`expand_blocks`).
     """
+    if blocks is not None or any(isinstance(s, Mapping) and "block" in s for s in layers):
+        layers = expand_blocks(layers, blocks, (list(inputs) if inputs else [DEFAULT_INPUT])[0])
     specs = [
         spec if isinstance(spec, dict) else {"type": spec} if isinstance(spec, str) else spec
         for spec in layers

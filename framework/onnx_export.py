@@ -62,6 +62,7 @@ class OnnxBuilder:
         self.initializers = []
         self.used = set()
         self.scope = None
+        self.exported = {}  # (id(layer), key) -> initializer name, for shared parameters
 
     # --- names ---------------------------------------------------------------------------------
 
@@ -120,9 +121,14 @@ class OnnxBuilder:
     def param(self, layer, key, transform=None):
         """Layer ``layer``'s parameter (or state array) ``key`` as a constant named
         ``<layer>/<key>``, through ``transform`` (e.g. a transpose) if given."""
+        if transform is None and (id(layer), key) in self.exported:  # shared: once
+            return self.exported[id(layer), key]
         arrays = {**getattr(layer, "state", {}), **layer.params}
         value = arrays[key]
-        return self.constant(value if transform is None else transform(value), key)
+        name = self.constant(value if transform is None else transform(value), key)
+        if transform is None:
+            self.exported[id(layer), key] = name
+        return name
 
     def activation(self, activation, x):
         """``activation`` applied to ``x`` through its ``to_onnx``; the identity adds nothing."""

@@ -220,6 +220,7 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
         dtype=model_config.get("dtype", "float32"),
         seed=seed,
         inputs=input_names,
+        blocks=model_config.get("blocks"),
     )
     model.tokenizer = getattr(data, "tokenizer", None)  # saved in model.npz with the weights
     check_token_inputs(model, data, x_train, dataset)
@@ -233,6 +234,7 @@ def build(config, *, progress=False, resume=None, overwrite=False, data=None):
         config=config,
         l2=train.get("l2", 0.0),
         seed=seed,
+        clip_norm=train.get("clip_norm"),
     )
     # Check the data against the model before any callback exists to write files, and keep
     # it as checked: converted to the model's dtype once, so fit's own check copies nothing.

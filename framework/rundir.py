@@ -566,6 +566,7 @@ def model_from_run_config(config):
         input_shape=input_shape,
         dtype=model_config.get("dtype", "float32"),
         inputs=names,
+        blocks=model_config.get("blocks"),
     )
     model.tokenizer = getattr(dataset, "tokenizer", None)
     return model

@@ -457,6 +457,8 @@ def model_graph(model, loss=None):
         for index, (op, reads) in enumerate(layer_ops(layer)):
             name = f"{layer.name}/{op}"
             inputs = [*feeds, *(f"{layer.name}/{p}" for p in reads if p in params)]
+            if index == 0 and getattr(layer, "tied", None) is not None:
+                inputs.append(f"{layer.tied.name}/weights")  # a shared matrix: an edge to it
             extra = {"layer": repr(layer)} if index == 0 else {}
             nodes.append(_node(name, op_type(op), inputs, shape, dtype, **extra))
             feeds = [name]

@@ -46,13 +46,27 @@ def check_finite(array, what):
         raise DataError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
 
 
+def clip_gradients(grads, max_norm):
+    """Scale ``grads`` in place so that their global L2 norm ‖g‖ = √(Σ‖gᵢ‖²) is at most
+    ``max_norm`` (each multiplied by max_norm / (‖g‖ + 1e-6) when that is below 1, as
+    PyTorch's ``clip_grad_norm_``); return ‖g‖ before clipping."""
+    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    scale = max_norm / (norm + 1e-6)
+    if scale < 1:
+        for g in grads:
+            g *= g.dtype.type(scale)
+    return norm
+
+
 class Trainer:
     """Fits a model with a loss and an optimizer, calling the training-loop hooks.
 
     ``loss``, ``optimizer``, each metric and each callback may be a registered name, a
     ``{"type": name, ...}`` mapping or an object.  ``l2`` adds ``l2/2 · Σ‖W‖²`` over every
     ``weights`` parameter to the loss (and ``l2 · W`` to its gradient).  ``seed`` seeds the
-    order in which samples are shuffled.
+    order in which samples are shuffled.  ``clip_norm`` scales the gradients, before each
+    update, so that their global L2 norm is at most ``clip_norm`` (PyTorch's
+    ``clip_grad_norm_``); the norm before clipping is logged as ``grad_norm``.
     """
 
     def __init__(
@@ -66,6 +80,7 @@ class Trainer:
         config=None,
         l2=0.0,
         seed=None,
+        clip_norm=None,
     ):
         self.model = model
         self.loss = resolve("losses", loss)
@@ -77,6 +92,11 @@ class Trainer:
         if not isinstance(l2, (int, float)) or l2 < 0:
             raise ConfigError(f"l2 must be a number >= 0, got {l2!r}")
         self.l2 = float(l2)
+        if clip_norm is not None and (
+            isinstance(clip_norm, bool) or not isinstance(clip_norm, (int, float)) or clip_norm <= 0
+        ):
+            raise ConfigError(f"clip_norm must be a number > 0, got {clip_norm!r}")
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.logdir = logdir
         self.config = config if config is not None else {}
         self.rng = np.random.default_rng(seed)
@@ -432,7 +452,8 @@ class Trainer:
             if self.batch_in_epoch == 0 and hooks["on_epoch_begin"]:
                 hooks["on_epoch_begin"](trainer=self, epoch=epoch)
             if self.batch_in_epoch == 0 or self.epoch_totals is None:
-                self.epoch_totals = dict.fromkeys(["loss", *metrics], 0.0)
+                logged = ["loss", *(["grad_norm"] if self.clip_norm else []), *metrics]
+                self.epoch_totals = dict.fromkeys(logged, 0.0)
                 self.epoch_seen = 0
             totals = self.epoch_totals
             seen = 0  # samples of this epoch trained in this call
@@ -460,8 +481,12 @@ class Trainer:
                     value += self._penalty(add_gradients=True)
                 if after_backward:
                     after_backward(trainer=self, step=step)
-                optimizer.step(model.params_list(), model.grads_list())
+                grads = model.grads_list()
+                norm = clip_gradients(grads, self.clip_norm) if self.clip_norm else None
+                optimizer.step(model.params_list(), grads)
                 logs = {"loss": float(value)}
+                if norm is not None:
+                    logs["grad_norm"] = norm
                 for name, metric in metrics.items():
                     logs[name] = float(metric(y_pred, yb))
                 count = len(yb)

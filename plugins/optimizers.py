@@ -138,6 +138,62 @@ class Adam(StatefulOptimizer):
         param -= scratch  # θ −= step · m / (√v + ε̂)
 
 
+def decay_rule(instance, attribute, value):
+    if value not in ("matrices", "all"):
+        raise ValueError(f'\'decay\' must be "matrices" or "all", got {value!r}')
+
+
+@attrs.define(on_setattr=attrs.setters.NO_OP)
+class AdamW(StatefulOptimizer):
+    """Adam with decoupled weight decay, PyTorch's ``optim.AdamW``:
+
+        θ ← θ·(1 − lr·wd)                                  (decay, before the Adam step)
+        m ← β₁m + (1−β₁)g;   v ← β₂v + (1−β₂)g²
+        θ ← θ − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+
+    unlike ``adam`` (TensorFlow's form), ε is added to the bias-corrected √v̂.  ``decay =
+    "matrices"`` decays only parameters of two or more axes (weights and embeddings, not
+    biases or layer-norm gains: nanoGPT's two parameter groups); ``"all"`` decays every one.
+    """
+
+    slots = ("m", "v")
+    lr: float = attrs.field(default=0.001, converter=float, validator=non_negative)
+    beta1: float = attrs.field(default=0.9, converter=float, validator=fraction)
+    beta2: float = attrs.field(default=0.999, converter=float, validator=fraction)
+    epsilon: float = attrs.field(default=1e-8, converter=float, validator=positive)
+    weight_decay: float = attrs.field(default=0.01, converter=float, validator=non_negative)
+    decay: str = attrs.field(default="matrices", validator=decay_rule)
+
+    def step(self, params, grads):
+        self.ensure_state(params)
+        self.t += 1
+        step_size = self.lr / (1 - self.beta1**self.t)
+        root_correction = np.sqrt(1 - self.beta2**self.t)
+        for param, grad, m, v in zip(params, grads, self.state["m"], self.state["v"], strict=True):
+            decayed = self.decay == "all" or param.ndim >= 2
+            shrink = 1 - self.lr * self.weight_decay if decayed else 1.0
+            update_in_blocks(self.update, (param, grad, m, v), shrink, step_size, root_correction)
+
+    def update(self, param, grad, m, v, scratch, shrink, step_size, root_correction):
+        """The update of one parameter, or one block of it, in place through ``scratch``."""
+        t = param.dtype.type
+        if shrink != 1.0:
+            param *= t(shrink)  # θ·(1 − lr·wd)
+        m *= t(self.beta1)
+        np.multiply(grad, t(1 - self.beta1), out=scratch)
+        m += scratch  # m = β₁m + (1−β₁)g
+        v *= t(self.beta2)
+        np.multiply(grad, grad, out=scratch)
+        scratch *= t(1 - self.beta2)
+        v += scratch  # v = β₂v + (1−β₂)g²
+        np.sqrt(v, out=scratch)
+        scratch /= t(root_correction)
+        scratch += t(self.epsilon)  # √v̂ + ε
+        np.divide(m, scratch, out=scratch)
+        scratch *= t(step_size)
+        param -= scratch
+
+
 # Elements per block of `update_in_blocks`: the five float32 blocks an Adam update touches
 # (parameter, gradient, two moments, scratch) stay in the cache across its ten passes.
 BLOCK = 131072
@@ -274,6 +330,7 @@ def register_optimizers():
     return {
         "sgd": SGD,
         "adam": Adam,
+        "adamw": AdamW,
         "rmsprop": RMSprop,
         "adagrad": Adagrad,
         "bfgs": BFGS,

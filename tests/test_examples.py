@@ -17,7 +17,7 @@ from framework.config import apply_overrides, check_config, load_config
 from framework.run import build
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
-FILE_DATASETS = {"mnist", "fashion_mnist"}
+FILE_DATASETS = {"mnist", "fashion_mnist", "text", "lines", "tokens"}
 CONFIGS = sorted(name for name in os.listdir(EXAMPLES) if name.endswith(".toml"))
 
 

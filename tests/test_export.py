@@ -113,6 +113,8 @@ LAYER_CASES = [
     ("multi_head_attention", {"num_heads": 2, "causal": True}, (5, 8)),
     ("multi_head_attention", {"num_heads": 4, "causal": True}, (7, 4)),
     ("multi_head_attention", {"num_heads": 1}, (1, 3)),
+    ("multi_head_attention", {"num_heads": 2, "causal": True, "use_bias": False}, (5, 8)),
+    ("layer_norm", {"use_bias": False}, (5, 8)),
 ]
 
 
@@ -244,6 +246,8 @@ ACTIVATIONS = [
     "relu",
     "leaky_relu",
     {"type": "leaky_relu", "alpha": 0.3},
+    "gelu",
+    {"type": "gelu", "approximate": "tanh"},
     "softmax",
 ]
 
@@ -281,6 +285,8 @@ def example_models():
         config = load_config(path)
         if "model" not in config:
             continue
+        if config["data"]["type"] in ("text", "lines", "tokens"):
+            continue  # a corpus file the tests have not: test_gpt_components exports the GPT
         cases.append(pytest.param(config, id=os.path.basename(path)))
     return cases
 

@@ -67,7 +67,11 @@ LAYER_CASES = {
         {"params": {"momentum": 0.3, "epsilon": 1e-3}, "input_shape": (3, 2, 2)},
         {"input_shape": (4, 3), "batch": 2},
     ],
-    "layer_norm": [{"input_shape": (5,)}, {"params": {"epsilon": 1e-3}, "input_shape": (3, 4)}],
+    "layer_norm": [
+        {"input_shape": (5,)},
+        {"params": {"epsilon": 1e-3}, "input_shape": (3, 4)},
+        {"params": {"use_bias": False}, "input_shape": (3, 4)},
+    ],
     "global_avgpool2d": [{"input_shape": (3, 2, 4)}],
     "global_maxpool2d": [{"input_shape": (3, 3, 2)}],
 }
@@ -75,6 +79,7 @@ LAYER_CASES = {
 ACTIVATION_CASES = {
     "leaky_relu": [{}, {"params": {"alpha": 0.2}}],
     "softmax": [{"shape": (3, 4)}, {"shape": (2, 3, 5)}],
+    "gelu": [{}, {"params": {"approximate": "tanh"}}],
 }
 
 PROBABILITIES = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3], [0.25, 0.25, 0.5], [0.1, 0.7, 0.2]])

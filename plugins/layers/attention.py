@@ -11,6 +11,11 @@ from framework.validators import boolean, positive_int
 PROJECTIONS = ("query", "key", "value", "output")
 
 
+def dropout_rate(instance, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"'dropout' must be a number in [0, 1), got {value!r}")
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class MultiHeadAttention(Layer):
     """Self-attention with ``num_heads`` heads, PyTorch's ``nn.MultiheadAttention`` maths.
@@ -21,19 +26,25 @@ class MultiHeadAttention(Layer):
         S = Q·Kᵀ / √d                                            (N, h, T, T)
         P = softmax(S) over the last axis    (causal: S[t, s] = −∞ for s > t, so a position
                                               sees itself and earlier ones only)
-        O = P·V                                                  (N, h, T, d) → (N, T, D)
+        P̃ = P ⊙ M / (1 − p)     in training with ``dropout`` p: M keeps each weight with
+                                 probability 1 − p (otherwise P̃ = P)
+        O = P̃·V                                                  (N, h, T, d) → (N, T, D)
         y = O·W_o + b_o
 
     Backward, from dL/dy::
 
         dL/dW_o = Oᵀ·dy,  dL/db_o = Σ dy,  dO = dy·W_oᵀ
-        dP = dO·Vᵀ,  dV = Pᵀ·dO
+        dP̃ = dO·Vᵀ,  dV = P̃ᵀ·dO,  dP = dP̃ ⊙ M / (1 − p)
         dS = P ⊙ (dP − Σ_s dP ⊙ P) / √d          (softmax's backward; masked entries have P = 0)
         dQ = dS·K,   dK = dSᵀ·Q
         dL/dW_q = xᵀ·dQ, dL/db_q = Σ dQ (K, V alike),  dL/dx = dQ·W_qᵀ + dK·W_kᵀ + dV·W_vᵀ
 
-    Kept from forward: x, Q, K, V, P (``attention_weights``, which TensorBoard draws) and O.
-    PyTorch's ``in_proj_weight`` is ``[W_qᵀ; W_kᵀ; W_vᵀ]`` and ``out_proj.weight`` is ``W_oᵀ``.
+    ``use_bias = False`` drops the four bias vectors (nanoGPT's ``bias=False``).  W_q, W_k and
+    W_v are three column blocks of one (D, 3D) matrix, so the three projections are one
+    matrix product each way (nanoGPT's ``c_attn``); each is still its own parameter.
+    Kept from forward: x, Q, K, V, P (``attention_weights``, which TensorBoard draws), P̃
+    and O.  PyTorch's ``in_proj_weight`` is ``[W_qᵀ; W_kᵀ; W_vᵀ]`` and ``out_proj.weight``
+    is ``W_oᵀ``.
 
     ONNX export: the same steps as MatMul, Add, Reshape / Transpose, Mul, Softmax; the causal
     mask an additive constant (T, T) of 0 and −∞ (T, the model's sequence length).
@@ -43,14 +54,23 @@ class MultiHeadAttention(Layer):
     check_cases = [
         {"params": {"num_heads": 2}, "input_shape": (5, 4)},
         {"params": {"num_heads": 2, "causal": True}, "input_shape": (5, 4)},
+        {"params": {"num_heads": 2, "causal": True, "use_bias": False}, "input_shape": (5, 4)},
+        {"params": {"num_heads": 2, "causal": True, "dropout": 0.3}, "input_shape": (5, 4)},
     ]
 
     attention_weights = None  # P of the last forward, (N, h, T, T)
 
     num_heads: int = attrs.field(validator=positive_int)
     causal: bool = attrs.field(default=False, validator=boolean)
+    use_bias: bool = attrs.field(default=True, validator=boolean)
+    dropout: float = attrs.field(default=0.0, validator=dropout_rate)
     weight_init: object = attrs.field(default="glorot_uniform", validator=component("initializers"))
     bias_init: object = attrs.field(default="zeros", validator=component("initializers"))
+    # W_o's initializer where it differs from the others (GPT-2 scales the projections that
+    # feed the residual stream, N(0, 0.02/√(2·layers))); None: ``weight_init``.
+    output_init: object = attrs.field(
+        default=None, validator=attrs.validators.optional(component("initializers"))
+    )
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -59,81 +79,105 @@ class MultiHeadAttention(Layer):
                 f"{mask}multi_head_attention needs sequences (None, timesteps, features), got "
                 f"{len(input_shape) + 1}-D input"
             )
-        size = input_shape[1]
+        steps, size = input_shape
         if size % self.num_heads:
             raise ValueError(
                 f"num_heads = {self.num_heads} does not divide the feature size {size}; "
                 f"choose num_heads among {[k for k in range(1, size + 1) if size % k == 0]}"
             )
         for name in PROJECTIONS:
-            self.add_param(f"{name}_weights", (size, size), self.weight_init)
-            self.add_param(f"{name}_bias", (size,), self.bias_init)
+            init = self.output_init if name == "output" and self.output_init else self.weight_init
+            self.add_param(f"{name}_weights", (size, size), init)
+            if self.use_bias:
+                self.add_param(f"{name}_bias", (size,), self.bias_init)
+        # One (D, 3D) matrix (and bias) for Q, K and V, their parameters views of it.
+        self.qkv_weights = self.join("weights", (size, 3 * size))
+        self.qkv_grads = self.join("weights", (size, 3 * size), arrays=self.grads)
+        if self.use_bias:
+            self.qkv_bias = self.join("bias", (3 * size,))
+            self.qkv_bias_grads = self.join("bias", (3 * size,), arrays=self.grads)
+        self.mask = np.where(np.triu(np.ones((steps, steps), bool), 1), -np.inf, 0).astype(
+            self.dtype
+        )  # added to S: −∞ where s > t
         return tuple(input_shape)
 
-    def split_heads(self, a):
-        n, steps, size = a.shape
-        return a.reshape(n, steps, self.num_heads, size // self.num_heads).transpose(0, 2, 1, 3)
-
-    def project(self, name, x):
-        return x @ self.params[f"{name}_weights"] + self.params[f"{name}_bias"]
+    def join(self, what, shape, arrays=None):
+        """The Q, K, V arrays ``what`` side by side along the last axis in one array of
+        ``shape``, each of them replaced by its view of it (so it stays updated in place)."""
+        arrays = self.params if arrays is None else arrays
+        joined = np.empty(shape, dtype=self.dtype)
+        size = shape[-1] // 3
+        for index, name in enumerate(PROJECTIONS[:3]):
+            part = joined[..., index * size : (index + 1) * size]
+            part[...] = arrays[f"{name}_{what}"]
+            arrays[f"{name}_{what}"] = part
+        return joined
 
     def forward(self, x, training=False):
         n, steps, size = x.shape
-        scale = 1.0 / np.sqrt(size // self.num_heads)
+        h, d = self.num_heads, size // self.num_heads
+        t = x.dtype.type
         self.inputs = x.reshape(n * steps, size)
-        q, k, v = (
-            self.split_heads(self.project(name, x)) for name in PROJECTIONS[:3]
-        )  # (N, h, T, d)
-        scores = q @ k.transpose(0, 1, 3, 2)  # (N, h, T, T)
-        scores *= x.dtype.type(scale)
+        qkv = self.inputs @ self.qkv_weights  # (N·T, 3D)
+        if self.use_bias:
+            qkv += self.qkv_bias
+        q, k, v = qkv.reshape(n, steps, 3, h, d).transpose(2, 0, 3, 1, 4)  # each (N, h, T, d)
+        scores = q @ k.transpose(0, 1, 3, 2)  # Q·Kᵀ, (N, h, T, T)
+        scores *= t(1 / np.sqrt(d))  # S
         if self.causal:
-            scores[..., np.triu(np.ones((steps, steps), bool), 1)] = -np.inf
+            scores += self.mask[:steps, :steps]  # −∞ where s > t
         scores -= scores.max(axis=-1, keepdims=True)
         weights = np.exp(scores, out=scores)
-        weights /= weights.sum(axis=-1, keepdims=True)  # P, (N, h, T, T)
-        heads = (weights @ v).transpose(0, 2, 1, 3).reshape(n * steps, size)  # O, (N·T, D)
-        self.q, self.k, self.v, self.attention_weights, self.heads, self.scale = (
-            q,
-            k,
-            v,
-            weights,
-            heads,
-            scale,
-        )
-        self.activations = (
-            heads @ self.params["output_weights"] + self.params["output_bias"]
-        ).reshape(n, steps, size)
+        weights /= weights.sum(axis=-1, keepdims=True)  # P = softmax(S), (N, h, T, T)
+        kept = self.drop(weights) if training and self.dropout else weights  # P̃
+        heads = kept @ v  # O, (N, h, T, d)
+        merged = heads.transpose(0, 2, 1, 3).reshape(n * steps, size)  # heads side by side
+        y = merged @ self.params["output_weights"]  # (N·T, D)
+        if self.use_bias:
+            y += self.params["output_bias"]
+        self.q, self.k, self.v, self.merged = q, k, v, merged
+        self.attention_weights, self.kept_weights = weights, kept
+        self.activations = y.reshape(n, steps, size)
         return self.activations
+
+    def drop(self, weights):
+        """P ⊙ M / (1 − p): the attention weights with dropout (the mask kept for backward)."""
+        rng = self.rng if self.rng is not None else np.random.default_rng()
+        keep = rng.random(weights.shape, dtype=np.float32) >= self.dropout
+        self.drop_mask = keep.astype(weights.dtype)
+        self.drop_mask *= weights.dtype.type(1 / (1 - self.dropout))
+        return weights * self.drop_mask
 
     def backward(self, grad_y):
         n, steps, size = grad_y.shape
-        grad_y = grad_y.reshape(n * steps, size)
-        np.matmul(self.heads.T, grad_y, out=self.grads["output_weights"])
-        np.sum(grad_y, axis=0, out=self.grads["output_bias"])
-        grad_heads = self.split_heads(
-            (grad_y @ self.params["output_weights"].T).reshape(n, steps, size)
-        )
-        weights = self.attention_weights
-        grad_weights = grad_heads @ self.v.transpose(0, 1, 3, 2)  # dP, (N, h, T, T)
-        grad_v = weights.transpose(0, 1, 3, 2) @ grad_heads  # (N, h, T, d)
-        grad_scores = grad_weights
-        grad_scores -= np.sum(grad_weights * weights, axis=-1, keepdims=True)
-        grad_scores *= weights
-        grad_scores *= grad_y.dtype.type(self.scale)
-        grad_q = grad_scores @ self.k
-        grad_k = grad_scores.transpose(0, 1, 3, 2) @ self.q
-        grad_x = None
-        for name, grad in zip(PROJECTIONS[:3], (grad_q, grad_k, grad_v), strict=True):
-            grad = grad.transpose(0, 2, 1, 3).reshape(n * steps, size)
-            np.matmul(self.inputs.T, grad, out=self.grads[f"{name}_weights"])
-            np.sum(grad, axis=0, out=self.grads[f"{name}_bias"])
-            if self.needs_input_grad:
-                part = grad @ self.params[f"{name}_weights"].T
-                if grad_x is None:
-                    grad_x = part
-                else:
-                    grad_x += part
-        return None if grad_x is None else grad_x.reshape(n, steps, size)
+        h, d = self.num_heads, size // self.num_heads
+        t = grad_y.dtype.type
+        q, k, v, weights, kept = self.q, self.k, self.v, self.attention_weights, self.kept_weights
+        dy = grad_y.reshape(n * steps, size)
+        np.matmul(self.merged.T, dy, out=self.grads["output_weights"])  # dW_o = Oᵀ·dy
+        if self.use_bias:
+            np.add.reduce(dy, axis=0, out=self.grads["output_bias"])
+        grad_heads = (dy @ self.params["output_weights"].T).reshape(n, steps, h, d)
+        grad_heads = grad_heads.transpose(0, 2, 1, 3)  # dO, (N, h, T, d)
+        grad_qkv = np.empty((n, steps, 3, h, d), dtype=grad_y.dtype)
+        grad_q, grad_k, grad_v = grad_qkv.transpose(2, 0, 3, 1, 4)  # views, each (N, h, T, d)
+        np.matmul(kept.transpose(0, 1, 3, 2), grad_heads, out=grad_v)  # dV = P̃ᵀ·dO
+        grad_weights = grad_heads @ v.transpose(0, 1, 3, 2)  # dP̃ = dO·Vᵀ, (N, h, T, T)
+        if kept is not weights:
+            grad_weights *= self.drop_mask  # dP = dP̃ ⊙ M / (1 − p)
+        grad_weights *= weights  # P ⊙ dP
+        row = grad_weights.sum(axis=-1, keepdims=True)  # Σ_s dP ⊙ P, (N, h, T, 1)
+        grad_weights -= weights * row
+        grad_weights *= t(1 / np.sqrt(d))  # dS, (N, h, T, T)
+        np.matmul(grad_weights, k, out=grad_q)  # dQ = dS·K
+        np.matmul(grad_weights.transpose(0, 1, 3, 2), q, out=grad_k)  # dK = dSᵀ·Q
+        grad_qkv = grad_qkv.reshape(n * steps, 3 * size)  # [dQ dK dV], (N·T, 3D)
+        np.matmul(self.inputs.T, grad_qkv, out=self.qkv_grads)  # dW_qkv = xᵀ·[dQ dK dV]
+        if self.use_bias:
+            np.add.reduce(grad_qkv, axis=0, out=self.qkv_bias_grads)
+        if not self.needs_input_grad:
+            return None
+        return (grad_qkv @ self.qkv_weights.T).reshape(n, steps, size)  # dL/dx
 
     def to_onnx(self, builder, x):
         """ONNX: the forward equations, heads split by Reshape (N, T, h, d) and Transpose."""
@@ -144,7 +188,8 @@ class MultiHeadAttention(Layer):
 
         def projected(name, perm):
             y = builder.add("MatMul", [x, builder.param(self, f"{name}_weights")])
-            y = builder.add("Add", [y, builder.param(self, f"{name}_bias")])  # (N, T, D)
+            if self.use_bias:
+                y = builder.add("Add", [y, builder.param(self, f"{name}_bias")])  # (N, T, D)
             return builder.add("Transpose", [builder.add("Reshape", [y, heads_shape])], perm=perm)
 
         q = projected("query", [0, 2, 1, 3])  # (N, h, T, d)
@@ -165,4 +210,6 @@ class MultiHeadAttention(Layer):
             "Reshape", [heads, builder.constant([0, 0, size], "merged_shape")]
         )  # O, (N, T, D)
         y = builder.add("MatMul", [merged, builder.param(self, "output_weights")])
-        return builder.add("Add", [y, builder.param(self, "output_bias")])
+        if self.use_bias:
+            y = builder.add("Add", [y, builder.param(self, "output_bias")])
+        return y

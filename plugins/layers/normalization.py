@@ -156,9 +156,10 @@ class BatchNorm(Layer):
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class LayerNorm(Layer):
     """Layer normalisation over the last axis of each sample (each token of a sequence), as
-    PyTorch's ``LayerNorm(features)``: with F features,
+    PyTorch's ``LayerNorm(features, bias=use_bias)``: with F features,
 
-        μ = mean(x),  σ² = mean((x − μ)²),  x̂ = (x − μ) / √(σ² + ε),  y = γ ⊙ x̂ + β.
+        μ = mean(x),  σ² = mean((x − μ)²),  x̂ = (x − μ) / √(σ² + ε),  y = γ ⊙ x̂ + β
+        (no β with ``use_bias = False``, nanoGPT's ``bias=False``).
 
     Backward, from g = dL/dy (means over the F features of one sample):
         dL/dβ = Σ_samples g,  dL/dγ = Σ_samples g ⊙ x̂,
@@ -168,40 +169,64 @@ class LayerNorm(Layer):
 
     position_wise = True  # each position on its own (framework.generate steps it)
 
-    check_cases = [{"params": {}, "input_shape": (5,)}, {"params": {}, "input_shape": (3, 4)}]
+    check_cases = [
+        {"params": {}, "input_shape": (5,)},
+        {"params": {}, "input_shape": (3, 4)},
+        {"params": {"use_bias": False}, "input_shape": (3, 4)},
+    ]
 
     epsilon: float = attrs.field(default=1e-5, validator=positive_float)
+    use_bias: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
     def build(self, input_shape):
         if len(input_shape) < 1:
             raise ValueError("layer_norm needs inputs with a features axis")
         self.add_param("gamma", (input_shape[-1],), {"type": "constant", "value": 1.0})
-        self.add_param("beta", (input_shape[-1],), "zeros")
+        if self.use_bias:
+            self.add_param("beta", (input_shape[-1],), "zeros")
         return tuple(input_shape)
 
     def forward(self, x, training=False):
-        mean = x.mean(axis=-1, keepdims=True)
-        centred = x - mean
-        var = np.mean(centred * centred, axis=-1, keepdims=True)
-        self.inv_std = 1.0 / np.sqrt(var + self.epsilon)
-        self.normalised = centred * self.inv_std
-        return self.normalised * self.params["gamma"] + self.params["beta"]
+        features = x.shape[-1]
+        t = x.dtype.type
+        rows = x.reshape(-1, features)  # one row per sample (per token)
+        centred = rows - np.einsum("ij->i", rows)[:, None] * t(1 / features)  # x − μ
+        var = np.einsum("ij,ij->i", centred, centred)  # F·σ², per row
+        var *= t(1 / features)
+        var += t(self.epsilon)
+        inv_std = np.sqrt(var, out=var)
+        np.divide(1, inv_std, out=inv_std)  # 1/√(σ² + ε)
+        centred *= inv_std[:, None]
+        self.inv_std, self.normalised = inv_std, centred  # x̂, kept for backward
+        y = centred * self.params["gamma"]
+        if self.use_bias:
+            y += self.params["beta"]
+        return y.reshape(x.shape)
 
     def backward(self, grad_y):
         xhat = self.normalised
         features = grad_y.shape[-1]
-        self.grads["beta"][...] = grad_y.reshape(-1, features).sum(axis=0)
-        self.grads["gamma"][...] = np.einsum(
-            "ij,ij->j", grad_y.reshape(-1, features), xhat.reshape(-1, features)
-        )
+        t = grad_y.dtype.type
+        g = grad_y.reshape(-1, features)
+        if self.use_bias:
+            np.einsum("ij->j", g, out=self.grads["beta"])
+        np.einsum("ij,ij->j", g, xhat, out=self.grads["gamma"])
         if not self.needs_input_grad:
             return None
-        h = grad_y * self.params["gamma"]
-        return (
-            h - h.mean(axis=-1, keepdims=True) - xhat * np.mean(h * xhat, axis=-1, keepdims=True)
-        ) * self.inv_std
+        h = g * self.params["gamma"]  # γ ⊙ g
+        mean_h = np.einsum("ij->i", h)  # F·mean(h)
+        mean_hx = np.einsum("ij,ij->i", h, xhat)  # F·mean(h ⊙ x̂)
+        mean_h *= t(1 / features)
+        mean_hx *= t(1 / features)
+        h -= mean_h[:, None]
+        h -= xhat * mean_hx[:, None]
+        h *= self.inv_std[:, None]
+        return h.reshape(grad_y.shape)
 
     def to_onnx(self, builder, x):
-        """ONNX: LayerNormalization over the last axis (an operator from opset 17)."""
-        inputs = [x, builder.param(self, "gamma"), builder.param(self, "beta")]
+        """ONNX: LayerNormalization over the last axis (an operator from opset 17; without
+        bias, its optional B input left out)."""
+        inputs = [x, builder.param(self, "gamma")]
+        if self.use_bias:
+            inputs.append(builder.param(self, "beta"))
         return builder.add("LayerNormalization", inputs, axis=-1, epsilon=float(self.epsilon))
