@@ -41,6 +41,20 @@ def test_gelu_matches_pytorch(approximate):
     assert gelu.forward(z.astype(np.float32)).dtype == np.float32
 
 
+def test_float32_gelu_is_within_float32_error_of_exact():
+    """float32's Φ comes from a rational formula (A&S 7.1.26), float64's from scipy's erf."""
+    z = np.concatenate([np.linspace(-12, 12, 20001), [0.0, -0.0]])
+    exact, fast = create("activations", "gelu"), create("activations", "gelu")
+    a = exact.forward(z)
+    slope = exact.backward(z, a, np.ones_like(z))
+    z32 = z.astype(np.float32)
+    a32 = fast.forward(z32)
+    slope32 = fast.backward(z32, a32, np.ones_like(z32))
+    assert a32.dtype == slope32.dtype == np.float32
+    assert np.all(np.abs(a32 - a) <= 3e-7 * (1 + np.abs(z)))
+    assert np.all(np.abs(slope32 - slope) <= 5e-7 * (1 + np.abs(z)))
+
+
 def test_gelu_backward_on_another_z_recomputes():
     gelu = create("activations", "gelu")
     z1, z2 = np.linspace(-3, 3, 7), np.linspace(-1, 2, 7)

@@ -209,3 +209,37 @@ def test_max_pool_split_over_threads_matches_one_thread_exactly():
             outs.append((layer.forward(x, training=True), layer.backward(grad_y)))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+def gpt_block_gradients(blas):
+    """Output and parameter gradients of a GPT block's layers (layer norm, causal attention
+    with dropout, a GELU MLP) on a batch big enough to be split, on ``blas`` threads."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 64, 32), dtype=np.float32)
+    grad_y = rng.standard_normal((16, 64, 32), dtype=np.float32)
+    layers = [
+        {"type": "layer_norm", "use_bias": False},
+        {"type": "multi_head_attention", "num_heads": 4, "causal": True, "dropout": 0.2},
+        {"type": "layer_norm"},
+        {"type": "dense", "units": 128, "activation": "gelu"},
+        {"type": "dense", "units": 32},
+    ]
+    with threadpool_limits(blas):
+        model = Sequential(layers, input_shape=(64, 32), seed=0)
+        for layer in model.layers:
+            layer.needs_input_grad = True
+        out = model.forward(x, True)
+        grad_x = model.backward(grad_y)
+        return out, [grad_x, *(g.copy() for g in model.grads_list())]
+
+
+@two_cores
+def test_the_gpt_block_gives_the_same_gradients_on_one_thread_and_on_two():
+    out_one, one = gpt_block_gradients(1)
+    out_two, two = gpt_block_gradients(2)
+    np.testing.assert_allclose(out_one, out_two, rtol=1e-5, atol=1e-6)
+    # float32 sums taken in another order: rounding only, against the largest gradient (the
+    # key bias's is zero up to rounding: softmax ignores what adds to a whole row)
+    scale = max(np.abs(a).max() for a in one)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * scale)
