@@ -138,6 +138,8 @@ class Model:
     their order.
     """
 
+    _tied = ()  # layers sharing an earlier layer's parameter (dense's tied_to), set by `build`
+
     tokenizer = None  # a language model's vocabulary (framework.Tokenizer), saved with it
 
     def __init__(self, inputs, outputs, dtype="float32", seed=None):
@@ -203,7 +205,7 @@ class Model:
             zip(self.input_names, (tuple(int(n) for n in s) for s in input_shapes), strict=True)
         )
         built = {}
-        self._tied = []  # layers sharing an earlier layer's parameter (dense's tied_to)
+        self._tied = []
         for layer, sources, multi in self._plan:
             layer.dtype = self.dtype
             layer.rng = self.rng
@@ -286,7 +288,8 @@ class Model:
             for source, g in zip(sources, grad_in if multi else [grad_in], strict=True):
                 # A tensor read by several layers gets the sum of their gradients.
                 grads[source] = g if source not in grads else grads[source] + g
-        self._add_tied_grads()
+        if self._tied:
+            self._add_tied_grads()
         if not input_grad:
             return None
         result = [grads[name] for name in self.input_names]
@@ -305,13 +308,14 @@ class Model:
             last -= 1
         for index in range(last, first - 1, -1):
             grad = layers[index].backward(grad)
-        self._add_tied_grads()
+        if self._tied:  # a test, not a call: per-sample steps of a small net feel a call
+            self._add_tied_grads()
         return grad if input_grad else None
 
     def _add_tied_grads(self):
         """A parameter shared by two layers (an embedding and the dense tied to it) gets the
         sum of both layers' gradients: the tied layer's part is added to the owner's."""
-        for layer in getattr(self, "_tied", ()):
+        for layer in self._tied:
             layer.tied.grads["weights"] += layer.tied_grad
 
     def backward_preactivation(self, grad_preactivation, input_grad=True):

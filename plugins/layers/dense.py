@@ -97,7 +97,7 @@ class Dense(Layer):
     @property
     def weights(self):
         """W: its own ``weights``, or the tied embedding's matrix transposed (a view)."""
-        return self.tied.params["weights"].T if self.tied is not None else self.params["weights"]
+        return self.params["weights"] if self.tied is None else self.tied.params["weights"].T
 
     def backward(self, grad_y):
         return self.backward_preactivation(preactivation_grad(self, grad_y))
@@ -108,8 +108,10 @@ class Dense(Layer):
         if grad_z.ndim > 2:
             grad_z = grad_z.reshape(-1, self.units)
         if self.tied is not None:
+            weights = self.tied.params["weights"].T
             np.matmul(grad_z.T, self.inputs, out=self.tied_grad)  # δᵀ·x, the model adds it
         else:
+            weights = self.params["weights"]
             np.matmul(self.inputs.T, grad_z, out=self.grads["weights"])
         if self.use_bias:
             # The ufunc's own reduce: np.sum's Python wrapper costs as much as the sum of
@@ -117,7 +119,7 @@ class Dense(Layer):
             np.add.reduce(grad_z, axis=0, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None
-        grad_x = grad_z @ self.weights.T
+        grad_x = grad_z @ weights.T
         return grad_x if len(shape) == 2 else grad_x.reshape(*shape[:-1], -1)
 
     def to_onnx(self, builder, x):
