@@ -435,31 +435,32 @@ class Trainer:
         metrics = self.metrics
         l2 = self.l2
         lazy_y, max_steps = is_array_like(y), self.max_steps
+        sampled, clip_norm = self.sampled, self.clip_norm
         while self.epoch < epochs and not self.stop_training and not self.steps_done():
             epoch = self.epoch
-            if self.sampled:
+            if sampled:
                 # Each step draws its own rows, from where the generator stands (a resumed
                 # run's was restored from the checkpoint): no order to replay.
                 order = None
-            elif self.batch_in_epoch == 0 or self.epoch_rng_state is None:
-                self.epoch_rng_state = self.rng.bit_generator.state
-            else:  # resuming mid-epoch: replay this epoch's order from its saved state
-                self.rng.bit_generator.state = self.epoch_rng_state
-            # Batches are taken from the data by index, not from a shuffled copy of it: the
-            # copy would hold the whole training set twice.
-            if not self.sampled:
+            else:
+                if self.batch_in_epoch == 0 or self.epoch_rng_state is None:
+                    self.epoch_rng_state = self.rng.bit_generator.state
+                else:  # resuming mid-epoch: replay this epoch's order from its saved state
+                    self.rng.bit_generator.state = self.epoch_rng_state
+                # Batches are taken from the data by index, not from a shuffled copy of it:
+                # the copy would hold the whole training set twice.
                 order = self.rng.permutation(n) if shuffle else None
             if self.batch_in_epoch == 0 and hooks["on_epoch_begin"]:
                 hooks["on_epoch_begin"](trainer=self, epoch=epoch)
             if self.batch_in_epoch == 0 or self.epoch_totals is None:
-                logged = ["loss", *(["grad_norm"] if self.clip_norm else []), *metrics]
+                logged = ["loss", *(["grad_norm"] if clip_norm else []), *metrics]
                 self.epoch_totals = dict.fromkeys(logged, 0.0)
                 self.epoch_seen = 0
             totals = self.epoch_totals
             seen = 0  # samples of this epoch trained in this call
-            epoch_end = self.steps_per_epoch * batch_size if self.sampled else n
+            epoch_end = self.steps_per_epoch * batch_size if sampled else n
             for start in range(self.batch_in_epoch * batch_size, epoch_end, batch_size):
-                if self.sampled:
+                if sampled:
                     rows = self.rng.integers(0, n, size=batch_size)
                 elif order is None:
                     rows = slice(start, start + batch_size)
@@ -482,7 +483,7 @@ class Trainer:
                 if after_backward:
                     after_backward(trainer=self, step=step)
                 grads = model.grads_list()
-                norm = clip_gradients(grads, self.clip_norm) if self.clip_norm else None
+                norm = clip_gradients(grads, clip_norm) if clip_norm else None
                 optimizer.step(model.params_list(), grads)
                 logs = {"loss": float(value)}
                 if norm is not None:
