@@ -74,6 +74,20 @@ def targets_like(y_true, y_pred):
     return y_true.astype(y_pred.dtype, copy=False)
 
 
+def shallow_copy(component):
+    """A new object of ``component``'s class holding the same attribute values (slots, as
+    attrs gives its fields, and the instance dictionary alike): `copy.copy` of an attrs
+    class with slots keeps only the fields, losing what `build` set."""
+    other = object.__new__(type(component))
+    for cls in type(component).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if name not in ("__dict__", "__weakref__") and hasattr(component, name):
+                object.__setattr__(other, name, getattr(component, name))
+    if hasattr(component, "__dict__"):
+        other.__dict__.update(component.__dict__)
+    return other
+
+
 class Layer:
     """Base of layers.
 
@@ -102,6 +116,11 @@ class Layer:
     # norm, dropout): `framework.generate` may feed it one position at a time.
     position_wise = False
     named = False  # the name was given (config `name`, or create(..., name=...)), not derived
+    # Whether a training batch may be shared out over threads, each part through its own
+    # `twin` of the layer (`framework.batch_split`): true for a layer whose samples do not
+    # meet in forward (no batch statistics, no random draws) and whose `twin` gives the copy
+    # its own copies of everything forward and backward write into in place.
+    splits_batch = False
     _placed = False  # called on a symbolic tensor: the layer has its place in a graph
 
     def __call__(self, inputs):
@@ -134,6 +153,22 @@ class Layer:
         self.grads[name] = np.zeros_like(value)
         return value
 
+    def twin(self):
+        """A copy of this layer for another thread's share of a batch: the same parameters
+        (the very arrays, so an optimizer step updates both), its own gradients, its own
+        activation object and working memory (``scratch``); whatever forward assigns to the
+        copy's attributes is the copy's own.  A layer that writes into other arrays of its
+        own in place extends this (attention's joined gradients, dense's tied gradient)."""
+        other = shallow_copy(self)
+        other.__dict__["grads"] = {name: np.zeros_like(g) for name, g in self.grads.items()}
+        if isinstance(self.__dict__.get("scratch"), dict):
+            other.__dict__["scratch"] = {}
+        activation = getattr(self, "activation", None)
+        if activation is not None:
+            twin = getattr(activation, "twin", None)
+            other.activation = twin() if twin is not None else shallow_copy(activation)
+        return other
+
     def build(self, input_shape):
         """Create parameters for ``input_shape``; return the output shape."""
         return tuple(input_shape)
@@ -155,6 +190,11 @@ class Activation:
     """
 
     link = None
+
+    def twin(self):
+        """A copy for a layer's `Layer.twin`: an activation that keeps arrays between calls
+        to write into again gives the copy its own."""
+        return shallow_copy(self)
 
     def forward(self, z):
         raise NotImplementedError

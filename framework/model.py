@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from framework.base import SymbolicTensor, connect, kind_of
+from framework.base import SymbolicTensor, connect, kind_of, shallow_copy
 from framework.errors import ConfigError, DataError, ShapeError, did_you_mean
 from framework.registry import resolve
 from framework.storage import load_arrays, save_arrays
@@ -424,6 +424,39 @@ class Model:
                 for i in range(0, n, batch_size)
             ]
         )
+
+    # --- a copy for another thread ----------------------------------------------------------
+
+    @property
+    def splits_batch(self):
+        """Whether training may share a batch out over threads (`framework.batch_split`):
+        every layer allows it (`framework.Layer.splits_batch`) and the model has one input."""
+        return len(self.inputs) == 1 and all(
+            getattr(layer, "splits_batch", False) and hasattr(layer, "twin")
+            for layer in self.layers
+        )
+
+    def twin(self):
+        """A copy of the model for another thread's share of a batch: each layer's `twin`
+        (the same parameter arrays, its own gradients and working memory) in the same graph;
+        a layer's reference to another layer (dense's tied embedding) points to that
+        layer's copy."""
+        twins = {id(layer): layer.twin() for layer in self.layers}
+        for copy in twins.values():
+            for key, value in list(vars(copy).items()):
+                if id(value) in twins and key != "params":
+                    setattr(copy, key, twins[id(value)])
+
+        def twin_of(layer):
+            return twins[id(layer)]
+
+        other = shallow_copy(self)
+        other.layers = [twin_of(layer) for layer in self.layers]
+        other.output_layer = twin_of(self.output_layer)
+        other._plan = [(twin_of(layer), *rest) for layer, *rest in self._plan]
+        other._train_steps = [(twin_of(layer), *rest) for layer, *rest in self._train_steps]
+        other._tied = [twin_of(layer) for layer in self._tied]
+        return other
 
     # --- parameters --------------------------------------------------------------------------
 

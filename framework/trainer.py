@@ -7,6 +7,7 @@ import numpy as np
 import pluggy
 
 from framework.base import kind_of
+from framework.batch_split import MIN_SPLIT_BATCH, BatchSplit, worth_splitting
 from framework.errors import ConfigError, DataError
 from framework.hookspecs import TrainingHooks
 from framework.model import num_samples, take_rows
@@ -429,6 +430,9 @@ class Trainer:
             and hasattr(last, "backward_preactivation")
             and bool(fuses_with and fuses_with(link))
         )
+        # On two threads, a model whose samples never meet in forward may train each half of
+        # a batch on its own thread, through its own copy of the model (framework.batch_split).
+        splitter = BatchSplit(model) if worth_splitting(model, batch_size) else None
         batch_begin = hooks["on_batch_begin"]
         after_backward = hooks["on_after_backward"]
         batch_end = hooks["on_batch_end"]
@@ -472,12 +476,13 @@ class Trainer:
                 step = self.step
                 if batch_begin:
                     batch_begin(trainer=self, step=step, batch=(xb, yb))
-                y_pred = model.forward(xb, True)
+                net = splitter if splitter is not None and len(yb) >= MIN_SPLIT_BATCH else model
+                y_pred = net.forward(xb, True)
                 value = loss.forward(y_pred, yb)
                 if fused:
-                    model.backward_preactivation(loss.backward_fused(y_pred, yb), input_grad=False)
+                    net.backward_preactivation(loss.backward_fused(y_pred, yb), input_grad=False)
                 else:
-                    model.backward(loss.backward(y_pred, yb), input_grad=False)
+                    net.backward(loss.backward(y_pred, yb), input_grad=False)
                 if l2:
                     value += self._penalty(add_gradients=True)
                 if after_backward:

@@ -155,6 +155,12 @@ class GELU(Activation):
         self._kept = (z, kept)
         return a
 
+    def twin(self):
+        """A copy that keeps its own da/dz (forward writes into the last one's array)."""
+        other = super().twin()
+        other._kept = (None, None)
+        return other
+
     def backward(self, z, a, grad_a):
         held, kept = self._kept
         if held is not z:  # not the z of the last forward: compute what it kept

@@ -20,7 +20,7 @@ FLOORS = [
             "text",
         ],
     ),
-    ("engine: components, models, the training loop", ["base", "model", "trainer"]),
+    ("engine: components, models, the training loop", ["base", "model", "batch_split", "trainer"]),
     (
         "model and checkpoint files, TensorBoard summaries, the plugin authors' kit",
         ["checkpoints", "saving", "summaries", "testing", "pytest_plugin", "scaffold"],

@@ -111,6 +111,21 @@ class MultiHeadAttention(Layer):
         )  # added to S: −∞ where s > t
         return tuple(input_shape)
 
+    @property
+    def splits_batch(self):
+        """Only without attention dropout: shared out over threads, the draws would come in
+        another order (see `framework.Layer.splits_batch`)."""
+        return self.dropout == 0
+
+    def twin(self):
+        """As `framework.Layer.twin`, the copy's Q, K, V gradients joined as this layer's."""
+        other = super().twin()
+        size = self.qkv_grads.shape[0]
+        other.qkv_grads = other.join("weights", (size, 3 * size), arrays=other.grads)
+        if self.use_bias:
+            other.qkv_bias_grads = other.join("bias", (3 * size,), arrays=other.grads)
+        return other
+
     def join(self, what, shape, arrays=None):
         """The Q, K, V arrays ``what`` side by side along the last axis in one array of
         ``shape``, each of them replaced by its view of it (so it stays updated in place)."""

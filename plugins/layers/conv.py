@@ -82,6 +82,8 @@ class Conv2D(Layer):
     Both give the same values to float rounding.
     """
 
+    splits_batch = True  # no batch statistics, no random draws
+
     # What `framework.testing.check_plugin` checks the gradients on.
     check_cases = [
         {"params": {"filters": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)},

@@ -34,6 +34,8 @@ class Dense(Layer):
     when it is built (`tie`); E is saved and exported once.
     """
 
+    splits_batch = True  # no batch statistics, no random draws
+
     position_wise = True  # each position on its own (framework.generate steps it)
 
     # What `framework.testing.check_plugin` checks the gradients on.
@@ -59,6 +61,14 @@ class Dense(Layer):
                 "embedding layer that comes before it"
             )
         self.tied = layer
+
+    def twin(self):
+        """As `framework.Layer.twin`, with its own ``tied_grad`` (the model points the copy's
+        ``tied`` at the embedding's copy)."""
+        other = super().twin()
+        if self.tied is not None:
+            other.tied_grad = np.zeros_like(self.tied_grad)
+        return other
 
     def build(self, input_shape):
         if len(input_shape) < 1:
@@ -138,6 +148,8 @@ class Dense(Layer):
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class ActivationLayer(Layer):
     """a = f(z) element-wise (softmax: over the last axis), with no parameters."""
+
+    splits_batch = True  # no batch statistics, no random draws
 
     position_wise = True  # each position on its own (framework.generate steps it)
 

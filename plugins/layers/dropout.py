@@ -15,6 +15,12 @@ class Dropout(Layer):
 
     position_wise = True  # each position on its own (framework.generate steps it)
 
+    @property
+    def splits_batch(self):
+        """Only without dropping: shared out over threads, the draws would come in another
+        order (see `framework.Layer.splits_batch`)."""
+        return self.rate == 0
+
     rate: float = attrs.field(
         default=0.5, converter=float, validator=[attrs.validators.ge(0), attrs.validators.lt(1)]
     )

@@ -21,6 +21,8 @@ class Embedding(Layer):
     input as integers.
     """
 
+    splits_batch = True  # no batch statistics, no random draws
+
     position_wise = True  # each position on its own (framework.generate steps it)
 
     integer_input = True
@@ -84,6 +86,8 @@ class PositionalEmbedding(Layer):
     beyond T get 0).
     """
 
+    splits_batch = True  # no batch statistics, no random draws
+
     # What `framework.testing.check_plugin` checks the gradients on.
     check_cases = [{"params": {"max_length": 6}, "input_shape": (5, 3)}]
 
@@ -132,6 +136,8 @@ class PositionalEmbedding(Layer):
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class GlobalAvgPool1D(Layer):
     """The mean over time: ``(N, T, F)`` → ``(N, F)``, y = (1/T) Σₜ xₜ; dL/dxₜ = dL/dy / T."""
+
+    splits_batch = True  # no batch statistics, no random draws
 
     # What `framework.testing.check_plugin` checks the gradients on.
     check_cases = [{"input_shape": (5, 3)}]

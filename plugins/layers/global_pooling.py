@@ -24,6 +24,8 @@ def image_shape(layer, input_shape):
 class GlobalAvgPool2D(Layer):
     """yₙ꜀ = (1/HW) Σᵢⱼ xₙᵢⱼ꜀;  backward: dL/dxₙᵢⱼ꜀ = (1/HW) · dL/dyₙ꜀ at every position."""
 
+    splits_batch = True  # no batch statistics, no random draws
+
     check_cases = [{"params": {}, "input_shape": (3, 2, 4)}]
 
     def build(self, input_shape):
@@ -50,6 +52,8 @@ class GlobalAvgPool2D(Layer):
 class GlobalMaxPool2D(Layer):
     """yₙ꜀ = maxᵢⱼ xₙᵢⱼ꜀;  backward: the whole of dL/dyₙ꜀ goes to the position of the
     maximum (the first one, in row-major order, where several tie), zero elsewhere."""
+
+    splits_batch = True  # no batch statistics, no random draws
 
     check_cases = [{"params": {}, "input_shape": (3, 2, 4)}]
 

@@ -33,6 +33,8 @@ class Add(Layer):
     gradient unchanged to each term).
     """
 
+    splits_batch = True  # no batch statistics, no random draws
+
     check_cases = [{"params": {"activation": "tanh"}, "input_shape": [(4,), (4,)]}]
     multi_input = True
 
@@ -68,6 +70,8 @@ class Multiply(Layer):
     Backward, from g = dL/da:  δ = f'(z) ⊙ g;  dL/dxᵢ = δ ⊙ ∏_{j≠i} xⱼ (the product of the
     other factors, computed without dividing by xᵢ, which may be zero).
     """
+
+    splits_batch = True  # no batch statistics, no random draws
 
     check_cases = [{"params": {}, "input_shape": [(3, 2), (3, 2), (3, 2)]}]
     multi_input = True
@@ -123,6 +127,8 @@ class Concatenate(Layer):
 
     Backward, from g = dL/da:  δ = f'(z) ⊙ g;  dL/dxᵢ = the slice of δ where xᵢ was placed.
     """
+
+    splits_batch = True  # no batch statistics, no random draws
 
     check_cases = [
         {"params": {}, "input_shape": [(3,), (2,)]},

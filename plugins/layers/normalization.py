@@ -167,6 +167,8 @@ class LayerNorm(Layer):
     The same in training and evaluation.
     """
 
+    splits_batch = True  # no batch statistics, no random draws
+
     position_wise = True  # each position on its own (framework.generate steps it)
 
     check_cases = [

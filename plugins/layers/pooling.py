@@ -26,6 +26,8 @@ class Pool2D(Layer):
     """What the pooling layers share: windows of ``pool_size`` every ``strides`` pixels
     (by default ``pool_size``: windows side by side), ``padding`` 'valid' or 'same'."""
 
+    splits_batch = True  # no batch statistics, no random draws
+
     # What `framework.testing.check_plugin` checks the gradients on (defaults need images).
     check_cases = [
         {"params": {"pool_size": 3, "strides": 2, "padding": "same"}, "input_shape": (5, 5, 2)}

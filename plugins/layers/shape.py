@@ -11,6 +11,8 @@ from framework import Layer
 class Flatten(Layer):
     """(N, d₁, d₂, …) → (N, d₁·d₂·…); backward reshapes the gradient back."""
 
+    splits_batch = True  # no batch statistics, no random draws
+
     def build(self, input_shape):
         return (math.prod(input_shape),)
 
@@ -43,6 +45,8 @@ def shape_tuple(value):
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Reshape(Layer):
     """(N, …) → (N, *target_shape), the batch axis untouched; one axis may be -1."""
+
+    splits_batch = True  # no batch statistics, no random draws
 
     # What `framework.testing.check_plugin` checks the gradients on.
     check_cases = [{"params": {"target_shape": (3, -1)}, "input_shape": (2, 6)}]
