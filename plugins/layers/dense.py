@@ -97,7 +97,8 @@ class Dense(Layer):
         if leading is not None:
             x = x.reshape(-1, x.shape[-1])
         self.inputs = x
-        z = x @ self.weights
+        # W written out, not the `weights` property: per-sample steps of a small net feel a call
+        z = x @ (self.params["weights"] if self.tied is None else self.tied.params["weights"].T)
         if self.use_bias:
             z += self.params["bias"]
         if leading is not None:
