@@ -528,3 +528,27 @@ def test_a_gpt_run_resumed_from_a_checkpoint_ends_with_the_same_weights(tmp_path
     a, b = load_model(tmp_path / "whole"), load_model(tmp_path / "cut")
     for key, value in a.state_dict().items():
         np.testing.assert_array_equal(value, b.state_dict()[key], err_msg=key)
+
+
+@pytest.mark.parametrize("spread", [4.0, 60.0, 200.0, np.inf, np.nan])
+def test_attention_softmax_matches_the_row_wise_form_whatever_the_spread(spread):
+    """One shift for the whole block where the scores lie within 64 of one another, the
+    row's maximum otherwise (and for inf / NaN): the same probabilities either way."""
+    from plugins.layers.attention import softmax_rows
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(-0.5, 0.5, size=(3, 2, 8, 8)) * (spread if np.isfinite(spread) else 1)
+    if not np.isfinite(spread):
+        scores[1, 0, 2, 3] = spread
+    mask = np.where(np.triu(np.ones((8, 8), bool), 1), -np.inf, 0.0)
+    for dtype in (np.float32, np.float64):
+        block = scores.astype(dtype)
+        with np.errstate(invalid="ignore"):  # inf − inf: a NaN row either way
+            expected = block + mask
+            expected = np.exp(expected - expected.max(axis=-1, keepdims=True))
+            expected /= expected.sum(axis=-1, keepdims=True)
+            got = block.copy()
+            softmax_rows(got, mask.astype(dtype))
+        tolerance = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance * 1e-3)
+        assert (got[..., np.triu(np.ones((8, 8), bool), 1)] == 0).all() or not np.isfinite(spread)
