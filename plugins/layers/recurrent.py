@@ -476,16 +476,17 @@ class LSTM(Recurrent):
         f, i, o = (work[:steps, k * hidden : (k + 1) * hidden] for k in (2, 3, 4))
         tanh_cells = self.tanh_cells
         # Local derivatives, all steps at once, in the working order (g, f, i, o):
-        # da_{g,f,i} = dc ⊙ factor, da_o = dh ⊙ factor.  The slopes (1 − u)(u + k) give
-        # 1 − g² for the tanh block (k = 1) and σ(1 − σ) for the sigmoid ones (k = 0).
+        # da_{g,f,i} = dc ⊙ factor, da_o = dh ⊙ factor, from the slopes 1 − g² of the tanh
+        # block and σ(1 − σ) of the sigmoid ones (two passes over the gates).
         gates = work[:steps, hidden:]
         factors = self.buffer("factors", gates.shape, dtype)
-        np.subtract(1, gates, out=factors)
-        shifted = self.buffer("shifted", gates.shape, dtype)
-        np.copyto(shifted, gates)
-        shifted[:, :hidden] += 1
-        factors *= shifted
-        factors[:, :hidden] *= i  # i ⊙ (1 − g²)
+        sigmoid_gates, sigmoid_factors = gates[:, hidden:], factors[:, hidden:]
+        np.subtract(1, sigmoid_gates, out=sigmoid_factors)
+        sigmoid_factors *= sigmoid_gates  # σ(1 − σ)
+        tanh_factor = factors[:, :hidden]
+        np.multiply(g, g, out=tanh_factor)
+        np.subtract(1, tanh_factor, out=tanh_factor)  # 1 − g²
+        tanh_factor *= i  # i ⊙ (1 − g²)
         factors[:, hidden : 2 * hidden] *= previous_cells  # c₋ ⊙ f(1 − f)
         factors[:, 2 * hidden : 3 * hidden] *= g  # g ⊙ i(1 − i)
         factors[:, 3 * hidden :] *= tanh_cells  # tanh(cₜ) ⊙ o(1 − o)
@@ -499,6 +500,7 @@ class LSTM(Recurrent):
         grad_gates = self.buffer("grad_gates", factors.shape, dtype)  # (T, 4H, N), working order
         recurrent = self.work_layout(self.params["recurrent_weights"], False)  # (H, 4H)
         dc, dc_next = np.empty_like(dh_next), np.zeros_like(dh_next)
+        carried = np.empty_like(dh_next)  # dh_next's array from the second step on
         for t in reversed(range(steps)):
             dh = dh_next if grads_out is None else grads_out[t] + dh_next
             np.multiply(dh, cell_factor[t], out=dc)
@@ -512,7 +514,7 @@ class LSTM(Recurrent):
             np.multiply(dh, factors[t, 3 * hidden :], out=step_grads[3 * hidden :])
             if t:
                 np.multiply(dc, f[t], out=dc_next)
-                dh_next = recurrent @ step_grads
+                dh_next = np.matmul(recurrent, step_grads, out=carried)  # dh is read already
         # The parameters' gradients from the working layout, each a batched product over
         # the steps summed (no transposed copy of the gradients), their gate blocks then
         # put back in PyTorch's order (i, f, g, o):
