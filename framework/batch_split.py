@@ -35,11 +35,15 @@ MIN_ACTIVATIONS = 1_000_000
 
 def worth_splitting(model, batch_size):
     """Whether a batch of ``batch_size`` is worth splitting for ``model`` on this many
-    threads: the model allows it, each part has two samples or more, and the activations a
-    step makes (the work that grows with the batch) are a million or more and outnumber the
-    parameters (whose gradients the split adds up once more).  A wide MLP's matrix products, which BLAS
-    already splits well, fail the last test; a transformer's many per-sample passes pass."""
-    if workers() < PARTS or batch_size < MIN_SPLIT_BATCH or not model.splits_batch:
+    threads: two threads or more, the model allows it (a model object of another kind,
+    without ``splits_batch``, never splits), each part has two samples or more, and the
+    activations a step makes (the work that grows with the batch) are a million or more and
+    outnumber the parameters (whose gradients the split adds up once more).  A wide MLP's
+    matrix products, which BLAS already splits well, fail the last test; a transformer's
+    many per-sample passes pass."""
+    if batch_size < MIN_SPLIT_BATCH or not getattr(model, "splits_batch", False):
+        return False
+    if workers() < PARTS:
         return False
     activations = sum(
         math.prod(shape)

@@ -158,3 +158,13 @@ def test_the_halves_run_on_two_threads():
         embedding.forward = spy
     split.forward(batch()[0], True)
     assert len(seen) == 2
+
+
+def test_a_model_of_another_kind_is_never_split(monkeypatch):
+    """A duck-typed model (forward, backward, layers) without ``splits_batch``."""
+
+    class Plain:
+        layers = []
+
+    monkeypatch.setattr(batch_split, "workers", lambda: 2)
+    assert not batch_split.worth_splitting(Plain(), 64)
