@@ -168,3 +168,30 @@ def test_a_model_of_another_kind_is_never_split(monkeypatch):
 
     monkeypatch.setattr(batch_split, "workers", lambda: 2)
     assert not batch_split.worth_splitting(Plain(), 64)
+
+
+def test_a_split_conv_net_gives_the_unsplit_gradients():
+    """conv2d's reused working memory (its scratch buffers) is the copy's own."""
+    model = Sequential(
+        [
+            {"type": "conv2d", "filters": 3, "kernel_size": 3, "activation": "relu"},
+            {"type": "maxpool2d", "pool_size": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 4, "activation": "softmax"},
+        ],
+        input_shape=(8, 8, 2),
+        dtype="float64",
+        seed=0,
+    )
+    assert model.splits_batch
+    loss = resolve("losses", "cross_entropy")
+    rng = np.random.default_rng(2)
+    x, y = rng.random((10, 8, 8, 2)), rng.integers(0, 4, 10)
+    probabilities, grads = unsplit_step(model, x, y, loss)
+    split = batch_split.BatchSplit(model)
+    for _ in range(2):  # the second time through buffers the first one left
+        split_probabilities = split.forward(x, True)
+        split.backward_preactivation(loss.backward_fused(split_probabilities, y))
+    np.testing.assert_allclose(split_probabilities, probabilities, rtol=1e-12)
+    for got, want in zip(model.grads_list(), grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
