@@ -197,6 +197,12 @@ def test_histogram_buckets_match_numpy():
         counts, edges = np.histogram(array, bins=64, range=(array.min(), array.max()))
         assert list(proto.bucket) == counts.tolist()
         np.testing.assert_allclose(proto.bucket_limit, edges[1:], rtol=1e-6, atol=1e-7)
+    for scale in (1e-20, 1.0, 3e4, 1e15):  # every value counted, the maximum in the last bucket
+        array = (rng.standard_normal(20_000) * scale).astype(np.float32)
+        proto = histogram(array)
+        assert sum(proto.bucket) == array.size and proto.bucket[-1] >= 1
+        counts, _ = np.histogram(array, bins=64, range=(array.min(), array.max()))
+        assert np.abs(np.array(proto.bucket) - counts).sum() <= 2  # float32 edge rounding
     constant = histogram(np.full(7, 2.5))
     assert (constant.num, list(constant.bucket), constant.min, constant.max) == (7, [7], 2.5, 2.5)
 
