@@ -21,6 +21,7 @@ import os
 import time
 
 import numpy as np
+from model_speed import torch_model  # the same PyTorch networks as model_speed.py
 from threadpoolctl import threadpool_limits
 
 from framework import Input, Model, Sequential, Trainer, create
@@ -150,27 +151,6 @@ def batch_norm(repeats, torch, loops=20):
 # --- 3. the residual network -----------------------------------------------------------------
 
 
-def torch_resnet(torch):
-    nn = torch.nn
-
-    class Block(nn.Module):
-        def __init__(self, channels):
-            super().__init__()
-            self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(channels)
-            self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(channels)
-
-        def forward(self, x):
-            h = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(x + self.bn2(self.conv2(h)))
-
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), Block(32), nn.MaxPool2d(2), Block(32),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
-    )  # fmt: skip
-
-
 def resnet(repeats, torch, threads, steps=30, batch=64):
     rng = np.random.default_rng(0)
     x = rng.random((steps * batch, 28, 28, 1), dtype=np.float32)
@@ -193,7 +173,7 @@ def resnet(repeats, torch, threads, steps=30, batch=64):
 
         def theirs():
             torch.manual_seed(0)
-            net = torch_resnet(torch)
+            net = torch_model(torch, "resnet")
             optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
             start = time.perf_counter()
             for i in range(steps):

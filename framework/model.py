@@ -444,7 +444,7 @@ class Model:
         twins = {id(layer): layer.twin() for layer in self.layers}
         for copy in twins.values():
             for key, value in list(vars(copy).items()):
-                if id(value) in twins and key != "params":
+                if id(value) in twins:
                     setattr(copy, key, twins[id(value)])
 
         def twin_of(layer):

@@ -78,7 +78,6 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 EVENT_FILE_PREFIX = "events.out.tfevents."
 EVENT_DIRS = ("train", "test")  # the tensorboard callback's two writers
-RUN_ENTRIES = (CONFIG_FILE, SUMMARY_FILE, MODEL_FILE, CHECKPOINT_DIR, *EVENT_DIRS)
 TEMPORARY_PREFIX = ".tmp-"  # `framework.storage.create_temporary`: .tmp-<12 hex>-<name>
 
 
@@ -679,18 +678,3 @@ def in_use(logdir):
     finally:
         os.close(descriptor)  # also drops the shared lock just taken
     return False
-
-
-def check_logdir(logdir, *, resume=False, overwrite=False):
-    """Raise `ConfigError` if a run may not start in ``logdir`` (`RunDir.check`)."""
-    RunDir(logdir).check(resume=resume, overwrite=overwrite)
-
-
-def claim(logdir, *, resume=False, overwrite=False):
-    """Lock ``logdir`` for a run and make it ready (`RunDir.claim`): a held `RunLock`."""
-    return RunDir(logdir).claim(resume=resume, overwrite=overwrite)
-
-
-def clear_run(logdir):
-    """Remove the run in ``logdir`` (`RunDir.clear`): its files, and no other."""
-    RunDir(logdir).clear()

@@ -13,9 +13,12 @@ How the work is laid out (the same in all three):
   ``X·W + b`` for all ``N·T`` rows at once; only ``h·U`` must wait for the previous step;
 - states are kept time-major, ``(T, N, ·)``, so a step's slice is one contiguous block;
 - the loop over time steps is the only loop, each step whole-batch matrix products;
-- sigmoid gates are computed as σ(a) = ½·tanh(a/2) + ½, with the ½ folded into a scaled
-  copy of the parameters (``scaled``), so one ``tanh`` over a step's gate block serves every
-  gate (numpy's tanh is several times faster than an exp-based sigmoid);
+- a step's gates are computed in one pass over its gate block, the parameters' columns
+  scaled to suit: the GRU takes σ(a) = ½·tanh(a/2) + ½ (the ½ folded into ``scaled``), so
+  one ``tanh`` serves every gate; the LSTM takes one ``exp``, σ(a) =
+  1 / (1 + e^(−a)) and tanh(a) = 1 − 2 / (1 + e^(2a)), since numpy's float32 ``tanh`` is not
+  vectorised on every CPU (2.7 ns a number against ``exp``'s 1.3 on this project's AMD
+  machines: see `LSTM.forward`);
 - backward walks time in reverse carrying ``dh_next`` (and the LSTM's ``dc_next``), and
   what does not depend on the carried gradient (the gates' local derivatives) is computed
   for all steps at once before the loop, so each step is a handful of array operations;
