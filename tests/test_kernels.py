@@ -1,0 +1,220 @@
+"""Compiled kernels (`framework.kernels`): each equals the numpy reference it replaces, its
+`exp` is accurate, importing plugnet never imports numba, and a second process compiles
+nothing (the cache)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from framework import create, kernels
+from framework.kernels import exp, kernel
+from plugins.activations import GELU
+from plugins.layers.normalization import LayerNorm
+from plugins.layers.recurrent import LSTM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@kernel
+def exp_of(x, out):
+    for k in range(x.size):
+        out[k] = exp(x[k])
+
+
+def test_float32_exp_is_within_two_units_in_the_last_place():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [np.linspace(-87, 88, 200_001), rng.uniform(-87, 88, 100_000), [0.0, -0.0, 1e-30, -1e-30]]
+    ).astype(np.float32)
+    out = np.empty_like(x)
+    exp_of(x, out)
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.max(np.abs(out - exact) / ulp) <= 2
+
+
+def test_float32_exp_clamps_to_normal_numbers_and_keeps_a_nan():
+    x = np.array([-np.inf, -200, 200, np.inf, np.nan], np.float32)
+    out = np.empty_like(x)
+    exp_of(x, out)
+    np.testing.assert_allclose(out[:4], np.exp(np.float64([-87, -87, 88, 88])), rtol=3e-7)
+    assert np.isnan(out[4])
+
+
+def test_float64_exp_is_the_c_librarys():
+    x = np.random.default_rng(1).uniform(-700, 700, 10_000)
+    out = np.empty_like(x)
+    exp_of(x, out)
+    np.testing.assert_allclose(out, np.exp(x), rtol=1e-15)
+
+
+def test_kernels_can_be_switched_off(monkeypatch):
+    assert kernels.enabled()
+    with kernels.use_kernels(False):
+        assert not kernels.enabled()
+    monkeypatch.setenv("PLUGNET_KERNELS", "0")
+    assert not kernels.enabled()
+    with kernels.use_kernels(True):
+        assert kernels.enabled()
+
+
+def both_ways(run):
+    """``run()``'s results with the numpy reference and with the kernels."""
+    results = []
+    for on in (False, True):
+        with kernels.use_kernels(on):
+            results.append(run())
+    return results
+
+
+def assert_close(reference, compiled, dtype):
+    tolerance = {"rtol": 1e-12, "atol": 1e-13} if dtype == np.float64 else {"rtol": 2e-5}
+    for name in reference:
+        scale = np.abs(reference[name]).max()
+        atol = tolerance.get("atol", 2e-6 * scale)
+        np.testing.assert_allclose(
+            compiled[name], reference[name], rtol=tolerance["rtol"], atol=atol, err_msg=name
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_the_lstm_kernels_equal_the_numpy_reference(dtype, return_sequences):
+    rng = np.random.default_rng(2)
+    layer = LSTM(units=5, return_sequences=return_sequences)
+    layer.name, layer.dtype, layer.rng = "lstm", dtype, rng
+    layer.build((7, 3))
+    for name, value in layer.params.items():
+        layer.params[name] = (value + rng.normal(0, 0.3, value.shape)).astype(dtype)
+    layer.grads = {name: np.zeros_like(value) for name, value in layer.params.items()}
+    layer.needs_input_grad = True
+    x = rng.standard_normal((6, 7, 3)).astype(dtype)
+    grad_y = rng.standard_normal((6, 7, 5) if return_sequences else (6, 5)).astype(dtype)
+
+    def run():
+        results = {}
+        for step in range(2):  # the second pass reuses the first one's arrays
+            results[f"y{step}"] = layer.forward(x * (step + 1), training=True).copy()
+            results[f"dx{step}"] = layer.backward(grad_y).copy()
+            results.update({f"d{name}{step}": g.copy() for name, g in layer.grads.items()})
+        results["cells"] = layer.cells.copy()
+        return results
+
+    reference, compiled = both_ways(run)
+    assert_close(reference, compiled, dtype)
+
+
+def test_the_gelu_kernel_equals_the_numpy_reference():
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((300, 257)) * 4).astype(np.float32)
+    z[0, :6] = [0.0, -0.0, 1e-30, -60.0, 60.0, np.nan]
+    gelu = GELU()
+    grad_a = rng.standard_normal(z.shape).astype(np.float32)
+
+    def run():
+        a = gelu.forward(z)
+        return {"a": a, "grad_z": gelu.backward(z, a, grad_a)}
+
+    reference, compiled = both_ways(run)
+    assert np.isnan(compiled["a"][0, 5]) and np.isnan(compiled["grad_z"][0, 5])
+    for name in reference:
+        np.testing.assert_allclose(compiled[name], reference[name], rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_the_layer_norm_kernels_equal_the_numpy_reference(dtype, use_bias):
+    rng = np.random.default_rng(5)
+    layer = LayerNorm(use_bias=use_bias)
+    layer.name, layer.dtype, layer.rng = "norm", dtype, rng
+    layer.build((9, 37))
+    for value in layer.params.values():
+        value += rng.standard_normal(value.shape).astype(dtype)
+    layer.needs_input_grad = True
+    x = (rng.standard_normal((4, 9, 37)) * 3 + 2).astype(dtype)
+    grad_y = rng.standard_normal(x.shape).astype(dtype)
+
+    def run():
+        results = {"y": layer.forward(x, training=True).copy(), "dx": layer.backward(grad_y)}
+        return results | {f"d{name}": g.copy() for name, g in layer.grads.items()}
+
+    reference, compiled = both_ways(run)
+    assert_close(reference, compiled, dtype)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("adam", {"lr": 0.01}),
+        ("adamw", {"lr": 0.01, "weight_decay": 0.1}),
+        ("adamw", {"lr": 0.01, "weight_decay": 0.1, "decay": "all"}),
+        ("sgd", {"lr": 0.1, "momentum": 0.9}),
+        ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    ],
+)
+def test_the_optimizer_kernels_equal_the_numpy_reference(name, options):
+    rng = np.random.default_rng(4)
+    joined = rng.standard_normal((40, 30)).astype(np.float32)
+    start = [rng.standard_normal((600, 500)).astype(np.float32), joined[:, :10], joined[0]]
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in start] for _ in range(3)]
+
+    def run():
+        optimizer = create("optimizers", name, **options)
+        params = [p.copy() for p in start]  # the copy of a column view is contiguous: view it
+        params[1] = np.concatenate([params[1], np.zeros((40, 20), np.float32)], axis=1)[:, :10]
+        for step_grads in grads:
+            optimizer.step(params, step_grads)
+        return {f"p{i}": p for i, p in enumerate(params)} | {
+            key: value for key, value in optimizer.state_dict().items() if key != "t"
+        }
+
+    reference, compiled = both_ways(run)
+    for key in reference:
+        # one rounding fewer where a multiply-add fuses: terms of order 1 differ by an ulp
+        np.testing.assert_allclose(compiled[key], reference[key], rtol=1e-6, atol=1e-6)
+
+
+def run_python(code, **env):
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, **env),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_listing_the_plugins_never_imports_numba():
+    code = (
+        "import json, sys\nfrom framework.cli import main\ncode = main(['plugins'])\n"
+        "print(json.dumps('numba' in sys.modules))"
+    )
+    assert run_python(code) is False
+
+
+TRAIN_ONCE = """
+import json
+import numpy as np
+from framework import Sequential
+from plugins.layers import recurrent
+
+model = Sequential([{"type": "lstm", "units": 4}, {"type": "dense", "units": 1}], input_shape=(5, 2))
+x = np.zeros((3, 5, 2), np.float32)
+model.backward(np.ones_like(model.forward(x, training=True)))
+stats = [recurrent.lstm_steps.compiled.stats, recurrent.lstm_steps_backward.compiled.stats]
+print(json.dumps([[sum(s.cache_hits.values()), sum(s.cache_misses.values())] for s in stats]))
+"""
+
+
+def test_a_second_process_compiles_nothing(tmp_path):
+    first = run_python(TRAIN_ONCE, NUMBA_CACHE_DIR=str(tmp_path), PLUGNET_KERNELS="1")
+    second = run_python(TRAIN_ONCE, NUMBA_CACHE_DIR=str(tmp_path), PLUGNET_KERNELS="1")
+    assert all(misses >= 1 for _, misses in first)
+    assert second == [[1, 0], [1, 0]]  # loaded from the cache, compiled nothing
