@@ -11,7 +11,8 @@ evaluation are the same.
 import attrs
 import numpy as np
 
-from framework import DataError, Layer
+from framework import DataError, Layer, kernels
+from framework.kernels import kernel
 from framework.validators import fraction
 
 # How the normalised value's gradient folds back through the statistics it was made with
@@ -153,6 +154,48 @@ class BatchNorm(Layer):
         )
 
 
+@kernel(reordered_sums=True)
+def layer_norm_rows(x, gamma, beta, epsilon, y, normalised, inv_std):
+    """`LayerNorm`'s forward over each row of ``x`` (rows, F), compiled
+    (`framework.kernels`): μ and σ² in two sums, then x̂ = (x − μ)/√(σ² + ε) and
+    y = γ ⊙ x̂ + β in one pass; x̂ and 1/√(σ² + ε) are written for backward."""
+    rows, features = x.shape
+    one, scale = x.dtype.type(1), x.dtype.type(1 / features)
+    for r in range(rows):
+        row, xhat, out = x[r], normalised[r], y[r]
+        total = row[0] * 0
+        for k in range(features):
+            total += row[k]
+        mean = total * scale
+        squares = total * 0
+        for k in range(features):
+            squares += (row[k] - mean) * (row[k] - mean)
+        inv = one / np.sqrt(squares * scale + epsilon)
+        inv_std[r] = inv
+        for k in range(features):
+            xhat[k] = (row[k] - mean) * inv
+            out[k] = xhat[k] * gamma[k] + beta[k]
+
+
+@kernel(reordered_sums=True)
+def layer_norm_rows_backward(grad_y, normalised, inv_std, gamma, grad_x):
+    """dL/dx of `LayerNorm` for each row, compiled: with h = γ ⊙ g, the two means
+    mean(h) and mean(h ⊙ x̂) in one pass, then (h − mean(h) − x̂ ⊙ mean(h ⊙ x̂)) / √(σ² + ε)."""
+    rows, features = grad_y.shape
+    scale = grad_y.dtype.type(1 / features)
+    for r in range(rows):
+        g, xhat, out = grad_y[r], normalised[r], grad_x[r]
+        sum_h = g[0] * 0
+        sum_hx = g[0] * 0
+        for k in range(features):
+            h = g[k] * gamma[k]
+            sum_h += h
+            sum_hx += h * xhat[k]
+        mean_h, mean_hx = sum_h * scale, sum_hx * scale
+        for k in range(features):
+            out[k] = (g[k] * gamma[k] - mean_h - xhat[k] * mean_hx) * inv_std[r]
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class LayerNorm(Layer):
     """Layer normalisation over the last axis of each sample (each token of a sequence), as
@@ -189,9 +232,25 @@ class LayerNorm(Layer):
         return tuple(input_shape)
 
     def forward(self, x, training=False):
+        """The equations above: by `layer_norm_rows` where `framework.kernels` are on,
+        else in numpy, the readable reference."""
         features = x.shape[-1]
         t = x.dtype.type
         rows = x.reshape(-1, features)  # one row per sample (per token)
+        if kernels.enabled():
+            y = np.empty(rows.shape, np.result_type(x, self.params["gamma"]))
+            self.normalised, self.inv_std = np.empty_like(y), np.empty(len(rows), y.dtype)
+            beta = self.params["beta"] if self.use_bias else np.zeros_like(self.params["gamma"])
+            layer_norm_rows(
+                np.ascontiguousarray(rows),
+                self.params["gamma"],
+                beta,
+                t(self.epsilon),
+                y,
+                self.normalised,
+                self.inv_std,
+            )
+            return y.reshape(x.shape)
         centred = rows - np.einsum("ij->i", rows)[:, None] * t(1 / features)  # x − μ
         var = np.einsum("ij,ij->i", centred, centred)  # F·σ², per row
         var *= t(1 / features)
@@ -215,6 +274,12 @@ class LayerNorm(Layer):
         np.einsum("ij,ij->j", g, xhat, out=self.grads["gamma"])
         if not self.needs_input_grad:
             return None
+        if kernels.enabled():
+            grad_x = np.empty(g.shape, np.result_type(g, xhat))
+            layer_norm_rows_backward(
+                np.ascontiguousarray(g), xhat, self.inv_std, self.params["gamma"], grad_x
+            )
+            return grad_x.reshape(grad_y.shape)
         h = g * self.params["gamma"]  # γ ⊙ g
         mean_h = np.einsum("ij->i", h)  # F·mean(h)
         mean_hx = np.einsum("ij,ij->i", h, xhat)  # F·mean(h ⊙ x̂)
