@@ -54,6 +54,7 @@ OPTIONS = {
 }
 
 _switched = None  # use_kernels' setting, None: the environment decides
+_loading = threading.Lock()  # numba is loaded, and `exp` registered, once
 
 
 def enabled():
@@ -109,7 +110,8 @@ class Kernel:
     def compile(self):
         with self.lock:  # two batch-split threads may call first at once
             if self.compiled is None:
-                numba = _load_numba()
+                with _loading:
+                    numba = _load_numba()
                 self.compiled = numba.njit(**self.options)(self.function)
         return self.compiled
 

@@ -81,18 +81,18 @@ class SGD(StatefulOptimizer):
             for param, grad in zip(params, grads, strict=False):
                 param -= lr * grad
             return
-        # Whole arrays, one pass each.  Measured and dropped (issue 24): the update in
-        # cache-sized blocks shared over the threads, as adam's, for the 784-2048-2048-10
-        # MLP on two threads gave 0.88x and 1.04x this form's step speed in two paired
-        # A/B runs on a loaded machine (7 and 9 rounds), no gain shown; in blocks, B1's
-        # parameters took 152 µs a step against 120 µs (CPU time, one thread).
+        # Whole arrays, one pass each, or one compiled pass (`sgd_kernel`) for a parameter
+        # of `KERNEL_MIN_SIZE` numbers or more: B1's parameters 118 -> 64 µs a step, one
+        # thread.  Measured and dropped (issue 24): the numpy update in cache-sized blocks
+        # shared over the threads, as adam's once was, for the 784-2048-2048-10 MLP on two
+        # threads: 0.88x and 1.04x this form's step speed in two paired A/B runs.
         self.ensure_state(params)
-        if kernels.enabled():  # one pass per parameter instead of three
-            for arrays in zip(params, grads, self.state["velocity"], strict=False):
-                dtype = arrays[0].dtype.type
-                in_parts(sgd_kernel, arrays, dtype(lr), dtype(momentum), self.nesterov)
-            return
+        compiled = kernels.enabled()
         for param, grad, velocity in zip(params, grads, self.state["velocity"], strict=False):
+            if compiled and param.size >= KERNEL_MIN_SIZE:
+                t = param.dtype.type
+                in_parts(sgd_kernel, (param, grad, velocity), t(lr), t(momentum), self.nesterov)
+                continue
             velocity *= momentum
             velocity -= lr * grad
             if self.nesterov:
@@ -274,6 +274,12 @@ def adam_kernel(param, grad, m, v, betas, shrink, step_size, root_correction, ep
         param[k] = param[k] * shrink - step
 
 
+# The smallest parameter `SGD` updates by its kernel: calling one costs about 5 µs, three
+# numpy passes over a few numbers about 3 µs (a 2-2-1 net's step with momentum: 34 µs with
+# the kernel for every parameter against 14 µs).
+KERNEL_MIN_SIZE = 4096
+
+
 @kernel
 def sgd_kernel(param, grad, velocity, lr, momentum, nesterov):
     """`SGD`'s momentum step in one compiled pass over flat arrays."""
@@ -288,6 +294,9 @@ def sgd_kernel(param, grad, velocity, lr, momentum, nesterov):
 def in_parts(update, arrays, *args):
     """``update(*flat arrays, *args)`` for a kernel, a large parameter's parts shared out
     over `framework.threads.split`'s threads (a kernel releases the interpreter's lock)."""
+    if arrays[0].size < 2 * BLOCK and all(a.flags.c_contiguous for a in arrays):
+        update(*(a.reshape(-1) for a in arrays), *args)  # one part: no split's bookkeeping
+        return
     if not all(a.flags.c_contiguous for a in arrays):  # a view of something bigger
         copies = [np.ascontiguousarray(a) for a in arrays]
         in_parts(update, copies, *args)

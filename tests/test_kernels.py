@@ -158,14 +158,14 @@ def test_the_layer_norm_kernels_equal_the_numpy_reference(dtype, use_bias):
 )
 def test_the_optimizer_kernels_equal_the_numpy_reference(name, options):
     rng = np.random.default_rng(4)
-    joined = rng.standard_normal((40, 30)).astype(np.float32)
-    start = [rng.standard_normal((600, 500)).astype(np.float32), joined[:, :10], joined[0]]
+    joined = rng.standard_normal((100, 80)).astype(np.float32)
+    start = [rng.standard_normal((600, 500)).astype(np.float32), joined[:, :50], joined[0]]
     grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in start] for _ in range(3)]
 
     def run():
         optimizer = create("optimizers", name, **options)
         params = [p.copy() for p in start]  # the copy of a column view is contiguous: view it
-        params[1] = np.concatenate([params[1], np.zeros((40, 20), np.float32)], axis=1)[:, :10]
+        params[1] = np.concatenate([params[1], np.zeros((100, 30), np.float32)], axis=1)[:, :50]
         for step_grads in grads:
             optimizer.step(params, step_grads)
         return {f"p{i}": p for i, p in enumerate(params)} | {
