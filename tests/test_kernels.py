@@ -14,6 +14,7 @@ from framework import create, kernels
 from framework.kernels import exp, kernel
 from plugins.activations import GELU
 from plugins.layers.normalization import BatchNorm, LayerNorm, centre_columns
+from plugins.layers.pooling import MaxPool2D
 from plugins.layers.recurrent import LSTM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,6 +170,41 @@ def test_the_batch_norm_kernels_equal_the_numpy_reference(dtype):
 
     reference, compiled = both_ways(run)
     assert_close(reference, compiled, dtype)
+
+
+@pytest.mark.parametrize(
+    "options, shape, exact",
+    [
+        ({}, (8, 8, 5), True),  # windows that tile the image: each input written once
+        ({}, (7, 9, 3), True),  # a row and a column no window reads
+        ({"pool_size": 3, "strides": 2, "padding": "same"}, (9, 9, 4), False),
+        ({"pool_size": 2, "strides": 1}, (6, 6, 2), False),  # overlapping: shares added
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_max_pool_kernels_equal_the_numpy_reference(options, shape, exact, dtype):
+    rng = np.random.default_rng(8)
+    layer = MaxPool2D(**options)
+    layer.name, layer.dtype, layer.rng = "pool", dtype, rng
+    layer.build(shape)
+    layer.needs_input_grad = True
+    x = rng.standard_normal((5, *shape)).astype(dtype)
+    x[0, 0, 1] = x[0, 0, 0]  # ties: the first in row-major order wins
+    x[1, 1, 1, 0] = np.nan  # a NaN wins its windows, as np.maximum gives
+    grad_y = rng.standard_normal((5, *layer.out_size, shape[2])).astype(dtype)
+
+    def run():
+        y = layer.forward(x, training=True)
+        grad_x = layer.backward(grad_y)
+        grad_x[1] = 0  # where a NaN won, the two may send its gradient to different inputs
+        return {"y": y, "dx": grad_x}
+
+    reference, compiled = both_ways(run)
+    np.testing.assert_array_equal(compiled["y"], reference["y"])  # NaN where NaN
+    if exact:
+        np.testing.assert_array_equal(compiled["dx"], reference["dx"])
+    else:  # overlapping windows add their shares in another order
+        np.testing.assert_allclose(compiled["dx"], reference["dx"], rtol=1e-6, atol=1e-6)
 
 
 def test_the_batch_norm_sums_keep_float32_precision_over_many_rows():

@@ -12,7 +12,8 @@ threads (`framework.threads.split_batch`).  The layers have no parameters.
 import attrs
 import numpy as np
 
-from framework import Layer
+from framework import Layer, kernels
+from framework.kernels import kernel
 from framework.threads import split_batch
 from framework.windows import crop_images, pad_images, padding_name, pair, window_geometry
 
@@ -101,6 +102,52 @@ def running_max(slabs, best, winner):
         winner += larger.astype(winner.dtype) * (winner.dtype.type(k) - winner)
 
 
+@kernel
+def max_pool_kernel(padded, pool, strides, out, winner):
+    """`MaxPool2D`'s forward over images ``padded`` (N, H, W, C), compiled
+    (`framework.kernels`): each window's largest value per channel into ``out``, and the
+    offset that held it (i·pw + j; the first in row-major order where values tie) into
+    ``winner``.  A NaN wins and stays, as with ``np.maximum``."""
+    (ph, pw), (sh, sw) = pool, strides
+    n, rows, cols, channels = out.shape
+    for image in range(n):
+        for row in range(rows):
+            for col in range(cols):
+                best, won = out[image, row, col], winner[image, row, col]
+                first = padded[image, row * sh, col * sw]
+                for c in range(channels):
+                    best[c] = first[c]
+                    won[c] = 0
+                for i in range(ph):
+                    for j in range(pw):
+                        value, offset = padded[image, row * sh + i, col * sw + j], i * pw + j
+                        for c in range(channels):
+                            larger = value[c] > best[c] or value[c] != value[c]
+                            best[c] = value[c] if larger else best[c]
+                            won[c] = offset if larger else won[c]
+
+
+@kernel
+def max_pool_backward_kernel(grad_y, winner, pool, strides, grad):
+    """`MaxPool2D`'s backward, compiled: each window's gradient to the input that won it.
+    Where windows tile the input exactly each input is written once (0 where it lost);
+    otherwise ``grad`` comes in zeroed and shares are added."""
+    (ph, pw), (sh, sw) = pool, strides
+    n, rows, cols, channels = grad_y.shape
+    zero = grad.dtype.type(0)
+    tiles = sh == ph and sw == pw and grad.shape[1] == rows * ph and grad.shape[2] == cols * pw
+    for image in range(n):
+        for row in range(rows):
+            for col in range(cols):
+                g, won = grad_y[image, row, col], winner[image, row, col]
+                for i in range(ph):
+                    for j in range(pw):
+                        target, offset = grad[image, row * sh + i, col * sw + j], i * pw + j
+                        for c in range(channels):
+                            share = g[c] if won[c] == offset else zero
+                            target[c] = share if tiles else target[c] + share
+
+
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class MaxPool2D(Pool2D):
     """y = the largest input in each window.
@@ -111,8 +158,25 @@ class MaxPool2D(Pool2D):
     """
 
     def forward(self, x, training=False):
+        """By `max_pool_kernel` where `framework.kernels` are on, else by running maxima
+        over strided slices, the readable reference.  The Deep MNIST net's first pool
+        (32 images of 28×28×32), one thread: forward 0.75 -> 0.65 ms, backward 0.67 ->
+        0.2 ms (1.8 ms inside a training step, its fresh arrays' page faults included)."""
         padded = pad_images(x, self.pads, value=-np.inf)
         self.padded_shape = padded.shape
+        self.winner = None
+        if kernels.enabled():
+            padded = np.ascontiguousarray(padded)
+            out = np.empty((len(x), *self.out_size, x.shape[3]), x.dtype)
+            winner = self.winner = np.empty(out.shape, np.int32)
+
+            def kernel_images(start, stop):  # the batch shared out over the cores
+                part = slice(start, stop)
+                max_pool_kernel(padded[part], self.pool_size, self.strides, out[part], winner[part])
+
+            split_batch(kernel_images, padded)
+            self.activations = out
+            return out
         (n, height, _, channels), (rows, cols) = padded.shape, self.out_size
         (ph, pw), dtype = self.pool_size, padded.dtype
         row_max = np.empty((n, height, cols, channels), dtype=dtype)
@@ -134,6 +198,19 @@ class MaxPool2D(Pool2D):
     def backward(self, grad_y):
         if not self.needs_input_grad:  # the model's first layer while training
             return None
+        if self.winner is not None:  # forward by the kernel
+            pool, strides, winner = self.pool_size, self.strides, self.winner
+            (_, height, width, _), (rows, cols) = self.padded_shape, self.out_size
+            tiles = strides == pool and (height, width) == (rows * pool[0], cols * pool[1])
+            grad = (np.empty if tiles else np.zeros)(self.padded_shape, dtype=grad_y.dtype)
+            grad_y = np.ascontiguousarray(grad_y)
+
+            def kernel_images(start, stop):
+                part = slice(start, stop)
+                max_pool_backward_kernel(grad_y[part], winner[part], pool, strides, grad[part])
+
+            split_batch(kernel_images, grad)
+            return self.finish_backward(grad)
         grad_row_max = np.empty(self.row_max_shape, dtype=grad_y.dtype)
         grad = np.empty(self.padded_shape, dtype=grad_y.dtype)
 
