@@ -6,6 +6,7 @@ Nothing here needs TensorFlow or PyTorch: the protocol buffers ship with tensorb
 queues them on a `framework.event_files.EventFileWriter`, all values of a step as one event.
 """
 
+import functools
 import math
 import numbers
 import time
@@ -59,25 +60,41 @@ def tensor_stats(array):
     return mean, math.sqrt(variance) if variance >= 0 else math.nan, top, bottom
 
 
+BUCKET_BLOCK = 32_768  # values bucketed at a time: their temporaries stay in the CPU's cache
+
+
 def bucket_counts(flat, low, high, bins):
     """Counts of ``flat`` in ``bins`` equal buckets spanning ``[low, high]`` exactly (the
     array's own min and max, ``low < high``), the last bucket closed as in ``np.histogram``.
 
     Every value lies in range, so numpy's general path (masking out-of-range values, float64
-    copies, edge corrections) is not needed: one scaled temporary, its integer bucket
-    indices, one ``bincount`` — about five times faster for a layer's weights.  The indices
-    are bytes where the buckets fit (a quarter of the memory of int32, an eighth of intp),
-    and the maximum, whose index is ``bins``, is moved into the last bucket afterwards
-    rather than clipped element by element: 320 µs against 470 for (784, 256) float32.
+    copies, edge corrections) is not needed: scaled values, their integer bucket indices,
+    one ``bincount`` — about five times faster for a layer's weights.  The indices are bytes
+    where the buckets fit (a quarter of the memory of int32, an eighth of intp), and the
+    maximum, whose index is ``bins``, is moved into the last bucket afterwards rather than
+    clipped element by element.  The values go through in blocks of ``BUCKET_BLOCK``, into
+    the same two small buffers: whole-array temporaries (0.8 MB of scaled values for a
+    (784, 256) float32 tensor, 1.6 MB of indices inside ``bincount``) are fresh memory
+    that each histogram faults in page by page, and within a training run, whose arrays
+    have pushed them out of the cache, B1's histograms took 2.6 ms against 1.4 in blocks.
     """
     scale = bins / (high - low)
     if flat.dtype != np.float64 and not 1e-30 < scale < 1e30:  # would overflow float32
         flat = flat.astype(np.float64)
-    scaled = flat - flat.dtype.type(low)
-    scaled *= flat.dtype.type(scale)
-    index = scaled.astype(np.uint8 if bins < 255 else np.intp)  # 0 … bins
-    counts = np.bincount(index, minlength=bins + 1)
-    counts[bins - 1] += counts[bins:].sum()  # the maximum itself falls in the last bucket
+    kind = flat.dtype.type
+    low, scale = kind(low), kind(scale)
+    block = min(flat.size, BUCKET_BLOCK)
+    scaled = np.empty(block, flat.dtype)
+    index = np.empty(block, np.uint8 if bins < 255 else np.intp)  # 0 … bins
+    counts = np.zeros(bins + 1, np.intp)
+    for start in range(0, flat.size, BUCKET_BLOCK):
+        part = flat[start : start + BUCKET_BLOCK]
+        values, indices = scaled[: part.size], index[: part.size]
+        np.subtract(part, low, out=values)
+        values *= scale
+        indices[...] = values  # truncated: the values are >= 0
+        counts += np.bincount(indices, minlength=bins + 1)
+    counts[bins - 1] += counts[bins]  # the maximum itself falls in the last bucket
     return counts[:bins]
 
 
@@ -99,10 +116,13 @@ def histogram(array, stats=None, bins=HISTOGRAM_BINS):
         return None
     n = flat.size
     if top > bottom:
-        counts = bucket_counts(flat, bottom, top, bins)
-        limits = np.linspace(bottom, top, bins + 1)[1:]
+        counts = bucket_counts(flat, bottom, top, bins).astype(np.float64)
+        limits = bottom + (top - bottom) * bucket_fractions(bins)
+        limits[-1] = top  # exactly, whatever the rounding
     else:  # every value equal: one bucket
-        counts, limits = np.array([n]), np.array([top])
+        counts, limits = np.array([float(n)]), np.array([top])
+    # The protocol buffer's fields are doubles: converting Python floats into them takes
+    # a third of the time Python ints take (4 µs against 13 for 64 buckets).
     return HistogramProto(
         min=bottom,
         max=top,
@@ -112,6 +132,15 @@ def histogram(array, stats=None, bins=HISTOGRAM_BINS):
         bucket_limit=limits.tolist(),
         bucket=counts.tolist(),
     )
+
+
+@functools.cache
+def bucket_fractions(bins):
+    """``[1/bins, 2/bins, …, 1]``: where the buckets' right edges lie between the min and
+    the max (computed once: `np.linspace` costs more than the smaller histograms)."""
+    fractions = np.arange(1, bins + 1) / bins
+    fractions.flags.writeable = False
+    return fractions
 
 
 def scalar_value(tag, value):
