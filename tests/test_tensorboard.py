@@ -14,7 +14,15 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from framework import ConfigError, Sequential, Trainer, create, hookimpl, run
 from framework.images import PALETTE, class_labels, decision_boundary, encode_png
-from framework.summaries import histogram, layer_ops, model_graph, tensor_stats, tensor_values
+from framework.summaries import (
+    SMALL_TENSOR,
+    histogram,
+    layer_ops,
+    model_graph,
+    tensor_stats,
+    tensor_values,
+    tensors_stats,
+)
 
 EVERYTHING = {
     kind: 0
@@ -215,6 +223,73 @@ def test_nan_tensors_log_scalars_but_no_histogram():
     assert np.isnan(values[0].simple_value)
     mean, stddev, top, bottom = tensor_stats(np.array([[1.0, 2.0], [3.0, 6.0]]))
     assert (mean, top, bottom) == (3.0, 6.0, 1.0) and stddev == pytest.approx(np.std([1, 2, 3, 6]))
+
+
+def test_histograms_bucketed_in_blocks_equal_one_pass(monkeypatch):
+    """Bucketing in blocks (the last one short) counts exactly what one pass does."""
+    import framework.summaries
+
+    rng = np.random.default_rng(5)
+    block = framework.summaries.BUCKET_BLOCK
+    for array in (
+        rng.standard_normal(3 * block + 5).astype(np.float32),
+        rng.uniform(-2, 7, (block + 1, 3)),
+    ):
+        blocked = histogram(array)
+        monkeypatch.setattr(framework.summaries, "BUCKET_BLOCK", array.size)
+        whole = histogram(array)
+        monkeypatch.undo()
+        assert list(blocked.bucket) == list(whole.bucket)
+        assert sum(blocked.bucket) == array.size
+        low, high = float(array.min()), float(array.max())
+        counts, _ = np.histogram(array, bins=64, range=(low, high))
+        assert np.abs(np.array(blocked.bucket) - counts).sum() <= 2  # edge rounding
+        np.testing.assert_allclose(blocked.bucket_limit, np.linspace(low, high, 65)[1:])
+        assert blocked.bucket_limit[-1] == high
+
+
+def test_statistics_of_many_tensors_equal_each_on_its_own():
+    """The small tensors' statistics, computed together in float64, match numpy's on each
+    array; the large ones and the odd ones (empty, NaN, inf, integers) are as
+    `tensor_stats` gives them one by one."""
+    rng = np.random.default_rng(7)
+    arrays = [
+        rng.standard_normal((30, 4)).astype(np.float32),
+        np.float32(1e4) + rng.random(500, dtype=np.float32),  # mean far above the spread
+        np.zeros(0, np.float32),
+        rng.standard_normal(SMALL_TENSOR + 1).astype(np.float32),  # large: on its own
+        np.array([1.0, np.nan, 3.0], np.float32),
+        np.array([1.0, np.inf], np.float32),
+        np.arange(12).reshape(3, 4),  # integers
+        np.full(5, 2.5),
+        rng.standard_normal((64, 64)),
+    ]
+    together = tensors_stats(arrays)
+    assert len(together) == len(arrays)
+    for array, stats in zip(arrays, together, strict=True):
+        alone = tensor_stats(array)
+        if array.size == 0 or not np.isfinite(array).all():
+            assert np.array_equal(stats, alone, equal_nan=True), (array, stats, alone)
+            continue
+        values = array.astype(np.float64)
+        expected = (values.mean(), values.std(), values.max(), values.min())
+        np.testing.assert_allclose(stats, expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(stats, alone, rtol=1e-5, atol=1e-7)
+    assert np.isnan(together[4]).all() and together[5][0] == np.inf
+    assert tensors_stats([np.ones(3)]) == [tensor_stats(np.ones(3))]  # one small: on its own
+
+
+def test_tensor_values_built_inside_an_event_equal_the_list():
+    from tensorboardX.proto.event_pb2 import Event
+
+    array = np.random.default_rng(2).standard_normal((20, 3))
+    listed = tensor_values("dense_0/weights", array, scalars=True, histograms=True)
+    event = Event(step=4)
+    into = tensor_values(
+        "dense_0/weights", array, True, True, stats=tensor_stats(array), into=event.summary.value
+    )
+    assert into is event.summary.value and len(listed) == 5
+    assert list(event.summary.value) == listed
 
 
 def test_train_scalars_are_the_batch_logs(trained):
