@@ -197,29 +197,19 @@ def histogram_value(tag, histo):
     return Summary.Value(tag=tag, histo=histo)
 
 
-def tensor_values(tag, array, scalars=True, histograms=False, *, stats=None, into=None):
+def tensor_values(tag, array, scalars=True, histograms=False):
     """The summary values of one tensor: ``tag/mean``, ``tag/stddev``, ``tag/max``,
-    ``tag/min`` when ``scalars``, and the histogram ``tag`` when ``histograms``.
-
-    ``stats``: its `tensor_stats`, if already computed.  ``into``: the repeated ``value``
-    field of a `Summary` (``event.summary.value``) to add the values to, in place, and
-    return; building them there spares copying each into the event (half the time of a
-    step's values).  Without it, a new list.
-    """
-    if stats is None:
-        stats = tensor_stats(array)
-    if into is None:
-        values = []
-        add = lambda **fields: values.append(Summary.Value(**fields))  # noqa: E731
-    else:
-        values, add = into, into.add
+    ``tag/min`` when ``scalars``, and the histogram ``tag`` when ``histograms``."""
+    stats = tensor_stats(array)
+    values = []
     if scalars:
-        for name, value in zip(STATS, stats, strict=True):
-            add(tag=f"{tag}/{name}", simple_value=value)
+        values.extend(
+            scalar_value(f"{tag}/{name}", value) for name, value in zip(STATS, stats, strict=True)
+        )
     if histograms:
         histo = histogram(array, stats)
         if histo is not None:
-            add(tag=tag, histo=histo)
+            values.append(histogram_value(tag, histo))
     return values
 
 

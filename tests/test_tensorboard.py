@@ -279,19 +279,6 @@ def test_statistics_of_many_tensors_equal_each_on_its_own():
     assert tensors_stats([np.ones(3)]) == [tensor_stats(np.ones(3))]  # one small: on its own
 
 
-def test_tensor_values_built_inside_an_event_equal_the_list():
-    from tensorboardX.proto.event_pb2 import Event
-
-    array = np.random.default_rng(2).standard_normal((20, 3))
-    listed = tensor_values("dense_0/weights", array, scalars=True, histograms=True)
-    event = Event(step=4)
-    into = tensor_values(
-        "dense_0/weights", array, True, True, stats=tensor_stats(array), into=event.summary.value
-    )
-    assert into is event.summary.value and len(listed) == 5
-    assert list(event.summary.value) == listed
-
-
 def test_train_scalars_are_the_batch_logs(trained):
     train, trainer = trained["train"], trained["trainer"]
     loss = scalars(train, "loss")
