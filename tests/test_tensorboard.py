@@ -779,3 +779,85 @@ def test_event_file_writer_drains_a_long_queue_before_its_flush_interval(tmp_pat
         writer.close()
     (path,) = glob.glob(str(tmp_path / "events.out.tfevents.*"))
     assert len(scalars(accumulator(path), "x")) == 4 * writer.max_pending
+
+
+def event_steps(path):
+    from tensorboard.backend.event_processing.event_file_loader import (
+        LegacyEventFileLoader as EventFileLoader,
+    )
+
+    return [event.step for event in EventFileLoader(path).Load() if event.HasField("summary")]
+
+
+def test_event_file_writers_share_one_thread_that_writes_each_when_its_flush_secs_are_up(
+    tmp_path,
+):
+    """Opening writers starts no thread of their own; the one writing thread, asleep until
+    a slow writer's time, wakes for a fast one opened after it and writes its events
+    without being closed."""
+    import threading
+
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    from framework.event_files import EventFileWriter
+    from framework.summaries import scalar_value
+
+    def writing_threads():
+        return [t for t in threading.enumerate() if t.name == "event files"]
+
+    slow = EventFileWriter(str(tmp_path / "slow"), flush_secs=600)
+    slow.add_summary(Summary(value=[scalar_value("x", 1.0)]), 1)
+    threads = writing_threads()
+    time.sleep(0.5)  # the thread asleep until the slow writer's time: the fast one must wake it
+    fast = EventFileWriter(str(tmp_path / "fast"), flush_secs=0.2)
+    assert writing_threads() == threads and len(threads) == 1
+    fast.add_summary(Summary(value=[scalar_value("x", 2.0)]), 2)
+    deadline = time.monotonic() + 20
+    while not event_steps(fast.path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert event_steps(fast.path) == [2]  # written and flushed, the writer still open
+        assert event_steps(slow.path) == []  # not due for 600 s
+    finally:
+        fast.close()
+        slow.close()
+    assert event_steps(slow.path) == [1]  # closing writes what was queued
+    assert writing_threads() == threads  # still the one thread, asleep
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_event_files_to_the_parent(tmp_path):
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    import framework.event_files
+    from framework.event_files import EventFileWriter
+    from framework.summaries import scalar_value
+
+    parent = EventFileWriter(str(tmp_path / "parent"), flush_secs=600)
+    parent.add_summary(Summary(value=[scalar_value("x", 1.0)]), 1)
+    flusher = framework.event_files._flusher
+    pid = os.fork()
+    if pid == 0:  # the child: its own writing thread, the parent's writer inert
+        ok = False
+        try:
+            child = EventFileWriter(str(tmp_path / "child"), flush_secs=600)
+            child.add_summary(Summary(value=[scalar_value("x", 3.0)]), 3)
+            child.close()
+            parent.close()
+            ok = (
+                framework.event_files._flusher is not flusher
+                and parent.closed
+                and event_steps(child.path) == [3]
+            )
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if waited[0] == 0:  # stuck (on a lock held at the fork): fail, not hang
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    parent.add_summary(Summary(value=[scalar_value("x", 2.0)]), 2)
+    parent.close()
+    assert waited[0] == pid and os.waitstatus_to_exitcode(waited[1]) == 0
+    assert event_steps(parent.path) == [1, 2]  # each event once, by the parent
