@@ -121,6 +121,7 @@ class EventFileWriter:
     def _fail(self, exc):
         self.error = exc
         self._events.clear()
+        self.due = math.inf  # nothing more to write: the thread must not keep waking for it
         logger.warning("TensorBoard events for %s are no longer written: %s", self.logdir, exc)
 
     def write_queued(self, now):
@@ -145,6 +146,7 @@ class EventFileWriter:
             if self._closed:
                 return
             self._closed = True
+            self.due = math.inf
             if self.error is None:
                 try:
                     self._write_pending()

@@ -759,6 +759,22 @@ def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_fail
     broken.add_summary(Summary(value=[scalar_value("x", 2.0)]), 1)  # dropped, not queued
     assert not broken._events
 
+    # The same failure met by the writing thread, the writer still open: the thread gives
+    # up on it instead of waking for it again and again.
+    failing = EventFileWriter(str(tmp_path / "c"), flush_secs=0.05)
+    failing._file.write = full_disk
+    failing.add_summary(Summary(value=[scalar_value("x", 1.0)]), 0)
+    deadline = time.monotonic() + 20
+    while failing.error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert isinstance(failing.error, OSError)
+        cpu = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - cpu < 0.25  # asleep, not spinning
+    finally:
+        failing.close()
+
 
 def test_event_file_writer_drains_a_long_queue_before_its_flush_interval(tmp_path):
     """A fast training logging often must not hold flush_secs' worth of events in memory."""
