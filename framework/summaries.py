@@ -139,7 +139,10 @@ def bucket_counts(flat, low, high, bins):
         np.subtract(part, low, out=values)
         values *= scale
         indices[...] = values  # truncated: the values are >= 0
-        counts += np.bincount(indices, minlength=bins + 1)
+        part_counts = np.bincount(indices, minlength=bins + 1)
+        if part_counts.size > bins + 1:  # should rounding ever land past the maximum
+            part_counts = np.append(part_counts[:bins], part_counts[bins:].sum())
+        counts += part_counts
     counts[bins - 1] += counts[bins]  # the maximum itself falls in the last bucket
     return counts[:bins]
 
