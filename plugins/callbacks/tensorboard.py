@@ -103,7 +103,7 @@ class TensorBoard(Callback):
     holds the vectors and labels as TSV files, ``LOGDIR/train/projector_config.pbtxt`` lists
     them.
 
-    The defaults keep the time in its hooks to about 1.7% of a dense MNIST network's
+    The defaults keep the time in its hooks to about 1.6% of a dense MNIST network's
     training (B1): a large tensor's statistics take four reads of it and no copy, the small
     tensors' are computed together, a step's values are built inside one event, and one
     background thread for every writer of the process does the file I/O (when a writer's
