@@ -59,6 +59,17 @@ def clip_gradients(grads, max_norm):
     return norm
 
 
+def direct_call(implementation):
+    """Call a pluggy hook implementation with the keyword arguments it takes, as pluggy's
+    own dispatch does for a single implementation (without its bookkeeping)."""
+    function, names = implementation.function, tuple(implementation.argnames)
+
+    def call(**kwargs):
+        return function(*[kwargs[name] for name in names])
+
+    return call
+
+
 class Trainer:
     """Fits a model with a loss and an optimizer, calling the training-loop hooks.
 
@@ -142,11 +153,23 @@ class Trainer:
         return callback
 
     def _active_hooks(self):
-        """Each training-loop hook that has implementations; others are skipped for free."""
+        """Each training-loop hook that has implementations, as a callable taking the hook's
+        arguments by keyword; others are None and skipped for free.  A hook that one plain
+        implementation answers (most runs: one callback implements it) is called directly
+        with the arguments it takes, as pluggy would call it: pluggy's dispatch costs about
+        2 µs a call, and B1 with the tensorboard callback makes 400 calls in 0.4 s."""
         hooks = {}
         for name in TRAINING_HOOKS:
             caller = getattr(self._hooks.hook, name)
-            hooks[name] = caller if caller.get_hookimpls() else None
+            implementations = caller.get_hookimpls()
+            if not implementations:
+                hooks[name] = None
+            elif len(implementations) == 1 and not (
+                implementations[0].hookwrapper or implementations[0].wrapper
+            ):
+                hooks[name] = direct_call(implementations[0])
+            else:
+                hooks[name] = caller
         return hooks
 
     def _call(self, name, **kwargs):

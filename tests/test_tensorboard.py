@@ -14,7 +14,15 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from framework import ConfigError, Sequential, Trainer, create, hookimpl, run
 from framework.images import PALETTE, class_labels, decision_boundary, encode_png
-from framework.summaries import histogram, layer_ops, model_graph, tensor_stats, tensor_values
+from framework.summaries import (
+    SMALL_TENSOR,
+    histogram,
+    layer_ops,
+    model_graph,
+    tensor_stats,
+    tensor_values,
+    tensors_stats,
+)
 
 EVERYTHING = {
     kind: 0
@@ -215,6 +223,60 @@ def test_nan_tensors_log_scalars_but_no_histogram():
     assert np.isnan(values[0].simple_value)
     mean, stddev, top, bottom = tensor_stats(np.array([[1.0, 2.0], [3.0, 6.0]]))
     assert (mean, top, bottom) == (3.0, 6.0, 1.0) and stddev == pytest.approx(np.std([1, 2, 3, 6]))
+
+
+def test_histograms_bucketed_in_blocks_equal_one_pass(monkeypatch):
+    """Bucketing in blocks (the last one short) counts exactly what one pass does."""
+    import framework.summaries
+
+    rng = np.random.default_rng(5)
+    block = framework.summaries.BUCKET_BLOCK
+    for array in (
+        rng.standard_normal(3 * block + 5).astype(np.float32),
+        rng.uniform(-2, 7, (block + 1, 3)),
+    ):
+        blocked = histogram(array)
+        monkeypatch.setattr(framework.summaries, "BUCKET_BLOCK", array.size)
+        whole = histogram(array)
+        monkeypatch.undo()
+        assert list(blocked.bucket) == list(whole.bucket)
+        assert sum(blocked.bucket) == array.size
+        low, high = float(array.min()), float(array.max())
+        counts, _ = np.histogram(array, bins=64, range=(low, high))
+        assert np.abs(np.array(blocked.bucket) - counts).sum() <= 2  # edge rounding
+        np.testing.assert_allclose(blocked.bucket_limit, np.linspace(low, high, 65)[1:])
+        assert blocked.bucket_limit[-1] == high
+
+
+def test_statistics_of_many_tensors_equal_each_on_its_own():
+    """The small tensors' statistics, computed together in float64, match numpy's on each
+    array; the large ones and the odd ones (empty, NaN, inf, integers) are as
+    `tensor_stats` gives them one by one."""
+    rng = np.random.default_rng(7)
+    arrays = [
+        rng.standard_normal((30, 4)).astype(np.float32),
+        np.float32(1e4) + rng.random(500, dtype=np.float32),  # mean far above the spread
+        np.zeros(0, np.float32),
+        rng.standard_normal(SMALL_TENSOR + 1).astype(np.float32),  # large: on its own
+        np.array([1.0, np.nan, 3.0], np.float32),
+        np.array([1.0, np.inf], np.float32),
+        np.arange(12).reshape(3, 4),  # integers
+        np.full(5, 2.5),
+        rng.standard_normal((64, 64)),
+    ]
+    together = tensors_stats(arrays)
+    assert len(together) == len(arrays)
+    for array, stats in zip(arrays, together, strict=True):
+        alone = tensor_stats(array)
+        if array.size == 0 or not np.isfinite(array).all():
+            assert np.array_equal(stats, alone, equal_nan=True), (array, stats, alone)
+            continue
+        values = array.astype(np.float64)
+        expected = (values.mean(), values.std(), values.max(), values.min())
+        np.testing.assert_allclose(stats, expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(stats, alone, rtol=1e-5, atol=1e-7)
+    assert np.isnan(together[4]).all() and together[5][0] == np.inf
+    assert tensors_stats([np.ones(3)]) == [tensor_stats(np.ones(3))]  # one small: on its own
 
 
 def test_train_scalars_are_the_batch_logs(trained):
@@ -697,6 +759,22 @@ def test_event_file_writer_writes_in_order_in_the_background_and_survives_a_fail
     broken.add_summary(Summary(value=[scalar_value("x", 2.0)]), 1)  # dropped, not queued
     assert not broken._events
 
+    # The same failure met by the writing thread, the writer still open: the thread gives
+    # up on it instead of waking for it again and again.
+    failing = EventFileWriter(str(tmp_path / "c"), flush_secs=0.05)
+    failing._file.write = full_disk
+    failing.add_summary(Summary(value=[scalar_value("x", 1.0)]), 0)
+    deadline = time.monotonic() + 20
+    while failing.error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert isinstance(failing.error, OSError)
+        cpu = time.process_time()
+        time.sleep(0.5)
+        assert time.process_time() - cpu < 0.25  # asleep, not spinning
+    finally:
+        failing.close()
+
 
 def test_event_file_writer_drains_a_long_queue_before_its_flush_interval(tmp_path):
     """A fast training logging often must not hold flush_secs' worth of events in memory."""
@@ -717,3 +795,85 @@ def test_event_file_writer_drains_a_long_queue_before_its_flush_interval(tmp_pat
         writer.close()
     (path,) = glob.glob(str(tmp_path / "events.out.tfevents.*"))
     assert len(scalars(accumulator(path), "x")) == 4 * writer.max_pending
+
+
+def event_steps(path):
+    from tensorboard.backend.event_processing.event_file_loader import (
+        LegacyEventFileLoader as EventFileLoader,
+    )
+
+    return [event.step for event in EventFileLoader(path).Load() if event.HasField("summary")]
+
+
+def test_event_file_writers_share_one_thread_that_writes_each_when_its_flush_secs_are_up(
+    tmp_path,
+):
+    """Opening writers starts no thread of their own; the one writing thread, asleep until
+    a slow writer's time, wakes for a fast one opened after it and writes its events
+    without being closed."""
+    import threading
+
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    from framework.event_files import EventFileWriter
+    from framework.summaries import scalar_value
+
+    def writing_threads():
+        return [t for t in threading.enumerate() if t.name == "event files"]
+
+    slow = EventFileWriter(str(tmp_path / "slow"), flush_secs=600)
+    slow.add_summary(Summary(value=[scalar_value("x", 1.0)]), 1)
+    threads = writing_threads()
+    time.sleep(0.5)  # the thread asleep until the slow writer's time: the fast one must wake it
+    fast = EventFileWriter(str(tmp_path / "fast"), flush_secs=0.2)
+    assert writing_threads() == threads and len(threads) == 1
+    fast.add_summary(Summary(value=[scalar_value("x", 2.0)]), 2)
+    deadline = time.monotonic() + 20
+    while not event_steps(fast.path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert event_steps(fast.path) == [2]  # written and flushed, the writer still open
+        assert event_steps(slow.path) == []  # not due for 600 s
+    finally:
+        fast.close()
+        slow.close()
+    assert event_steps(slow.path) == [1]  # closing writes what was queued
+    assert writing_threads() == threads  # still the one thread, asleep
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_leaves_the_parents_event_files_to_the_parent(tmp_path):
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    import framework.event_files
+    from framework.event_files import EventFileWriter
+    from framework.summaries import scalar_value
+
+    parent = EventFileWriter(str(tmp_path / "parent"), flush_secs=600)
+    parent.add_summary(Summary(value=[scalar_value("x", 1.0)]), 1)
+    flusher = framework.event_files._flusher
+    pid = os.fork()
+    if pid == 0:  # the child: its own writing thread, the parent's writer inert
+        ok = False
+        try:
+            child = EventFileWriter(str(tmp_path / "child"), flush_secs=600)
+            child.add_summary(Summary(value=[scalar_value("x", 3.0)]), 3)
+            child.close()
+            parent.close()
+            ok = (
+                framework.event_files._flusher is not flusher
+                and parent.closed
+                and event_steps(child.path) == [3]
+            )
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 30
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if waited[0] == 0:  # stuck (on a lock held at the fork): fail, not hang
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    parent.add_summary(Summary(value=[scalar_value("x", 2.0)]), 2)
+    parent.close()
+    assert waited[0] == pid and os.waitstatus_to_exitcode(waited[1]) == 0
+    assert event_steps(parent.path) == [1, 2]  # each event once, by the parent

@@ -86,6 +86,52 @@ def test_hooks_are_called_in_order_with_their_arguments():
     assert trainer.step == 6 and trainer.epoch == 2
 
 
+def test_a_hook_one_callback_implements_is_called_without_pluggys_dispatch(monkeypatch):
+    """One implementation: called directly, with the arguments it takes.  Two: through
+    pluggy, in its order (the later registered first).  An exception comes through as
+    raised."""
+    import pluggy
+
+    dispatched = []
+    hookexec = pluggy.PluginManager._hookexec
+
+    def counting(self, name, *args):
+        dispatched.append(name)
+        return hookexec(self, name, *args)
+
+    monkeypatch.setattr(pluggy.PluginManager, "_hookexec", counting)
+    x, y = blobs(8)
+    recorder = Recorder()
+    Trainer(classifier(), "cross_entropy", "sgd", callbacks=[recorder]).fit(
+        x, y, epochs=1, batch_size=4
+    )
+    assert dispatched == [] and ("batch_end", 1, ["loss"]) in recorder.calls
+
+    order = []
+
+    class Named(Callback):
+        def __init__(self, name):
+            self.name = name
+
+        @hookimpl
+        def on_batch_end(self, step):
+            order.append((self.name, step))
+
+    Trainer(classifier(), "cross_entropy", callbacks=[Named("a"), Named("b")]).fit(
+        x, y, epochs=1, batch_size=4
+    )
+    assert order == [("b", 0), ("a", 0), ("b", 1), ("a", 1)]
+    assert dispatched.count("on_batch_end") == 2
+
+    class Fails(Callback):
+        @hookimpl
+        def on_batch_begin(self, step):
+            raise KeyError(f"at step {step}")
+
+    with pytest.raises(KeyError, match="at step 0"):
+        Trainer(classifier(), "cross_entropy", callbacks=[Fails()]).fit(x, y, epochs=1)
+
+
 def test_stop_training_from_a_callback():
     class StopAtThree(Callback):
         @hookimpl

@@ -28,14 +28,16 @@ from framework.images import class_labels, decision_boundary, image_grid, image_
 from framework.rundir import record
 from framework.stopping import interrupted_by
 from framework.summaries import (
+    STATS,
     code_block,
     component_hparams,
     final_metrics,
+    histogram,
     layer_tensors,
     model_graph,
     run_hparams,
     scalar_value,
-    tensor_values,
+    tensors_stats,
     text_value,
     write_hparams_session,
 )
@@ -101,10 +103,11 @@ class TensorBoard(Callback):
     holds the vectors and labels as TSV files, ``LOGDIR/train/projector_config.pbtxt`` lists
     them.
 
-    The defaults keep the time in its hooks to about 2% of a dense MNIST network's training
-    (B1): statistics take four reads of each array and no copy, a step's values go out as
-    one event, and a background thread does the file I/O (woken every ``flush_secs``, or
-    sooner when events pile up).
+    The defaults keep the time in its hooks to about 1.6% of a dense MNIST network's
+    training (B1): a large tensor's statistics take four reads of it and no copy, the small
+    tensors' are computed together, a step's values are built inside one event, and one
+    background thread for every writer of the process does the file I/O (when a writer's
+    ``flush_secs`` are up, or sooner when its events pile up).
     """
 
     scalar_every: int = attrs.field(default=50, validator=whole_number(1))
@@ -232,16 +235,31 @@ class TensorBoard(Callback):
             self.write_evaluation(trainer)
 
     def write_step(self, trainer, step, logs, scalars, histograms):
-        values = []
+        # The values are built inside the event (no copies) and the small tensors'
+        # statistics computed together: each halves the time it replaces.
+        event = Event(step=step, wall_time=time.time())
+        values = event.summary.value
         if scalars:
-            values.extend(scalar_value(key, value) for key, value in logs.items())
+            for key, value in logs.items():
+                values.add(tag=key, simple_value=float(value))
             lr = getattr(trainer.optimizer, "lr", None)
             if "lr" not in logs and isinstance(lr, numbers.Real):  # lr_schedule puts it in the logs
-                values.append(scalar_value("lr", lr))
-        for layer in trainer.model.layers:
-            for name, array in layer_tensors(layer).items():
-                values.extend(tensor_values(f"{layer.name}/{name}", array, scalars, histograms))
-        self.write(self.train_writer, values, step)
+                values.add(tag="lr", simple_value=float(lr))
+        tensors = [
+            (f"{layer.name}/{name}", array)
+            for layer in trainer.model.layers
+            for name, array in layer_tensors(layer).items()
+        ]
+        stats = tensors_stats([array for _, array in tensors])
+        for (tag, array), each in zip(tensors, stats, strict=True):
+            if scalars:
+                for name, value in zip(STATS, each, strict=True):
+                    values.add(tag=f"{tag}/{name}", simple_value=value)
+            histo = histogram(array, each) if histograms else None
+            if histo is not None:
+                values.add(tag=tag, histo=histo)
+        if values:
+            self.train_writer.add_event(event)
 
     @hookimpl
     def on_evaluate_end(self, trainer, step, logs):
