@@ -168,7 +168,7 @@ def _load_numba():
         p = ((((c5 * r + c4) * r + c3) * r + c2) * r + c1) * r + c0
         return (p * r * r + r + one) * float_from_bits((numba.int32(n) + 127) << 23)
 
-    @overload(exp, jit_options={"fastmath": OPTIONS["fastmath"]}, inline="always")
+    @overload(exp, jit_options={"fastmath": OPTIONS["fastmath"]})
     def exp_overload(x):
         if x == numba.types.float32:
             return exp_float32

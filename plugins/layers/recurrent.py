@@ -310,43 +310,37 @@ class SimpleRNN(Recurrent):
 def lstm_steps(products, recurrent, gates, cells, tanh_cells, states):
     """`LSTM`'s forward equations over all steps, compiled (`framework.kernels`): per step
     the product hₜ₋₁·U (BLAS), then for each of the batch's rows the gates, cₜ, tanh(cₜ)
-    and hₜ.  ``products`` (T, N, 4H) holds xₜ·W + b; written: ``gates`` (T, N, 4H), the
-    gates' values in PyTorch's order i, f, g, o, and ``cells``, ``tanh_cells``, ``states``
-    (T, N, H).  σ(a) = 1 / (1 + e^(−a)), tanh(a) = 1 − 2 / (1 + e^(2a)).
+    and hₜ.  ``products`` (T, N, 4, H) holds xₜ·W + b, gate blocks on the third axis in
+    PyTorch's order i, f, g, o; written: ``gates`` (T, N, 4, H), the gates' values, and
+    ``cells``, ``tanh_cells``, ``states`` (T, N, H).  σ(a) = 1 / (1 + e^(−a)),
+    tanh(a) = 1 − 2 / (1 + e^(2a)).
 
-    Why a row is four short loops and not one: the compiler vectorises a loop only where it
+    Why a row is five short loops and not one: the compiler vectorises a loop only where it
     can check cheaply that what it writes overlaps nothing it reads (8 pairs of arrays at
-    most); one loop writing all seven quantities measured 3.5× slower (3.8 ms a forward
-    pass at batch 64, T = 50, 32 units, against 1.1 ms)."""
-    steps, n, width = products.shape
-    hidden = width // 4
+    most, and never rows of one array a runtime length apart); one loop writing all seven
+    quantities measured 3.5× slower (3.8 ms a forward pass at batch 64, T = 50, 32 units,
+    against 1.1 ms)."""
+    steps, n, _, hidden = products.shape
     one, two = products.dtype.type(1), products.dtype.type(2)
-    recurrent_sum = np.zeros((n, width), products.dtype)  # hₜ₋₁·U, 0 at t = 0
+    recurrent_sum = np.zeros((n, 4, hidden), products.dtype)  # hₜ₋₁·U, 0 at t = 0
     no_cells = np.zeros((n, hidden), products.dtype)  # c₋₁
     for t in range(steps):
         if t:
-            np.dot(states[t - 1], recurrent, recurrent_sum)
+            np.dot(states[t - 1], recurrent, recurrent_sum.reshape(n, 4 * hidden))
         previous_cells = cells[t - 1] if t else no_cells
         for row in range(n):
-            a, u, gate = products[t, row], recurrent_sum[row], gates[t, row]
-            for k in range(2 * hidden):  # i, f
-                gate[k] = one / (one + exp(-(a[k] + u[k])))
-            for k in range(2 * hidden, 3 * hidden):  # g
-                gate[k] = one - two / (one + exp(two * (a[k] + u[k])))
-            for k in range(3 * hidden, width):  # o
-                gate[k] = one / (one + exp(-(a[k] + u[k])))
-            i, f, g, o = (
-                gate[:hidden],
-                gate[hidden : 2 * hidden],
-                gate[2 * hidden : 3 * hidden],
-                gate[3 * hidden :],
-            )
-            c_previous, c, tanh_c, h = (
-                previous_cells[row],
-                cells[t, row],
-                tanh_cells[t, row],
-                states[t, row],
-            )
+            a, u, gate = products[t, row], recurrent_sum[row], gates[t, row]  # (4, H) each
+            for k in range(hidden):
+                gate[0, k] = one / (one + exp(-(a[0, k] + u[0, k])))  # i
+            for k in range(hidden):
+                gate[1, k] = one / (one + exp(-(a[1, k] + u[1, k])))  # f
+            for k in range(hidden):
+                gate[2, k] = one - two / (one + exp(two * (a[2, k] + u[2, k])))  # g
+            for k in range(hidden):
+                gate[3, k] = one / (one + exp(-(a[3, k] + u[3, k])))  # o
+            i, f, g, o = gate[0], gate[1], gate[2], gate[3]
+            c, tanh_c, h = cells[t, row], tanh_cells[t, row], states[t, row]
+            c_previous = previous_cells[row]
             for k in range(hidden):
                 c[k] = f[k] * c_previous[k] + i[k] * g[k]
                 tanh_c[k] = one - two / (one + exp(two * c[k]))
@@ -356,13 +350,12 @@ def lstm_steps(products, recurrent, gates, cells, tanh_cells, states):
 @kernel
 def lstm_steps_backward(gates, cells, tanh_cells, grads_out, dh_next, recurrent_t, grad_gates):
     """`LSTM`'s backward equations over all steps in reverse, compiled: per step, for each
-    of the batch's rows, daₜ (into ``grad_gates`` (T, N, 4H)) and dc_next; then
+    of the batch's rows, daₜ (into ``grad_gates`` (T, N, 4, H)) and dc_next; then
     dh_next = daₜ·Uᵀ (BLAS; ``recurrent_t`` (4H, H)) into ``dh_next`` (N, H), which comes
     in holding dL/dh_{T−1}.  ``gates``, ``cells`` and ``tanh_cells`` are what `lstm_steps`
     wrote; ``grads_out`` (T, N, H) is dL/dhₜ from the layer above, or has no steps where
     only the last state is an output."""
-    steps, n, width = gates.shape
-    hidden = width // 4
+    steps, n, _, hidden = gates.shape
     one = gates.dtype.type(1)
     dc_next = np.zeros((n, hidden), gates.dtype)
     no_cells = np.zeros((n, hidden), gates.dtype)  # c₋₁
@@ -371,25 +364,11 @@ def lstm_steps_backward(gates, cells, tanh_cells, grads_out, dh_next, recurrent_
             dh_next += grads_out[t]
         previous_cells = cells[t - 1] if t else no_cells
         for row in range(n):
-            gate, da = gates[t, row], grad_gates[t, row]
-            i, f, g, o = (
-                gate[:hidden],
-                gate[hidden : 2 * hidden],
-                gate[2 * hidden : 3 * hidden],
-                gate[3 * hidden :],
-            )
-            da_i, da_f, da_g, da_o = (
-                da[:hidden],
-                da[hidden : 2 * hidden],
-                da[2 * hidden : 3 * hidden],
-                da[3 * hidden :],
-            )
-            dh, dc_carried, c_previous, tanh_c = (
-                dh_next[row],
-                dc_next[row],
-                previous_cells[row],
-                tanh_cells[t, row],
-            )
+            gate, da = gates[t, row], grad_gates[t, row]  # (4, H) each
+            i, f, g, o = gate[0], gate[1], gate[2], gate[3]
+            da_i, da_f, da_g, da_o = da[0], da[1], da[2], da[3]
+            dh, dc_carried = dh_next[row], dc_next[row]
+            c_previous, tanh_c = previous_cells[row], tanh_cells[t, row]
             for k in range(hidden):
                 dc = dh[k] * o[k] * (one - tanh_c[k] * tanh_c[k]) + dc_carried[k]
                 da_i[k] = dc * g[k] * i[k] * (one - i[k])
@@ -398,7 +377,7 @@ def lstm_steps_backward(gates, cells, tanh_cells, grads_out, dh_next, recurrent_
                 da_o[k] = dh[k] * tanh_c[k] * o[k] * (one - o[k])
                 dc_carried[k] = dc * f[k]
         if t:
-            np.dot(grad_gates[t], recurrent_t, dh_next)
+            np.dot(grad_gates[t].reshape(n, 4 * hidden), recurrent_t, dh_next)
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -504,8 +483,9 @@ class LSTM(Recurrent):
         if not kernels.enabled():
             return self.numpy_forward(x, training)
         products = self.input_products(x)  # (T, N, 4H), keeps the inputs for dL/dW
-        steps, n, width = products.shape
+        steps, n, _ = products.shape
         dtype = products.dtype
+        products = products.reshape(steps, n, 4, self.units)  # the gate blocks apart
         gates = self.buffer(("gates", training), products.shape, dtype)
         cells, tanh_cells = (
             self.buffer((name, training), (steps, n, self.units), dtype)
@@ -614,10 +594,10 @@ class LSTM(Recurrent):
             if grads_out is None
             else np.ascontiguousarray(grads_out)
         )
-        grad_gates = self.buffer("grad_gates", gates.shape, gates.dtype)
+        grad_gates = self.buffer("grad_gates", gates.shape, gates.dtype)  # (T, N, 4, H)
         recurrent_t = np.ascontiguousarray(self.params["recurrent_weights"].T)
         lstm_steps_backward(gates, cells, tanh_cells, grads_out, dh_next, recurrent_t, grad_gates)
-        return self.parameter_grads(grad_gates)
+        return self.parameter_grads(grad_gates.reshape(*gates.shape[:2], -1))
 
     def numpy_backward(self, grad_y):
         grads_out, dh_next = self.output_grads(grad_y)
