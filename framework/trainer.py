@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pluggy
 
+from framework.allocator import keep_freed_memory
 from framework.base import kind_of
 from framework.batch_split import MIN_SPLIT_BATCH, BatchSplit, worth_splitting
 from framework.errors import ConfigError, DataError
@@ -335,6 +336,7 @@ class Trainer:
         ``len(x) / block_size`` samples.
         """
         x, y = self.check_data(x, y, "training")
+        keep_freed_memory()  # a step's arrays reused, not faulted in again (see the module)
         if validation_data is not None:
             xv, yv = validation_data
             if len(xv):
