@@ -197,13 +197,14 @@ def test_adam_in_blocks_over_threads_is_the_whole_array_update_to_the_bit():
 @two_cores
 def test_max_pool_split_over_threads_matches_one_thread_exactly():
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((40, 16, 16, 16)).astype(np.float32)
+    # big enough that the compiled pass too is shared out (parts of 2**18 numbers or more)
+    x = rng.standard_normal((40, 32, 32, 16)).astype(np.float32)
     x[:, ::2, ::2] = x[:, 1::2, 1::2]  # ties: the first in row-major order wins
-    grad_y = rng.standard_normal((40, 8, 8, 16)).astype(np.float32)
+    grad_y = rng.standard_normal((40, 16, 16, 16)).astype(np.float32)
     outs = []
     for blas in (1, 2):
         layer = create("layers", "maxpool2d")
-        Sequential([layer], input_shape=(16, 16, 16))
+        Sequential([layer], input_shape=(32, 32, 16))
         layer.needs_input_grad = True
         with threadpool_limits(blas):
             outs.append((layer.forward(x, training=True), layer.backward(grad_y)))
