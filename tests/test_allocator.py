@@ -28,21 +28,27 @@ print(json.dumps({"did": did, "faults": faults}))
 """
 
 
-def probe(mode, **env):
+def run_python(code, *args, **env):
+    """The last line ``code`` prints, run in a fresh process without malloc settings of
+    the environment's own (but with ``env``'s)."""
     environment = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("MALLOC_", "GLIBC_TUNABLES"))
     }
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, mode],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         env={**environment, **env},
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return result.stdout.splitlines()[-1]
+
+
+def probe(mode, **env):
+    return json.loads(run_python(PROBE, mode, **env))
 
 
 def test_a_freed_array_is_reused_without_faults():
@@ -65,8 +71,4 @@ def test_training_keeps_freed_memory():
         "Trainer(model, 'mse').fit(np.zeros((4, 3)), np.zeros((4, 2)), epochs=1)\n"
         "print(a.keep_freed_memory.cache_info().misses)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1] == "1"  # fit called it, once
+    assert run_python(code) == "1"  # fit called it, once
