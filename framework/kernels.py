@@ -40,6 +40,7 @@ reference instead; so does a machine without numba.  `enabled` says which applie
 
 import contextlib
 import functools
+import importlib.util
 import math
 import os
 import threading
@@ -77,11 +78,9 @@ def use_kernels(on):
 
 @functools.cache
 def _numba_available():
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether numba is installed, without importing it: a layer asks before deciding, and
+    numba loads only when a kernel first runs."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def exp(x):

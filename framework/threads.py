@@ -178,11 +178,11 @@ def split(work, total, minimum=1):
 MIN_ELEMENTS = 65536
 
 
-def split_batch(work, array):
+def split_batch(work, array, min_elements=MIN_ELEMENTS):
     """`split` over the first axis (the batch) of ``array``, no part smaller than
-    `MIN_ELEMENTS` elements: ``work(start, stop)`` takes samples ``start:stop``."""
+    ``min_elements`` elements: ``work(start, stop)`` takes samples ``start:stop``."""
     size = array[0].size if len(array) else 1
-    split(work, len(array), minimum=-(-MIN_ELEMENTS // max(size, 1)))
+    split(work, len(array), minimum=-(-min_elements // max(size, 1)))
 
 
 def _get_pool():

@@ -126,8 +126,9 @@ class Adam(StatefulOptimizer):
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        compiled = kernels.enabled()
         for param, grad, m, v in zip(params, grads, self.state["m"], self.state["v"], strict=True):
-            if kernels.enabled():
+            if compiled and param.size >= KERNEL_MIN_SIZE:
                 t = param.dtype.type
                 # adamw's kernel without decay (shrink 1) and ε added to √v itself (÷ 1)
                 betas = (t(b1), t(b2), t(1 - b1), t(1 - b2))
@@ -184,10 +185,11 @@ class AdamW(StatefulOptimizer):
         self.t += 1
         step_size = self.lr / (1 - self.beta1**self.t)
         root_correction = np.sqrt(1 - self.beta2**self.t)
+        compiled = kernels.enabled()
         for param, grad, m, v in zip(params, grads, self.state["m"], self.state["v"], strict=True):
             decayed = self.decay == "all" or param.ndim >= 2
             shrink = 1 - self.lr * self.weight_decay if decayed else 1.0
-            if kernels.enabled():
+            if compiled and param.size >= KERNEL_MIN_SIZE:
                 t = param.dtype.type
                 b1, b2 = self.beta1, self.beta2
                 betas = (t(b1), t(b2), t(1 - b1), t(1 - b2))
@@ -274,9 +276,10 @@ def adam_kernel(param, grad, m, v, betas, shrink, step_size, root_correction, ep
         param[k] = param[k] * shrink - step
 
 
-# The smallest parameter `SGD` updates by its kernel: calling one costs about 5 µs, three
-# numpy passes over a few numbers about 3 µs (a 2-2-1 net's step with momentum: 34 µs with
-# the kernel for every parameter against 14 µs).
+# The smallest parameter the optimizers update by a kernel: calling one costs about 5 µs,
+# sgd's three numpy passes over a few numbers about 3 µs (a 2-2-1 net's step with momentum:
+# 34 µs with the kernel for every parameter against 14 µs); and a model whose parameters are
+# all small never loads numba (half a second, about 130 MB).
 KERNEL_MIN_SIZE = 4096
 
 

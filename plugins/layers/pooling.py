@@ -14,7 +14,7 @@ import numpy as np
 
 from framework import Layer, kernels
 from framework.kernels import kernel
-from framework.threads import split, split_batch
+from framework.threads import split_batch
 from framework.windows import crop_images, pad_images, padding_name, pair, window_geometry
 
 
@@ -109,13 +109,6 @@ def running_max(slabs, best, winner):
 KERNEL_SPLIT_MIN = 2**18
 
 
-def shared_out(work, images):
-    """``work(start, stop)`` over the batch of ``images``, shared out over the threads
-    where each part has `KERNEL_SPLIT_MIN` numbers or more."""
-    per_image = images[0].size if len(images) else 1
-    split(work, len(images), minimum=-(-KERNEL_SPLIT_MIN // per_image))
-
-
 @kernel
 def max_pool_kernel(padded, pool, strides, out, winner):
     """`MaxPool2D`'s forward over images ``padded`` (N, H, W, C), compiled
@@ -188,7 +181,7 @@ class MaxPool2D(Pool2D):
                 part = slice(start, stop)
                 max_pool_kernel(padded[part], self.pool_size, self.strides, out[part], winner[part])
 
-            shared_out(kernel_images, padded)
+            split_batch(kernel_images, padded, KERNEL_SPLIT_MIN)
             self.activations = out
             return out
         (n, height, _, channels), (rows, cols) = padded.shape, self.out_size
@@ -223,7 +216,7 @@ class MaxPool2D(Pool2D):
                 part = slice(start, stop)
                 max_pool_backward_kernel(grad_y[part], winner[part], pool, strides, grad[part])
 
-            shared_out(kernel_images, grad)
+            split_batch(kernel_images, grad, KERNEL_SPLIT_MIN)
             return self.finish_backward(grad)
         grad_row_max = np.empty(self.row_max_shape, dtype=grad_y.dtype)
         grad = np.empty(self.padded_shape, dtype=grad_y.dtype)
