@@ -8,9 +8,11 @@ boundaries, image grids), `framework.event_files` (event files written in the
 background), `framework.windows` (sliding-window geometry for conv and pooling layers),
 `framework.rundir` (one run per directory, its lock), `framework.stopping` (stopping a run
 at a step boundary on SIGINT / SIGTERM), `framework.threads` (splitting numpy work over the
-cores BLAS may use), `framework.kernels` (loops compiled by numba on first use), `framework.text` (tokenizers, lazy windows over token ids, sampling) and `framework.onnx_export` (ONNX export: the
-`OnnxBuilder` a layer's ``to_onnx`` method uses).  Plugins, the built-ins in ``plugins``
-included, use nothing else.
+cores BLAS may use), `framework.batch_split` (a training batch shared out over threads:
+`current_part` for a layer whose samples meet), `framework.kernels` (loops compiled by numba
+on first use), `framework.text` (tokenizers, lazy windows over token ids, sampling) and
+`framework.onnx_export` (ONNX export: the `OnnxBuilder` a layer's ``to_onnx`` method
+uses).  Plugins, the built-ins in ``plugins`` included, use nothing else.
 """
 
 import importlib

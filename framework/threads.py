@@ -64,6 +64,7 @@ def _shorten_openblas_spin():
 SPIN_AT_LOAD = _shorten_openblas_spin()
 
 _pool = None
+_in_part = threading.local()  # .running: this thread runs a part of split work
 _blas = None  # threadpoolctl's controllers of the BLAS libraries that let us split
 _lock = threading.Lock()
 
@@ -138,32 +139,50 @@ def blas_limits():
 
 def workers():
     """The number of threads to split work over: BLAS's current thread limit where its
-    idle threads sleep promptly (see the module docstring), 1 otherwise."""
+    idle threads sleep promptly (see the module docstring), 1 otherwise, and 1 inside a
+    part of split work (said without asking BLAS: asking is a foreign call that lets go of
+    the interpreter lock, and the part would then wait for the other parts to give it back)."""
+    if getattr(_in_part, "running", False):
+        return 1
     return max(1, min(blas_limits(), default=1))
 
 
-def split(work, total, minimum=1):
+def _as_part(work, start, stop):
+    """``work(start, stop)`` as a part of split work (`workers` says 1 meanwhile)."""
+    _in_part.running = True
+    try:
+        work(start, stop)
+    finally:
+        _in_part.running = False
+
+
+def split(work, total, minimum=1, together=False):
     """Call ``work(start, stop)`` on contiguous parts covering ``range(total)``, one per
     thread (none smaller than ``minimum`` items), and wait for them all.  The parts never
     overlap, so each may write its own slice of a shared output.  The calling thread does
     the first part; an exception in any part is raised here.
 
+    ``together=True`` makes ``total`` parts of one item each and runs them all at once,
+    each on a thread of its own, whatever `workers` says: for parts that wait for one
+    another (`framework.batch_split`'s exchange of batch statistics), which would wait
+    forever if one ran after the other.
+
     While the parts run, BLAS is held to one thread (and `workers` says 1): the parts
     already occupy the cores, so each part's matrix products run on its own, as one
     large product would have been spread."""
-    parts = min(workers(), total // max(minimum, 1))
+    parts = total if together else min(workers(), total // max(minimum, 1))
     if parts <= 1:
         work(0, total)
         return
     bounds = [total * i // parts for i in range(parts + 1)]
-    pool = _get_pool()
+    pool = _get_pool(parts - 1)
     limits = blas_limits()
     for controller in _blas:
         controller.set_num_threads(1)
     try:
-        futures = [pool.submit(work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+        futures = [pool.submit(_as_part, work, bounds[i], bounds[i + 1]) for i in range(1, parts)]
         try:
-            work(bounds[0], bounds[1])
+            _as_part(work, bounds[0], bounds[1])
         finally:
             wait(futures)
         for future in futures:
@@ -185,11 +204,13 @@ def split_batch(work, array, min_elements=MIN_ELEMENTS):
     split(work, len(array), minimum=-(-min_elements // max(size, 1)))
 
 
-def _get_pool():
+def _get_pool(threads=1):
+    """The pool of helper threads, with ``threads`` of them or more (one fewer than the
+    cores unless more are asked for)."""
     global _pool
     with _lock:
-        if _pool is None:
+        if _pool is None or _pool._max_workers < threads:
             _pool = ThreadPoolExecutor(
-                max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="plugnet"
+                max_workers=max(threads, (os.cpu_count() or 2) - 1), thread_name_prefix="plugnet"
             )
         return _pool

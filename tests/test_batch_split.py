@@ -97,16 +97,11 @@ def test_a_twin_shares_the_parameters_and_keeps_its_own_gradients_and_memory():
             input_shape=(3,),
             seed=0,
         ),
-        lambda: Sequential(
-            [{"type": "conv2d", "filters": 2, "kernel_size": 3}, {"type": "batch_norm"}],
-            input_shape=(6, 6, 1),
-            seed=0,
-        ),
         lambda: Sequential([{"type": "lstm", "units": 3}], input_shape=(5, 2), seed=0),
     ],
-    ids=["attention dropout", "dropout", "batch norm", "lstm"],
+    ids=["attention dropout", "dropout", "lstm"],
 )
-def test_models_whose_samples_meet_or_draw_are_never_split(model):
+def test_models_that_draw_or_step_through_time_are_never_split(model):
     assert not model().splits_batch
 
 
@@ -195,3 +190,98 @@ def test_a_split_conv_net_gives_the_unsplit_gradients():
     np.testing.assert_allclose(split_probabilities, probabilities, rtol=1e-12)
     for got, want in zip(model.grads_list(), grads, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+
+
+def residual_net(dtype="float64"):
+    """examples/resnet_mnist.toml's shape in miniature: conv, batch norm, relu, a skip
+    connection, pooling, global average pooling, softmax."""
+    x = Input((8, 8, 1), name="images")
+    stem = layer("conv2d", filters=4, kernel_size=3, activation="relu", name="stem")(x)
+    h = layer("conv2d", filters=4, kernel_size=3, use_bias=False, name="conv")(stem)
+    h = layer("batch_norm", momentum=0.5, name="bn")(h)
+    h = layer("add", activation="relu", name="skip")([stem, h])
+    h = layer("maxpool2d", pool_size=2, name="pool")(h)
+    h = layer("batch_norm", name="bn_2")(h)  # after pooling: 4x4 values a channel and image
+    h = layer("global_avgpool2d", name="gap")(h)
+    return Model(
+        x, layer("dense", units=3, activation="softmax", name="head")(h), dtype=dtype, seed=0
+    )
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["kernels", "numpy"])
+def test_a_split_batch_norm_net_normalises_with_the_whole_batch(compiled):
+    """Batch norm's statistics are the whole batch's in both halves (the halves exchange
+    them), the running averages move once, and the gradients are the unsplit step's."""
+    from framework.kernels import use_kernels
+
+    with use_kernels(compiled):
+        model, loss = residual_net(), resolve("losses", "cross_entropy")
+        assert model.splits_batch
+        rng = np.random.default_rng(3)
+        x, y = 5 + 3 * rng.random((10, 8, 8, 1)), rng.integers(0, 3, 10)  # a mean far from 0
+        probabilities, grads = unsplit_step(model, x, y, loss)
+        states = [
+            {k: v.copy() for k, v in lay.state.items()}
+            for lay in model.layers
+            if hasattr(lay, "state")
+        ]
+        for lay in model.layers:  # back to the running averages before that step
+            if hasattr(lay, "state"):
+                lay.state["running_mean"][...] = 0
+                lay.state["running_var"][...] = 1
+        split = batch_split.BatchSplit(model)
+        split_probabilities = split.forward(x, True)
+        split.backward_preactivation(loss.backward_fused(split_probabilities, y))
+    np.testing.assert_allclose(split_probabilities, probabilities, rtol=1e-11, atol=1e-13)
+    for (layer_name, name, _), got, want in zip(
+        model.parameters(), model.grads_list(), grads, strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=(layer_name, name))
+    kept = [lay.state for lay in model.layers if hasattr(lay, "state")]
+    for got, want in zip(kept, states, strict=True):
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-12, err_msg=key)
+    # Each half's x̂ is normalised with the whole batch's μ and σ, not its own: the halves'
+    # means are not 0, and cancel out.
+    halves = [next(lay for lay in m.layers if lay.name == "bn").normalised for m in split.models]
+    assert np.abs(halves[0].mean(axis=0)).min() > 1e-3
+    np.testing.assert_allclose(halves[1].mean(axis=0), -halves[0].mean(axis=0), atol=1e-12)
+
+
+def test_pooled_statistics_are_the_whole_batchs():
+    from plugins.layers.normalization import pooled_statistics
+
+    rng = np.random.default_rng(4)
+    x = 1e4 + rng.standard_normal((30, 3))  # a mean far above the spread: no cancellation
+    parts = [x[:7], x[7:19], x[19:]]
+    shares = [(len(p), p.mean(0), ((p - p.mean(0)) ** 2).sum(0)) for p in parts]
+    n, mean, squares = pooled_statistics(shares)
+    assert n == 30
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-15)
+    np.testing.assert_allclose(squares / n, x.var(0), rtol=1e-10)
+
+
+def test_parts_that_wait_for_one_another_run_at_once_even_on_one_thread(monkeypatch):
+    monkeypatch.setattr(threads, "workers", lambda: 1)
+    seen, totals = set(), {}
+
+    def work(part):
+        seen.add(threading.get_ident())
+        totals[part] = batch_split.current_part().sum(np.arange(3.0) * (part + 1), part + 1)
+
+    batch_split.run_parts(work)
+    assert len(seen) == batch_split.PARTS
+    for total, count in totals.values():
+        np.testing.assert_array_equal(total, [0.0, 3.0, 6.0])
+        assert count == 3
+    assert batch_split.current_part() is None  # outside a split step
+
+
+def test_a_failing_part_raises_its_own_error_and_never_leaves_the_other_waiting():
+    def work(part):
+        if part == 1:
+            raise ValueError("part 1 failed")
+        batch_split.current_part().sum(1.0)  # waits for part 1, which never comes
+
+    with pytest.raises(ValueError, match="part 1 failed"):
+        batch_split.run_parts(work)
