@@ -13,6 +13,7 @@ import pytest
 from framework import create, kernels
 from framework.kernels import exp, kernel
 from plugins.activations import GELU
+from plugins.layers.conv import Conv2D
 from plugins.layers.normalization import BatchNorm, LayerNorm, centre_columns
 from plugins.layers.pooling import MaxPool2D
 from plugins.layers.recurrent import LSTM
@@ -205,6 +206,42 @@ def test_the_max_pool_kernels_equal_the_numpy_reference(options, shape, exact, d
         np.testing.assert_array_equal(compiled["dx"], reference["dx"])
     else:  # overlapping windows add their shares in another order
         np.testing.assert_allclose(compiled["dx"], reference["dx"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options, shape",
+    [
+        ({"filters": 6}, (9, 9, 4)),  # 3x3, stride 1, "same"
+        ({"filters": 3, "strides": 2, "padding": "same"}, (9, 8, 5)),
+        ({"filters": 2, "kernel_size": [2, 3], "padding": "valid"}, (6, 7, 3)),
+        ({"filters": 4, "activation": "relu"}, (8, 8, 1)),  # one channel: offset by offset
+        ({"filters": 5, "use_bias": False}, (7, 7, 8)),  # odd sizes
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_conv_kernels_equal_the_numpy_reference(options, shape, dtype):
+    rng = np.random.default_rng(9)
+    layer = Conv2D(algorithm="auto", **options)
+    layer.name, layer.dtype, layer.rng = "conv", dtype, rng
+    layer.build(shape)
+    layer.params = {
+        k: (v + rng.normal(0, 0.2, v.shape)).astype(dtype) for k, v in layer.params.items()
+    }
+    layer.grads = {name: np.zeros_like(value) for name, value in layer.params.items()}
+    layer.needs_input_grad = True
+    x = rng.standard_normal((5, *shape)).astype(dtype)
+    grad_y = rng.standard_normal((5, *layer.out_size, layer.filters)).astype(dtype)
+
+    def run():
+        results = {}
+        for step in range(2):  # the second pass reuses the first one's buffers
+            results[f"y{step}"] = layer.forward(x * (step + 1), training=True).copy()
+            results[f"dx{step}"] = layer.backward(grad_y).copy()
+            results.update({f"d{name}{step}": g.copy() for name, g in layer.grads.items()})
+        return results
+
+    reference, compiled = both_ways(run)
+    assert_close(reference, compiled, dtype)
 
 
 def test_the_batch_norm_sums_keep_float32_precision_over_many_rows():

@@ -10,7 +10,16 @@ which the pooling layers use too.
 import attrs
 import numpy as np
 
-from framework import Layer, ShapeError, activate, activation_spec, component, preactivation_grad
+from framework import (
+    Layer,
+    ShapeError,
+    activate,
+    activation_spec,
+    component,
+    kernels,
+    preactivation_grad,
+)
+from framework.kernels import kernel
 from framework.threads import split_batch, workers
 from framework.validators import positive_int
 from framework.windows import (
@@ -51,6 +60,24 @@ def inverse2d(spectrum, frame, rows, cols):
     threads = workers()
     half = scipy.fft.ifft(spectrum, axis=0, workers=threads)[rows]
     return scipy.fft.irfft(half, n=frame[1], axis=1, workers=threads)[:, cols]
+
+
+@kernel
+def add_windows(grad_cols, strides, grad_x):
+    """col2im, compiled (`framework.kernels`): each window's gradient added onto the input
+    pixels it read, ``grad_x[n, i·sh + di, j·sw + dj, :] += grad_cols[n, i, j, di, dj, :]``
+    for ``grad_cols`` (N, Ho, Wo, kh, kw, C) and the padded ``grad_x`` (N, Hp, Wp, C)."""
+    n, rows, cols, kh, kw, channels = grad_cols.shape
+    sh, sw = strides
+    for image in range(n):
+        for row in range(rows):
+            for col in range(cols):
+                for di in range(kh):
+                    for dj in range(kw):
+                        source = grad_cols[image, row, col, di, dj]
+                        target = grad_x[image, row * sh + di, col * sw + dj]
+                        for c in range(channels):
+                            target[c] += source[c]
 
 
 @attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
@@ -152,32 +179,83 @@ class Conv2D(Layer):
 
     def forward(self, x, training=False):
         self.batch = x.shape[0]
-        z = self.fft_forward(x) if self.uses_fft else self.im2col_forward(x, training)
-        if self.use_bias:
-            z += self.params["bias"]
+        if self.uses_fft:
+            z = self.fft_forward(x)
+            if self.use_bias:
+                z += self.params["bias"]
+        else:
+            z = self.im2col_forward(x, training)  # the bias added there, thread by thread
         return activate(self, z)
 
     def backward(self, grad_y):
         grad_z = preactivation_grad(self, grad_y)
         weights = self.params["weights"]
         grad_z = np.ascontiguousarray(grad_z, dtype=weights.dtype)
+        if not self.uses_fft:
+            return self.im2col_backward(grad_z)
         if self.use_bias:
-            # Σ over every pixel of every image as one matrix-vector product: numpy's sum
-            # over axis 0 walks rows of `filters` values at a time, about ten times slower
-            # (the Deep MNIST net's first layer: 0.52 ms against 0.06 ms on one thread).
             rows = grad_z.reshape(-1, self.filters)
-            np.matmul(np.ones(len(rows), rows.dtype), rows, out=self.grads["bias"])
-        if self.uses_fft:
-            return self.fft_backward(grad_z)
+            np.dot(np.ones(len(rows), rows.dtype), rows, out=self.grads["bias"])
+        return self.fft_backward(grad_z)
+
+    def im2col_backward(self, grad_z):
+        """dL/db, dL/dW and (unless this is the model's first layer) dL/dx, each thread
+        over its share of the images (`split_batch`), each adding up its own images' share
+        of dL/db and dL/dW, which are then added together.
+
+        dL/db is Σ over every pixel of every image as one matrix-vector product: numpy's
+        sum over axis 0 walks rows of `filters` values at a time, about ten times slower
+        (the Deep MNIST net's first layer: 0.52 ms against 0.06 ms on one thread).  Shared
+        out with the rest rather than left to BLAS's threads: a product this thin, 9 × 25,088
+        by 25,088 × 32 for the residual net's first layer, ran slower on BLAS's two threads
+        than on one (0.46 against 0.40 ms), and that layer's backward took 1.31 ms on two
+        threads against 0.77 ms on one."""
+        weights_grad = self.grads["weights"].reshape(-1, self.filters)
+        bias_grad = self.grads["bias"] if self.use_bias else None
+        grad_x = self.input_grad_array(grad_z) if self.needs_input_grad else None
         grad_z = grad_z.reshape(-1, self.filters)
-        np.matmul(self.cols.T, grad_z, out=self.grads["weights"].reshape(-1, self.filters))
-        if not self.needs_input_grad:  # the model's first layer while training
+        pixels = self.out_size[0] * self.out_size[1]
+        shares = {}  # the first image of each later part -> its dL/dW and dL/db
+
+        def images(start, stop):
+            rows = slice(start * pixels, stop * pixels)
+            part, cols = grad_z[rows], self.cols[rows]
+            # The first part writes straight into the gradients, the others beside them.
+            # np.dot rather than matmul: numpy's matmul keeps the interpreter lock through
+            # a product whose result is small (9 × 32 here, or a vector), so the other
+            # thread's part waited for it (two threads each doing such products took 2.1x
+            # one thread's time with matmul, 1.03x with np.dot, whose BLAS call lets go).
+            weights_share = np.dot(cols.T, part, out=weights_grad if start == 0 else None)
+            bias_share = None
+            if bias_grad is not None:
+                ones = np.ones(len(part), part.dtype)
+                bias_share = np.dot(ones, part, out=bias_grad if start == 0 else None)
+            if start:
+                shares[start] = weights_share, bias_share
+            if grad_x is not None:
+                self.add_input_grad(grad_z, grad_x, start, stop)
+
+        split_batch(images, grad_z.reshape(self.batch, -1))
+        for start in sorted(shares):
+            weights_share, bias_share = shares[start]
+            weights_grad += weights_share
+            if bias_grad is not None:
+                bias_grad += bias_share
+        if grad_x is None:  # the model's first layer while training
             return None
-        return self.input_grad(grad_z)
+        return crop_images(grad_x, self.pads, *self.input_size)
 
     def im2col_forward(self, x, training):
-        """``z = cols · W``: every window copied out as a row, then one matrix product (one
-        per thread, each over its share of the images, on several cores)."""
+        """``z = cols · W + b``: every window copied out as a row, then one matrix product
+        and the bias (one of each per thread, over its share of the images, on several
+        cores: the bias added right after the product, not in a pass of its own on one
+        core, 0.3 ms of the residual net's first layer).
+
+        Windows of one channel are copied offset by offset, ``kh·kw`` copies of whole
+        image rows, instead of window by window: numpy's copy of the window view moves
+        one float at a time there (the first layer of an MNIST net, 32 images: 0.53 ms
+        against 0.17 ms on one thread; with 3 channels or more the window view's copy is
+        the faster, 0.55 ms against 1.7 ms)."""
         weights = self.params["weights"]
         n = x.shape[0]
         padded = pad_images(x, self.pads)
@@ -187,53 +265,66 @@ class Conv2D(Layer):
         kernel = weights.reshape(-1, self.filters)
         z = np.empty((n, *self.out_size, self.filters), dtype=np.result_type(x, weights))
         pixels = self.out_size[0] * self.out_size[1]
+        kh, kw = self.kernel_size
+        one_channel = x.shape[3] == 1
 
         def images(start, stop):  # the copies too are shared out over the cores
-            np.copyto(cols[start:stop], view[start:stop])
+            if one_channel:
+                for di in range(kh):
+                    for dj in range(kw):
+                        offset = window_slice((di, dj), self.strides, self.out_size)
+                        cols[start:stop, :, :, di, dj] = padded[start:stop][offset]
+            else:
+                np.copyto(cols[start:stop], view[start:stop])
             rows = slice(start * pixels, stop * pixels)
-            np.matmul(self.cols[rows], kernel, out=z.reshape(-1, self.filters)[rows])
+            part = z.reshape(-1, self.filters)[rows]
+            np.matmul(self.cols[rows], kernel, out=part)
+            if self.use_bias:
+                part += self.params["bias"]
 
         split_batch(images, cols)
         return z
 
-    def input_grad(self, grad_z):
-        """dL/dx: each kernel offset's share, ``dL/dz · W[di, dj]ᵀ``, added onto the input
-        pixels that offset read.
+    def input_grad_array(self, grad_z):
+        """dL/dx's padded array, zeros for `add_input_grad` to add onto."""
+        (top, bottom), (left, right) = self.pads
+        height, width = self.input_size
+        channels = self.params["weights"].shape[2]
+        shape = (self.batch, height + top + bottom, width + left + right, channels)
+        return np.zeros(shape, dtype=grad_z.dtype)
+
+    def add_input_grad(self, grad_z, grad_x, start, stop):
+        """dL/dx of images ``start:stop``: each kernel offset's share, ``dL/dz · W[di, dj]ᵀ``,
+        added onto the input pixels that offset read.
 
         One matrix product per offset (kh·kw of them) rather than one product into the
         im2col layout followed by col2im: the products together cost about what the one
         does, and each lands contiguous, so adding it to the input's gradient streams long
         runs instead of ``C``-float fragments (measured: about 30% less time for the
         seed-002 net's second layer), and the ``N·Ho·Wo × kh·kw·C`` matrix is never made.
-
-        On several cores the images are shared out over threads (`split_batch`), each doing
-        its own images' products and additions: the products are small (32 × 32 weights
-        per offset in resnet_mnist), which BLAS's own threads split poorly, and the
-        additions would otherwise run on one core.
+        Shared out over threads by images with the rest of `im2col_backward`: the products
+        are small (32 × 32 weights per offset in resnet_mnist), which BLAS's own threads
+        split poorly, and the additions would otherwise run on one core.
         """
-        (top, bottom), (left, right) = self.pads
-        height, width = self.input_size
         kh, kw, channels, _ = self.params["weights"].shape
-        n = self.batch
-        grad_x = np.zeros(
-            (n, height + top + bottom, width + left + right, channels), dtype=grad_z.dtype
-        )
+        pixels = self.out_size[0] * self.out_size[1]
+        rows = slice(start * pixels, stop * pixels)
+        if kernels.enabled():
+            weights = self.params["weights"].reshape(-1, self.filters)
+            grad_cols = self.buffer("grad_cols", self.cols.shape, grad_z.dtype)
+            np.matmul(grad_z[rows], weights.T, out=grad_cols[rows])
+            window_grads = grad_cols.reshape(self.batch, *self.out_size, kh, kw, channels)
+            add_windows(window_grads[start:stop], self.strides, grad_x[start:stop])
+            return
         weights_t = self.params["weights"].transpose(0, 1, 3, 2)  # (kh, kw, F, C)
         share = self.buffer("share", (grad_z.shape[0], channels), grad_z.dtype)
-        pixels = self.out_size[0] * self.out_size[1]
-
-        def images(start, stop):
-            rows = slice(start * pixels, stop * pixels)
-            part, grad_part = share[rows], grad_x[start:stop]
-            for di in range(kh):
-                for dj in range(kw):
-                    np.matmul(grad_z[rows], weights_t[di, dj], out=part)
-                    grad_part[window_slice((di, dj), self.strides, self.out_size)] += part.reshape(
-                        stop - start, *self.out_size, channels
-                    )
-
-        split_batch(images, grad_x)
-        return crop_images(grad_x, self.pads, height, width)
+        part, grad_part = share[rows], grad_x[start:stop]
+        for di in range(kh):
+            for dj in range(kw):
+                np.matmul(grad_z[rows], weights_t[di, dj], out=part)
+                grad_part[window_slice((di, dj), self.strides, self.out_size)] += part.reshape(
+                    stop - start, *self.out_size, channels
+                )
 
     def fft_forward(self, x):
         """``z`` by the convolution theorem, for stride 1.
