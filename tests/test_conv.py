@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from framework import ConfigError, Sequential, ShapeError, Trainer, create, run
+from framework import ConfigError, Sequential, ShapeError, Trainer, create, kernels, run
 from framework.config import apply_overrides, flatten_config, load_config
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
@@ -426,8 +426,8 @@ def test_image_layers_refuse_flat_inputs(kind):
         ({"filters": 2, "strides": 0}, "expected positive sizes, got 0"),
         ({"filters": 2, "kernel_size": 2.5}, "expected an integer or a pair of integers, got 2.5"),
         (
-            {"filters": 2, "algorithm": "winograd"},
-            "'algorithm' must be in ('auto', 'im2col', 'fft')",
+            {"filters": 2, "algorithm": "direct"},
+            "'algorithm' must be in ('auto', 'im2col', 'fft', 'winograd')",
         ),
     ],
 )
@@ -455,6 +455,52 @@ def test_fft_convolution_needs_stride_one():
 )
 def test_auto_takes_the_fourier_path_where_it_needs_fewer_operations(params, shape, fft):
     assert layer_on({"type": "conv2d", "filters": 4, **params}, shape).uses_fft is fft
+
+
+@pytest.mark.parametrize(
+    "params, shape, winograd",
+    [
+        ({}, (14, 14, 32), True),  # the residual net's convolutions
+        ({}, (28, 28, 1), False),  # its first: one channel
+        ({"strides": 2}, (14, 14, 32), False),
+        ({"kernel_size": 5}, (14, 14, 32), False),  # the Fourier path's
+        ({"algorithm": "im2col"}, (14, 14, 32), False),
+        ({"algorithm": "winograd"}, (28, 28, 1), True),
+    ],
+)
+def test_auto_takes_winograds_path_for_3x3_kernels_over_many_channels(params, shape, winograd):
+    layer = layer_on({"type": "conv2d", "filters": 4, **params}, shape)
+    assert layer.winograd_fits is winograd
+    layer.forward(np.zeros((2, *shape), layer.dtype))
+    assert layer.by_winograd is winograd  # kernels are on here
+    with kernels.use_kernels(False):  # numpy's reference: im2col
+        layer.forward(np.zeros((2, *shape), layer.dtype))
+        assert not layer.by_winograd
+
+
+def test_winograd_needs_a_3x3_kernel_and_stride_one():
+    with pytest.raises(ShapeError, match="algorithm 'winograd' needs a 3x3 kernel and strides 1"):
+        layer_on({"type": "conv2d", "filters": 2, "strides": 2, "algorithm": "winograd"}, (6, 6, 3))
+
+
+@pytest.mark.parametrize("shape", [(14, 14, 32), (7, 7, 32), (5, 8, 8)])
+def test_winograd_agrees_with_im2col_in_float32(shape):
+    """The residual net's layers (and odd sizes, whose last tiles reach past the edge): the
+    same sums in another order."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, *shape)).astype(np.float32)
+    grad_y = rng.normal(size=(3, *shape[:2], 8)).astype(np.float32)
+    results = {}
+    for algorithm in ("im2col", "winograd"):
+        spec = {"type": "conv2d", "filters": 8, "algorithm": algorithm}
+        layer = layer_on(spec, shape, dtype="float32")
+        y = layer.forward(x, training=True)
+        grad_x = layer.backward(grad_y)
+        results[algorithm] = y, grad_x, layer.grads["weights"], layer.grads["bias"]
+        assert all(array.dtype == np.float32 for array in results[algorithm])
+    for by_im2col, by_winograd in zip(results["im2col"], results["winograd"], strict=True):
+        scale = np.abs(by_im2col).max()
+        np.testing.assert_allclose(by_winograd, by_im2col, rtol=0, atol=2e-6 * scale)
 
 
 def test_both_algorithms_agree_in_float32_on_the_seed_002_layer():
