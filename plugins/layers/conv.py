@@ -235,12 +235,8 @@ class Conv2D(Layer):
         """``z`` by Winograd's F(2×2, 3×3) (`plugins.layers.winograd`): each thread
         transforms its images' 4×4 tiles, runs the 16 products and transforms them back
         (the bias added there); the tiles ``V`` and filters ``U`` are kept for backward."""
-        (top, bottom), (left, right) = self.pads
-        height, width = self.input_size
+        (top, _), (left, _) = self.pads
         rows, cols = winograd.tile_counts(self.out_size)
-        # one more row or column of zeros where the output's height or width is odd
-        pads = ((top, 2 * rows + 2 - height - top), (left, 2 * cols + 2 - width - left))
-        padded = pad_images(x, pads)
         per_image, dtype = rows * cols, np.result_type(x, self.params["weights"])
         count = x.shape[0] * per_image
         tiles = self.buffer(("tiles", training), (16, count, x.shape[3]), dtype)
@@ -251,26 +247,27 @@ class Conv2D(Layer):
 
         def images(start, stop):
             first, part = start * per_image, slice(start * per_image, stop * per_image)
-            winograd.input_transform(padded[start:stop], first, tiles)
+            winograd.input_transform(x[start:stop], top, left, rows, cols, first, tiles)
             np.matmul(tiles[:, part], transformed, out=products[:, part])
             winograd.output_transform(products, first, bias, z[start:stop])
 
-        split_batch(images, padded)
-        self.tiles, self.transformed, self.padded_size = tiles, transformed, padded.shape[1:3]
+        split_batch(images, z)
+        self.tiles, self.transformed = tiles, transformed
         return z
 
     def winograd_backward(self, grad_z):
         """dL/db, dL/dW and dL/dx of `winograd_forward`, each thread over its images: ∇M
         of its tiles, its shares of ∇U = Vᵀ·∇M (then added up, and ∇W = Gᵀ ∇U G) and of
         dL/db, and ∇V = ∇M·Uᵀ transformed back onto its images' input pixels."""
+        (top, _), (left, _) = self.pads
         rows, cols = winograd.tile_counts(self.out_size)
         per_image, n = rows * cols, self.batch
         tiles, transformed = self.tiles, self.transformed
         grad_products = self.buffer("products", (16, n * per_image, self.filters), grad_z.dtype)
-        grad_tiles = grad_padded = None
+        grad_tiles = grad_x = None
         if self.needs_input_grad:
             grad_tiles = self.buffer("grad_tiles", tiles.shape, grad_z.dtype)
-            grad_padded = np.zeros((n, *self.padded_size, tiles.shape[2]), grad_z.dtype)
+            grad_x = np.zeros((n, *self.input_size, tiles.shape[2]), grad_z.dtype)
         transposed = transformed.transpose(0, 2, 1)
         shares = {}  # the first image of each part -> its shares of ∇U and dL/db
 
@@ -285,16 +282,16 @@ class Conv2D(Layer):
             shares[start] = grad_u, bias_share
             if grad_tiles is not None:
                 np.matmul(grad_products[:, part], transposed, out=grad_tiles[:, part])
-                winograd.input_grad_transform(grad_tiles, first, grad_padded[start:stop])
+                winograd.input_grad_transform(
+                    grad_tiles, top, left, rows, cols, first, grad_x[start:stop]
+                )
 
         split_batch(images, grad_z)
         ordered = [shares[start] for start in sorted(shares)]
         self.grads["weights"][...] = winograd.filter_grad(sum(u for u, _ in ordered))
         if self.use_bias:
             self.grads["bias"][...] = sum(b for _, b in ordered)
-        if grad_padded is None:  # the model's first layer while training
-            return None
-        return crop_images(grad_padded, self.pads, *self.input_size)
+        return grad_x  # None for the model's first layer while training
 
     def im2col_backward(self, grad_z):
         """dL/db, dL/dW and (unless this is the model's first layer) dL/dx, each thread

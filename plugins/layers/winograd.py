@@ -20,8 +20,9 @@ Backward is the adjoint of the same steps, with ``∇M = A ∇Y Aᵀ``::
 
 The outputs equal the direct sums up to float rounding (each output a sum of the same
 products in another order); tests hold them to im2col's within float32's precision and
-1e-12 in float64.  Where the output's height or width is odd, the input gets one more row
-or column of zeros and the last tiles' extra outputs are dropped.
+1e-12 in float64.  The padding is never made: the transforms read zeros outside the
+image, and where the output's height or width is odd the last tiles reach one row or
+column further (zeros too), their extra outputs dropped.
 """
 
 import numpy as np
@@ -59,22 +60,29 @@ def filter_grad(grad_u):
 
 
 @kernel
-def input_transform(padded, first, tiles):
-    """V = Bᵀ d B of every 4×4 tile of images ``padded`` (n, Hp, Wp, C), written to
-    ``tiles`` (16, T, C) from tile row ``first`` on (each image's tiles row-major)."""
-    n, _, _, channels = padded.shape
-    rows, cols = (padded.shape[1] - 2) // 2, (padded.shape[2] - 2) // 2
-    d = np.empty((4, 4, channels), padded.dtype)
-    t = np.empty((4, 4, channels), padded.dtype)
+def input_transform(x, top, left, tile_rows, tile_cols, first, tiles):
+    """V = Bᵀ d B of every 4×4 tile of images ``x`` (n, H, W, C) padded by ``top`` rows
+    and ``left`` columns of zeros (and as many after as the tiles reach), written to
+    ``tiles`` (16, T, C) from tile row ``first`` on (each image's tiles row-major).  The
+    padding is read as zeros, never made."""
+    n, height, width, channels = x.shape
+    d = np.empty((4, 4, channels), x.dtype)
+    t = np.empty((4, 4, channels), x.dtype)
     for image in range(n):
-        for a in range(rows):
-            for b in range(cols):
-                tile = first + (image * rows + a) * cols + b
+        for a in range(tile_rows):
+            for b in range(tile_cols):
+                tile = first + (image * tile_rows + a) * tile_cols + b
                 for i in range(4):
+                    row = 2 * a + i - top
                     for j in range(4):
-                        source = padded[image, 2 * a + i, 2 * b + j]
-                        for c in range(channels):
-                            d[i, j, c] = source[c]
+                        col = 2 * b + j - left
+                        if 0 <= row < height and 0 <= col < width:
+                            source = x[image, row, col]
+                            for c in range(channels):
+                                d[i, j, c] = source[c]
+                        else:
+                            for c in range(channels):
+                                d[i, j, c] = 0
                 for j in range(4):  # Bᵀ d: combinations of rows
                     for c in range(channels):
                         t[0, j, c] = d[0, j, c] - d[2, j, c]
@@ -159,16 +167,17 @@ def output_grad_transform(grad_z, first, grad_products):
 
 
 @kernel
-def input_grad_transform(grad_tiles, first, grad_padded):
-    """∇d = B ∇V Bᵀ of each tile's ``grad_tiles`` (16, T, C), added onto the padded input's
-    gradient ``grad_padded`` (n, Hp, Wp, C) where the 4×4 tiles overlap."""
-    n, _, _, channels = grad_padded.shape
-    rows, cols = (grad_padded.shape[1] - 2) // 2, (grad_padded.shape[2] - 2) // 2
-    w = np.empty((4, 4, channels), grad_padded.dtype)
+def input_grad_transform(grad_tiles, top, left, tile_rows, tile_cols, first, grad_x):
+    """∇d = B ∇V Bᵀ of each tile's ``grad_tiles`` (16, T, C), added onto the gradient
+    ``grad_x`` (n, H, W, C) of the pixels the 4×4 tile read, where the tiles overlap; the
+    padding's share (`input_transform`'s zeros) is dropped."""
+    n, height, width, channels = grad_x.shape
+    w = np.empty((4, 4, channels), grad_x.dtype)
+    d = np.empty((4, 4, channels), grad_x.dtype)
     for image in range(n):
-        for a in range(rows):
-            for b in range(cols):
-                tile = first + (image * rows + a) * cols + b
+        for a in range(tile_rows):
+            for b in range(tile_cols):
+                tile = first + (image * tile_rows + a) * tile_cols + b
                 for j in range(4):  # B ∇V: combinations of rows
                     v0, v1 = grad_tiles[j, tile], grad_tiles[4 + j, tile]
                     v2, v3 = grad_tiles[8 + j, tile], grad_tiles[12 + j, tile]
@@ -177,12 +186,18 @@ def input_grad_transform(grad_tiles, first, grad_padded):
                         w[1, j, c] = v1[c] - v2[c] + v3[c]
                         w[2, j, c] = v2[c] + v1[c] - v0[c]
                         w[3, j, c] = -v3[c]
-                for i in range(4):  # (B ∇V) Bᵀ, added onto the tile's pixels
-                    row = grad_padded[image, 2 * a + i]
-                    d0, d1 = row[2 * b], row[2 * b + 1]
-                    d2, d3 = row[2 * b + 2], row[2 * b + 3]
+                for i in range(4):  # (B ∇V) Bᵀ: combinations of columns
                     for c in range(channels):
-                        d0[c] += w[i, 0, c]
-                        d1[c] += w[i, 1, c] - w[i, 2, c] + w[i, 3, c]
-                        d2[c] += w[i, 2, c] + w[i, 1, c] - w[i, 0, c]
-                        d3[c] -= w[i, 3, c]
+                        d[i, 0, c] = w[i, 0, c]
+                        d[i, 1, c] = w[i, 1, c] - w[i, 2, c] + w[i, 3, c]
+                        d[i, 2, c] = w[i, 2, c] + w[i, 1, c] - w[i, 0, c]
+                        d[i, 3, c] = -w[i, 3, c]
+                for i in range(4):
+                    row = 2 * a + i - top
+                    if 0 <= row < height:
+                        for j in range(4):
+                            col = 2 * b + j - left
+                            if 0 <= col < width:
+                                target = grad_x[image, row, col]
+                                for c in range(channels):
+                                    target[c] += d[i, j, c]
