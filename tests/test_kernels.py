@@ -73,6 +73,17 @@ def both_ways(run):
     return results
 
 
+def two_passes(layer, x, grad_y):
+    """A layer's outputs and gradients over two training passes (the second reuses the
+    first one's arrays and buffers)."""
+    results = {}
+    for step in range(2):
+        results[f"y{step}"] = layer.forward(x * (step + 1), training=True).copy()
+        results[f"dx{step}"] = layer.backward(grad_y).copy()
+        results.update({f"d{name}{step}": g.copy() for name, g in layer.grads.items()})
+    return results
+
+
 def assert_close(reference, compiled, dtype):
     tolerance = {"rtol": 1e-12, "atol": 1e-13} if dtype == np.float64 else {"rtol": 2e-5}
     for name in reference:
@@ -98,13 +109,7 @@ def test_the_lstm_kernels_equal_the_numpy_reference(dtype, return_sequences):
     grad_y = rng.standard_normal((6, 7, 5) if return_sequences else (6, 5)).astype(dtype)
 
     def run():
-        results = {}
-        for step in range(2):  # the second pass reuses the first one's arrays
-            results[f"y{step}"] = layer.forward(x * (step + 1), training=True).copy()
-            results[f"dx{step}"] = layer.backward(grad_y).copy()
-            results.update({f"d{name}{step}": g.copy() for name, g in layer.grads.items()})
-        results["cells"] = layer.cells.copy()
-        return results
+        return {**two_passes(layer, x, grad_y), "cells": layer.cells.copy()}
 
     reference, compiled = both_ways(run)
     assert_close(reference, compiled, dtype)
@@ -232,15 +237,7 @@ def test_the_conv_kernels_equal_the_numpy_reference(options, shape, dtype):
     x = rng.standard_normal((5, *shape)).astype(dtype)
     grad_y = rng.standard_normal((5, *layer.out_size, layer.filters)).astype(dtype)
 
-    def run():
-        results = {}
-        for step in range(2):  # the second pass reuses the first one's buffers
-            results[f"y{step}"] = layer.forward(x * (step + 1), training=True).copy()
-            results[f"dx{step}"] = layer.backward(grad_y).copy()
-            results.update({f"d{name}{step}": g.copy() for name, g in layer.grads.items()})
-        return results
-
-    reference, compiled = both_ways(run)
+    reference, compiled = both_ways(lambda: two_passes(layer, x, grad_y))
     assert_close(reference, compiled, dtype)
 
 
