@@ -462,6 +462,8 @@ def test_auto_takes_the_fourier_path_where_it_needs_fewer_operations(params, sha
     [
         ({}, (14, 14, 32), True),  # the residual net's convolutions
         ({}, (28, 28, 1), False),  # its first: one channel
+        ({}, (28, 28, 8), False),  # too few channels to gain
+        ({}, (28, 28, 16), True),
         ({"strides": 2}, (14, 14, 32), False),
         ({"kernel_size": 5}, (14, 14, 32), False),  # the Fourier path's
         ({"algorithm": "im2col"}, (14, 14, 32), False),

@@ -109,7 +109,7 @@ class Conv2D(Layer):
     transforms: with `framework.kernels` off it is im2col), or ``"auto"``: the Fourier
     transform where it needs fewer operations (a stride of 1, a kernel of 5×5 or more, 8 or
     more input channels: the Deep MNIST net's second convolution), Winograd for 3×3 kernels
-    at stride 1 over 8 or more channels (the residual net's convolutions), im2col elsewhere.
+    at stride 1 over 16 or more channels (the residual net's convolutions), im2col elsewhere.
     All give the same values to float rounding.
     """
 
@@ -161,11 +161,13 @@ class Conv2D(Layer):
     def choose_winograd(self, channels):
         """Whether passes go by Winograd's F(2×2, 3×3) while kernels are on.
 
-        Measured on one thread, 32 images of 14×14×32 into 32 filters (the residual net's
-        wide layers), forward and backward: im2col 1.71 + 3.44 ms of products, copies and
-        col2im; Winograd 0.79 + 1.76 ms of products (2.25 times fewer multiply-adds, in
-        16 smaller products that BLAS runs a little less efficiently) and 1.4 ms of
-        transforms.  Below 8 channels the products are too thin to gain."""
+        Measured on one thread, 32 images into 32 filters, forward + backward, im2col
+        against Winograd: 14×14×32 (the residual net's wide layers) 2.0 + 4.1 against
+        1.4 + 2.4 ms, its 7×7×32 ones 0.49 + 0.89 against 0.47 + 0.78, 14×14×64 4.3 + 8.5
+        against 2.2 + 4.5, 28×28×16 4.9 + 10.4 against 4.8 + 7.7; but 28×28×8 2.4 + 4.9
+        against 3.5 + 5.3 and 28×28×3 1.4 + 2.6 against 2.7 + 4.8: Winograd's 16 products
+        are thinner than im2col's one (BLAS: 65 against 76 GFLOP/s at 32 channels), and its
+        transforms cost the same whatever the channels, so it pays from 16 channels on."""
         fits = self.kernel_size == (3, 3) and self.strides == (1, 1)
         if self.algorithm == "winograd" and not fits:
             raise ShapeError(
@@ -173,7 +175,7 @@ class Conv2D(Layer):
                 f"got {self.kernel_size} and {self.strides}; use algorithm 'im2col' or 'auto'"
             )
         if self.algorithm == "auto":
-            return fits and channels >= 8 and not self.uses_fft
+            return fits and channels >= 16 and not self.uses_fft
         return self.algorithm == "winograd"
 
     def choose_fft(self, channels):
