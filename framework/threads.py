@@ -64,6 +64,7 @@ def _shorten_openblas_spin():
 SPIN_AT_LOAD = _shorten_openblas_spin()
 
 _pool = None
+_pool_threads = 0  # how many threads _pool may run
 _in_part = threading.local()  # .running: this thread runs a part of split work
 _blas = None  # threadpoolctl's controllers of the BLAS libraries that let us split
 _lock = threading.Lock()
@@ -207,10 +208,9 @@ def split_batch(work, array, min_elements=MIN_ELEMENTS):
 def _get_pool(threads=1):
     """The pool of helper threads, with ``threads`` of them or more (one fewer than the
     cores unless more are asked for)."""
-    global _pool
+    global _pool, _pool_threads
     with _lock:
-        if _pool is None or _pool._max_workers < threads:
-            _pool = ThreadPoolExecutor(
-                max_workers=max(threads, (os.cpu_count() or 2) - 1), thread_name_prefix="plugnet"
-            )
+        if _pool is None or _pool_threads < threads:
+            _pool_threads = max(threads, (os.cpu_count() or 2) - 1)
+            _pool = ThreadPoolExecutor(max_workers=_pool_threads, thread_name_prefix="plugnet")
         return _pool
