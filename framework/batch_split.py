@@ -119,14 +119,14 @@ class Exchange:
     def run(self, index, work):
         """``work()`` as part ``index``; if it fails, the other parts' waits end at once
         (`threading.BrokenBarrierError`) instead of waiting for a share that never comes."""
-        _running.part = Part(index, self)
+        before, _running.part = current_part(), Part(index, self)
         try:
             return work()
         except BaseException:
             self.barrier.abort()
             raise
         finally:
-            _running.part = None
+            _running.part = before
 
 
 def run_parts(work):

@@ -150,11 +150,11 @@ def workers():
 
 def _as_part(work, start, stop):
     """``work(start, stop)`` as a part of split work (`workers` says 1 meanwhile)."""
-    _in_part.running = True
+    before, _in_part.running = getattr(_in_part, "running", False), True
     try:
         work(start, stop)
     finally:
-        _in_part.running = False
+        _in_part.running = before
 
 
 def split(work, total, minimum=1, together=False):

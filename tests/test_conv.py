@@ -480,6 +480,25 @@ def test_auto_takes_winograds_path_for_3x3_kernels_over_many_channels(params, sh
         assert not layer.by_winograd
 
 
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_a_float32_conv_given_float64_inputs_gives_float32_gradients(algorithm):
+    """Called directly (the trainer casts the data first), a float32 layer may get float64
+    inputs: its gradients stay float32, the input's gradient follows the input."""
+    layer = layer_on(
+        {"type": "conv2d", "filters": 4, "algorithm": algorithm}, (6, 6, 16), "float32"
+    )
+    layer.needs_input_grad = True
+    x = np.random.default_rng(0).normal(size=(3, 6, 6, 16))
+    y = layer.forward(x, training=True)
+    grad_x = layer.backward(np.ones_like(y))
+    assert layer.grads["weights"].dtype == np.float32 and grad_x.shape == x.shape
+    reference = layer_on({"type": "conv2d", "filters": 4, "algorithm": "im2col"}, (6, 6, 16))
+    reference.needs_input_grad = True
+    reference.params["weights"][...] = layer.params["weights"]
+    reference.backward(np.ones_like(reference.forward(x, training=True)))
+    np.testing.assert_allclose(layer.grads["weights"], reference.grads["weights"], rtol=1e-5)
+
+
 def test_winograd_needs_a_3x3_kernel_and_stride_one():
     with pytest.raises(ShapeError, match="algorithm 'winograd' needs a 3x3 kernel and strides 1"):
         layer_on({"type": "conv2d", "filters": 2, "strides": 2, "algorithm": "winograd"}, (6, 6, 3))

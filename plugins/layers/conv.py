@@ -99,7 +99,8 @@ class Conv2D(Layer):
         dL/dx    = Σ over kernel offsets (di, dj) of dL/dz · W[di, dj]ᵀ, each added onto the
                    input pixels that offset read (col2im, one strided slab per offset)
 
-    Only the kh·kw kernel offsets are looped over, never pixels or samples.
+    In numpy only the kh·kw kernel offsets are looped over, never pixels or samples; the
+    compiled kernels (col2im, Winograd's transforms) loop over pixels in machine code.
     ``padding="same"`` follows TensorFlow (the extra row or column of an odd padding goes
     after), so weights trained there give the same outputs here.
 
@@ -242,7 +243,7 @@ class Conv2D(Layer):
         per_image, dtype = rows * cols, np.result_type(x, self.params["weights"])
         count = x.shape[0] * per_image
         tiles = self.buffer(("tiles", training), (16, count, x.shape[3]), dtype)
-        products = self.buffer("products", (16, count, self.filters), dtype)
+        products = self.buffer(("products", training), (16, count, self.filters), dtype)
         transformed = winograd.filter_transform(self.params["weights"])
         bias = self.params["bias"] if self.use_bias else np.zeros(self.filters, dtype)
         z = np.empty((x.shape[0], *self.out_size, self.filters), dtype=dtype)
@@ -265,7 +266,9 @@ class Conv2D(Layer):
         rows, cols = winograd.tile_counts(self.out_size)
         per_image, n = rows * cols, self.batch
         tiles, transformed = self.tiles, self.transformed
-        grad_products = self.buffer("products", (16, n * per_image, self.filters), grad_z.dtype)
+        # the training forward's products are spent: their buffer takes ∇M
+        shape = (16, n * per_image, self.filters)
+        grad_products = self.buffer(("products", True), shape, grad_z.dtype)
         grad_tiles = grad_x = None
         if self.needs_input_grad:
             grad_tiles = self.buffer("grad_tiles", tiles.shape, grad_z.dtype)
@@ -307,37 +310,36 @@ class Conv2D(Layer):
         by 25,088 × 32 for the residual net's first layer, ran slower on BLAS's two threads
         than on one (0.46 against 0.40 ms), and that layer's backward took 1.31 ms on two
         threads against 0.77 ms on one."""
-        weights_grad = self.grads["weights"].reshape(-1, self.filters)
-        bias_grad = self.grads["bias"] if self.use_bias else None
         grad_x = self.input_grad_array(grad_z) if self.needs_input_grad else None
         grad_z = grad_z.reshape(-1, self.filters)
         pixels = self.out_size[0] * self.out_size[1]
-        shares = {}  # the first image of each later part -> its dL/dW and dL/db
+        compiled, rows_buffer = kernels.enabled(), None
+        if grad_x is not None:  # made here, not in the parts: each would make its own
+            channels = self.params["weights"].shape[2]
+            if compiled:
+                rows_buffer = self.buffer("grad_cols", self.cols.shape, grad_z.dtype)
+            else:
+                rows_buffer = self.buffer("share", (grad_z.shape[0], channels), grad_z.dtype)
+        shares = {}  # the first image of each part -> its shares of dL/dW and dL/db
 
         def images(start, stop):
             rows = slice(start * pixels, stop * pixels)
-            part, cols = grad_z[rows], self.cols[rows]
-            # The first part writes straight into the gradients, the others beside them.
+            part = grad_z[rows]
             # np.dot rather than matmul: numpy's matmul keeps the interpreter lock through
             # a product whose result is small (9 × 32 here, or a vector), so the other
             # thread's part waited for it (two threads each doing such products took 2.1x
             # one thread's time with matmul, 1.03x with np.dot, whose BLAS call lets go).
-            weights_share = np.dot(cols.T, part, out=weights_grad if start == 0 else None)
-            bias_share = None
-            if bias_grad is not None:
-                ones = np.ones(len(part), part.dtype)
-                bias_share = np.dot(ones, part, out=bias_grad if start == 0 else None)
-            if start:
-                shares[start] = weights_share, bias_share
+            weights_share = np.dot(self.cols[rows].T, part)
+            bias_share = np.dot(np.ones(len(part), part.dtype), part) if self.use_bias else None
+            shares[start] = weights_share, bias_share
             if grad_x is not None:
-                self.add_input_grad(grad_z, grad_x, start, stop)
+                self.add_input_grad(grad_z, grad_x, rows_buffer, compiled, start, stop)
 
         split_batch(images, grad_z.reshape(self.batch, -1))
-        for start in sorted(shares):
-            weights_share, bias_share = shares[start]
-            weights_grad += weights_share
-            if bias_grad is not None:
-                bias_grad += bias_share
+        ordered = [shares[start] for start in sorted(shares)]  # added in the same order always
+        self.grads["weights"][...] = sum(w for w, _ in ordered).reshape(self.grads["weights"].shape)
+        if self.use_bias:
+            self.grads["bias"][...] = sum(b for _, b in ordered)
         if grad_x is None:  # the model's first layer while training
             return None
         return crop_images(grad_x, self.pads, *self.input_size)
@@ -390,32 +392,35 @@ class Conv2D(Layer):
         shape = (self.batch, height + top + bottom, width + left + right, channels)
         return np.zeros(shape, dtype=grad_z.dtype)
 
-    def add_input_grad(self, grad_z, grad_x, start, stop):
-        """dL/dx of images ``start:stop``: each kernel offset's share, ``dL/dz · W[di, dj]ᵀ``,
-        added onto the input pixels that offset read.
+    def add_input_grad(self, grad_z, grad_x, rows_buffer, compiled, start, stop):
+        """dL/dx of images ``start:stop``, added onto the padded ``grad_x``.
 
-        One matrix product per offset (kh·kw of them) rather than one product into the
-        im2col layout followed by col2im: the products together cost about what the one
-        does, and each lands contiguous, so adding it to the input's gradient streams long
-        runs instead of ``C``-float fragments (measured: about 30% less time for the
-        seed-002 net's second layer), and the ``N·Ho·Wo × kh·kw·C`` matrix is never made.
-        Shared out over threads by images with the rest of `im2col_backward`: the products
-        are small (32 × 32 weights per offset in resnet_mnist), which BLAS's own threads
-        split poorly, and the additions would otherwise run on one core.
+        With kernels (``compiled``): one product ``dL/dz · Wᵀ`` into the window layout
+        (``rows_buffer``, shaped as ``cols``) and a compiled col2im, `add_windows`, that adds
+        each window's row onto the pixels it read (a 14×14×32 layer of 32 images: 1.53 ms of
+        product and 0.32 ms of additions, against 1.75 and 0.67 ms below).
+
+        The numpy reference: one matrix product per kernel offset, ``dL/dz · W[di, dj]ᵀ``
+        into ``rows_buffer`` (N·Ho·Wo × C), added onto the pixels that offset read: each
+        lands contiguous, so the addition streams long runs instead of the ``C``-float
+        fragments of a col2im in numpy (measured: about 30% less time for the seed-002 net's
+        second layer), and the ``N·Ho·Wo × kh·kw·C`` matrix is never made.
+
+        Either way shared out over threads by images with the rest of `im2col_backward`:
+        the products are small (32 × 32 weights per offset in resnet_mnist), which BLAS's
+        own threads split poorly, and the additions would otherwise run on one core.
         """
         kh, kw, channels, _ = self.params["weights"].shape
         pixels = self.out_size[0] * self.out_size[1]
         rows = slice(start * pixels, stop * pixels)
-        if kernels.enabled():
+        if compiled:
             weights = self.params["weights"].reshape(-1, self.filters)
-            grad_cols = self.buffer("grad_cols", self.cols.shape, grad_z.dtype)
-            np.matmul(grad_z[rows], weights.T, out=grad_cols[rows])
-            window_grads = grad_cols.reshape(self.batch, *self.out_size, kh, kw, channels)
+            np.matmul(grad_z[rows], weights.T, out=rows_buffer[rows])
+            window_grads = rows_buffer.reshape(self.batch, *self.out_size, kh, kw, channels)
             add_windows(window_grads[start:stop], self.strides, grad_x[start:stop])
             return
         weights_t = self.params["weights"].transpose(0, 1, 3, 2)  # (kh, kw, F, C)
-        share = self.buffer("share", (grad_z.shape[0], channels), grad_z.dtype)
-        part, grad_part = share[rows], grad_x[start:stop]
+        part, grad_part = rows_buffer[rows], grad_x[start:stop]
         for di in range(kh):
             for dj in range(kw):
                 np.matmul(grad_z[rows], weights_t[di, dj], out=part)

@@ -135,7 +135,8 @@ class BatchNorm(Layer):
     their own counts, means and Σ (x − μ)² (`pooled_statistics` makes the whole batch's
     from them) in forward, and their Σ g and Σ g ⊙ (x − μ) in backward, so every part
     normalises with the whole batch's statistics, as PyTorch's ``SyncBatchNorm`` does
-    across processes: two exchanges a layer and step.  dL/dγ and dL/dβ stay each part's
+    across processes: two exchanges a layer and step (one where the layer is the model's
+    first, whose input needs no gradient).  dL/dγ and dL/dβ stay each part's
     own share (the split adds the copies' gradients), and only the first part moves the
     running averages.
     """
