@@ -118,7 +118,8 @@ class Layer:
     named = False  # the name was given (config `name`, or create(..., name=...)), not derived
     # Whether a training batch may be shared out over threads, each part through its own
     # `twin` of the layer (`framework.batch_split`): true for a layer whose samples do not
-    # meet in forward (no batch statistics, no random draws) and whose `twin` gives the copy
+    # meet in forward (no random draws; batch statistics only where the parts exchange them,
+    # as batch norm does through `batch_split.current_part`) and whose `twin` gives the copy
     # its own copies of everything forward and backward write into in place.
     splits_batch = False
     _placed = False  # called on a symbolic tensor: the layer has its place in a graph
