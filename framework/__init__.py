@@ -6,6 +6,7 @@ The public API is the names exported here and the public modules: `framework.tes
 (TensorBoard summaries from numpy arrays), `framework.images` (PNG pictures: decision
 boundaries, image grids), `framework.event_files` (event files written in the
 background), `framework.windows` (sliding-window geometry for conv and pooling layers),
+`framework.winograd` (Winograd's F(2×2, 3×3) transforms for 3×3 convolutions),
 `framework.rundir` (one run per directory, its lock), `framework.stopping` (stopping a run
 at a step boundary on SIGINT / SIGTERM), `framework.threads` (splitting numpy work over the
 cores BLAS may use), `framework.batch_split` (a training batch shared out over threads:
@@ -130,6 +131,7 @@ __all__ = [
     "summaries",
     "validators",
     "windows",
+    "winograd",
     "onnx_export",
     "rundir",
     "stopping",
@@ -151,6 +153,7 @@ LAZY_MODULES = (
     "threads",
     "validators",
     "windows",
+    "winograd",
 )
 
 

@@ -74,12 +74,11 @@ def current_part():
 
 
 class Part:
-    """One thread's share of a split step: ``index`` (0 for the model's own share, whose
-    layers keep any running state) of ``count`` parts running at the same time."""
+    """One thread's share of a split step, ``index`` 0 for the model's own share (whose
+    layers keep any running state), the others for its copies, all running at once."""
 
     def __init__(self, index, exchange):
-        self.index, self.count = index, exchange.barrier.parties
-        self._exchange = exchange
+        self.index, self._exchange = index, exchange
 
     def gather(self, *values):
         """Every part's ``values``, in part order: each part calls this at the same point

@@ -17,7 +17,7 @@ FLOORS = [
         [
             "errors", "formatting", "hookspecs", "validators", "threads", "windows", "storage",
             "registry", "config", "data", "stopping", "tensorboardx_protos", "event_files", "images",
-            "text", "kernels", "allocator",
+            "text", "kernels", "allocator", "winograd",
         ],
     ),
     ("engine: components, models, the training loop", ["base", "model", "batch_split", "trainer"]),

@@ -91,10 +91,13 @@ CONV_CASES = [
     (1, 1, "valid", (3, 3, 4)),
 ]
 
-# Every case by im2col, and each stride-1 case by the Fourier transform as well.
-ALGORITHM_CASES = [(*case, "im2col") for case in CONV_CASES] + [
-    (*case, "fft") for case in CONV_CASES if case[1] == 1
-]
+# Every case by im2col, each stride-1 case by the Fourier transform as well, and each 3×3
+# stride-1 case by Winograd's F(2×2, 3×3).
+ALGORITHM_CASES = (
+    [(*case, "im2col") for case in CONV_CASES]
+    + [(*case, "fft") for case in CONV_CASES if case[1] == 1]
+    + [(*case, "winograd") for case in CONV_CASES if case[:2] == (3, 1)]
+)
 
 
 @pytest.mark.parametrize("kernel_size, strides, padding, shape, algorithm", ALGORITHM_CASES)

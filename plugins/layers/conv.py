@@ -18,6 +18,7 @@ from framework import (
     component,
     kernels,
     preactivation_grad,
+    winograd,
 )
 from framework.kernels import kernel
 from framework.threads import split_batch, workers
@@ -31,7 +32,6 @@ from framework.windows import (
     window_slice,
     windows,
 )
-from plugins.layers import winograd
 
 ALGORITHMS = ("auto", "im2col", "fft", "winograd")
 
@@ -106,7 +106,7 @@ class Conv2D(Layer):
 
     ``algorithm`` picks how the same sums are computed: ``"im2col"`` as above, ``"fft"``
     through the Fourier transform (`fft_forward`; stride 1 only), ``"winograd"`` by
-    Winograd's F(2×2, 3×3) (`plugins.layers.winograd`; 3×3 kernels, stride 1, compiled
+    Winograd's F(2×2, 3×3) (`framework.winograd`; 3×3 kernels, stride 1, compiled
     transforms: with `framework.kernels` off it is im2col), or ``"auto"``: the Fourier
     transform where it needs fewer operations (a stride of 1, a kernel of 5×5 or more, 8 or
     more input channels: the Deep MNIST net's second convolution), Winograd for 3×3 kernels
@@ -235,7 +235,7 @@ class Conv2D(Layer):
         return self.fft_backward(grad_z)
 
     def winograd_forward(self, x, training):
-        """``z`` by Winograd's F(2×2, 3×3) (`plugins.layers.winograd`): each thread
+        """``z`` by Winograd's F(2×2, 3×3) (`framework.winograd`): each thread
         transforms its images' 4×4 tiles, runs the 16 products and transforms them back
         (the bias added there); the tiles ``V`` and filters ``U`` are kept for backward."""
         (top, _), (left, _) = self.pads
@@ -310,12 +310,15 @@ class Conv2D(Layer):
         by 25,088 × 32 for the residual net's first layer, ran slower on BLAS's two threads
         than on one (0.46 against 0.40 ms), and that layer's backward took 1.31 ms on two
         threads against 0.77 ms on one."""
-        grad_x = self.input_grad_array(grad_z) if self.needs_input_grad else None
         grad_z = grad_z.reshape(-1, self.filters)
         pixels = self.out_size[0] * self.out_size[1]
-        compiled, rows_buffer = kernels.enabled(), None
-        if grad_x is not None:  # made here, not in the parts: each would make its own
+        compiled, grad_x, rows_buffer = kernels.enabled(), None, None
+        if self.needs_input_grad:  # made here, not in the parts: each would make its own
+            (top, bottom), (left, right) = self.pads
+            height, width = self.input_size
             channels = self.params["weights"].shape[2]
+            shape = (self.batch, height + top + bottom, width + left + right, channels)
+            grad_x = np.zeros(shape, dtype=grad_z.dtype)  # the padded input's gradient
             if compiled:
                 rows_buffer = self.buffer("grad_cols", self.cols.shape, grad_z.dtype)
             else:
@@ -383,14 +386,6 @@ class Conv2D(Layer):
 
         split_batch(images, cols)
         return z
-
-    def input_grad_array(self, grad_z):
-        """dL/dx's padded array, zeros for `add_input_grad` to add onto."""
-        (top, bottom), (left, right) = self.pads
-        height, width = self.input_size
-        channels = self.params["weights"].shape[2]
-        shape = (self.batch, height + top + bottom, width + left + right, channels)
-        return np.zeros(shape, dtype=grad_z.dtype)
 
     def add_input_grad(self, grad_z, grad_x, rows_buffer, compiled, start, stop):
         """dL/dx of images ``start:stop``, added onto the padded ``grad_x``.

@@ -1,4 +1,5 @@
-"""Winograd's minimal filtering F(2×2, 3×3) for `conv2d`'s 3×3, stride-1 convolutions
+"""Winograd's minimal filtering F(2×2, 3×3) for 3×3, stride-1 convolutions (`conv2d`'s, or a
+plugin's own convolution layer)
 (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
 
 A 2×2 block of outputs of a 3×3 correlation reads a 4×4 tile ``d`` of the padded input.
